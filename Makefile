@@ -1,0 +1,44 @@
+# Every target sets up what it needs: a .venv created and filled if missing (idempotent).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet clean os-deps
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP) os-deps
+
+# mosquitto (the local IoT Core) and zstd/xdelta3 (benchmarks) come from the OS package manager.
+os-deps:
+	@$(PY) -m local.osdeps
+
+test: setup
+	$(PY) -m pytest -q -n 2 --timeout 600 tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not e2e" tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+demo: setup
+	$(PY) -m local.demo
+
+bench-delta: setup
+	$(PY) -m bench.delta
+
+bench-transfer: setup
+	$(PY) -m bench.transfer
+
+bench-fleet: setup
+	$(PY) -m bench.fleet
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .local-stack .demo
