@@ -1,0 +1,253 @@
+"""Binary delta encodings: make a patch from base to target, and apply one safely. Pure, no I/O.
+
+Encodings (names as in `manifest.DELTA_ENCODINGS`):
+
+- ``bsdiff4``: the classic BSDIFF40 patch of the `bsdiff4` package (control/diff/extra blocks, bzip2).
+- ``bsdiff4-zstd``: the same three bsdiff blocks, the control block stored column-wise, each block
+  compressed with zstd level 19 (long window). Layout: magic ``OTABSZ01``, then six big-endian u64
+  (target length, control/diff/extra raw lengths, compressed control/diff lengths), then the three
+  zstd frames (the extra frame runs to the end).
+- ``zstd-dict``: one zstd frame of the target compressed with the whole base as a raw-content
+  dictionary, long-distance matching and a window covering base + target (what ``zstd --patch-from``
+  does).
+
+Applying never trusts the patch: declared sizes are checked against `max_output` before anything is
+allocated, every decompression is capped, bsdiff control triples are validated before the C patcher
+sees them. `apply_verified_delta` adds the base hash check first and the result hash check last.
+Not here: reading files, signatures, choosing what to install.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import struct
+
+import bsdiff4.core as bscore
+import zstandard
+
+from .container import check_content
+from .errors import UnsafeArchiveError, VerificationError
+from .manifest import DELTA_ENCODINGS, Manifest
+
+ZSTD_LEVEL = 19
+BSDIFF_MAGIC = b"BSDIFF40"
+BSZ_MAGIC = b"OTABSZ01"
+_BSZ_HEADER = struct.Struct(">8s6Q")
+_MAX_LENGTH = (1 << 31) - 2  # bsdiff4's C core uses int lengths
+_CHUNK = 1 << 20
+
+
+def make_delta(base: bytes, target: bytes, encodings: tuple[str, ...] | None = None) -> tuple[str, bytes]:
+    """Try every encoding (or those given) and return (encoding, patch) for the smallest patch.
+
+    Deterministic: the same inputs give the same patch. Ties go to the earlier name in DELTA_ENCODINGS.
+    """
+    wanted = tuple(encodings or DELTA_ENCODINGS)
+    unknown = [e for e in wanted if e not in DELTA_ENCODINGS]
+    if unknown:
+        raise ValueError(f"unknown delta encoding(s): {', '.join(unknown)}")
+    if len(base) > _MAX_LENGTH or len(target) > _MAX_LENGTH:
+        raise ValueError("base and target must each be below 2 GiB")
+    candidates: list[tuple[int, str, bytes]] = []
+    if "bsdiff4" in wanted or "bsdiff4-zstd" in wanted:
+        control, diff, extra = bscore.diff(base, target)
+        if "bsdiff4" in wanted:
+            candidates.append((0, "bsdiff4", _bsdiff_encode(len(target), control, diff, extra)))
+        if "bsdiff4-zstd" in wanted:
+            candidates.append((1, "bsdiff4-zstd", _bsz_encode(len(target), control, diff, extra)))
+        del control, diff, extra
+    if "zstd-dict" in wanted:
+        candidates.append((2, "zstd-dict", _zdict_encode(base, target)))
+    best = min(candidates, key=lambda c: (len(c[2]), c[0]))
+    return best[1], best[2]
+
+
+def apply_delta(encoding: str, base: bytes, patch: bytes, max_output: int) -> bytes:
+    """Apply `patch` to `base`; never produce (or allocate for) more than `max_output` bytes.
+
+    Raises VerificationError (code "delta") for a corrupt patch, UnsafeArchiveError ("bomb") when the
+    patch declares or expands to more than `max_output` bytes.
+    """
+    if not 0 <= max_output <= _MAX_LENGTH:
+        raise VerificationError(f"delta output limit {max_output} is out of range", code="delta")
+    try:
+        if encoding == "bsdiff4":
+            return _bsdiff_apply(base, patch, max_output)
+        if encoding == "bsdiff4-zstd":
+            return _bsz_apply(base, patch, max_output)
+        if encoding == "zstd-dict":
+            return _zdict_apply(base, patch, max_output)
+    except (ValueError, TypeError, OSError, EOFError, zstandard.ZstdError, struct.error) as err:
+        raise VerificationError(f"{encoding} patch is corrupt: {str(err)[:200]}", code="delta") from err
+    raise VerificationError(f"unknown delta encoding {encoding[:40]!r}", code="delta")
+
+
+def apply_verified_delta(manifest: Manifest, base_content: bytes, patch: bytes) -> bytes:
+    """Check the base hash, apply the patch under the target length cap, check every result hash."""
+    delta = manifest.delta
+    if delta is None:
+        raise VerificationError(f"{manifest.package_id} is not a delta package", code="not-delta")
+    if hashlib.sha256(base_content).hexdigest() != delta.base_sha256:
+        raise VerificationError(
+            f"base does not match: the delta needs {delta.base_version} with SHA-256 {delta.base_sha256[:16]}...",
+            code="base-mismatch",
+        )
+    result = apply_delta(delta.encoding, base_content, patch, delta.target_length)
+    if len(result) != delta.target_length:
+        raise VerificationError(
+            f"delta produced {len(result)} bytes, manifest declares {delta.target_length}", code="length"
+        )
+    check_content(manifest, result)
+    return result
+
+
+# --- bsdiff4 (BSDIFF40 with bzip2 blocks) -------------------------------------------------------
+
+
+def _bsdiff_encode(len_dst: int, control: bytes, diff: bytes, extra: bytes) -> bytes:
+    zc, zd, ze = (bz2.compress(b, 9) for b in (control, diff, extra))
+    head = BSDIFF_MAGIC + bscore.encode_int64(len(zc)) + bscore.encode_int64(len(zd)) + bscore.encode_int64(len_dst)
+    return head + zc + zd + ze
+
+
+def _bsdiff_apply(base: bytes, patch: bytes, max_output: int) -> bytes:
+    if len(patch) < 32 or patch[:8] != BSDIFF_MAGIC:
+        raise VerificationError("bsdiff4 patch has no BSDIFF40 header", code="delta")
+    len_control, len_diff, len_dst = (_int64(patch[i : i + 8]) for i in (8, 16, 24))
+    _check_output(len_dst, max_output)
+    if len_control < 0 or len_diff < 0 or 32 + len_control + len_diff > len(patch):
+        raise VerificationError("bsdiff4 patch block lengths are out of range", code="delta")
+    p1, p2 = 32 + len_control, 32 + len_control + len_diff
+    control = _bounded_bz2(patch[32:p1], 24 * (len_dst + 1))
+    diff = _bounded_bz2(patch[p1:p2], len_dst)
+    extra = _bounded_bz2(patch[p2:], len_dst)
+    return _patch(base, len_dst, control, diff, extra)
+
+
+def _bounded_bz2(data: bytes, limit: int) -> bytes:
+    decomp = bz2.BZ2Decompressor()
+    out = decomp.decompress(data, max_length=limit + 1)
+    if len(out) > limit:
+        raise UnsafeArchiveError(f"bsdiff4 block expands beyond {limit} bytes", code="bomb")
+    if not decomp.eof or decomp.unused_data:
+        raise VerificationError("bsdiff4 block is truncated or has trailing data", code="delta")
+    return out
+
+
+# --- bsdiff4-zstd (bsdiff blocks, column-wise control, zstd 19 long) -----------------------------
+
+
+def _bsz_encode(len_dst: int, control: bytes, diff: bytes, extra: bytes) -> bytes:
+    columns = b"".join(control[j : j + 8] for col in range(3) for j in range(col * 8, len(control), 24))
+    zc, zd, ze = (_zstd(b) for b in (columns, diff, extra))
+    header = _BSZ_HEADER.pack(BSZ_MAGIC, len_dst, len(control), len(diff), len(extra), len(zc), len(zd))
+    return header + zc + zd + ze
+
+
+def _bsz_apply(base: bytes, patch: bytes, max_output: int) -> bytes:
+    if len(patch) < _BSZ_HEADER.size:
+        raise VerificationError("bsdiff4-zstd patch is shorter than its header", code="delta")
+    magic, len_dst, n_ctrl, n_diff, n_extra, z_ctrl, z_diff = _BSZ_HEADER.unpack_from(patch)
+    if magic != BSZ_MAGIC:
+        raise VerificationError("bsdiff4-zstd patch has a bad magic", code="delta")
+    _check_output(len_dst, max_output)
+    if n_diff + n_extra != len_dst or n_ctrl % 24 or n_ctrl > 24 * (len_dst + 1):
+        raise VerificationError("bsdiff4-zstd block lengths do not add up", code="delta")
+    start = _BSZ_HEADER.size
+    if start + z_ctrl + z_diff > len(patch):
+        raise VerificationError("bsdiff4-zstd patch is truncated", code="delta")
+    p1, p2 = start + z_ctrl, start + z_ctrl + z_diff
+    columns = _bounded_zstd(patch[start:p1], n_ctrl)
+    diff = _bounded_zstd(patch[p1:p2], n_diff)
+    extra = _bounded_zstd(patch[p2:], n_extra)
+    if (len(columns), len(diff), len(extra)) != (n_ctrl, n_diff, n_extra):
+        raise VerificationError("bsdiff4-zstd block is shorter than declared", code="delta")
+    count = n_ctrl // 24
+    cols = [columns[i * 8 * count : (i + 1) * 8 * count] for i in range(3)]
+    control = b"".join(cols[c][k * 8 : k * 8 + 8] for k in range(count) for c in range(3))
+    return _patch(base, len_dst, control, diff, extra)
+
+
+# --- shared bsdiff helpers ------------------------------------------------------------------------
+
+
+def _int64(raw: bytes) -> int:
+    """bsdiff's sign-magnitude little-endian int64."""
+    value = int.from_bytes(raw[:7] + bytes([raw[7] & 0x7F]), "little")
+    return -value if raw[7] & 0x80 else value
+
+
+def _patch(base: bytes, len_dst: int, control: bytes, diff: bytes, extra: bytes) -> bytes:
+    """Validate every control triple so the C patcher can neither overflow nor underflow, then run it."""
+    if len(control) % 24:
+        raise VerificationError("bsdiff control block is not a whole number of triples", code="delta")
+    new_pos = diff_pos = extra_pos = 0
+    for i in range(0, len(control), 24):
+        x, y = _int64(control[i : i + 8]), _int64(control[i + 8 : i + 16])
+        z = _int64(control[i + 16 : i + 24])
+        if x < 0 or y < 0 or abs(z) > _MAX_LENGTH:
+            raise VerificationError("bsdiff control triple has a negative or huge length", code="delta")
+        new_pos, diff_pos, extra_pos = new_pos + x + y, diff_pos + x, extra_pos + y
+        if new_pos > len_dst or diff_pos > len(diff) or extra_pos > len(extra):
+            raise VerificationError("bsdiff control runs past the end of its blocks", code="delta")
+    if (new_pos, diff_pos, extra_pos) != (len_dst, len(diff), len(extra)):
+        raise VerificationError("bsdiff control does not cover its blocks exactly", code="delta")
+    return bytes(bscore.patch(base, len_dst, control, diff, extra))
+
+
+def _check_output(declared: int, max_output: int) -> None:
+    if declared < 0 or declared > max_output:
+        raise UnsafeArchiveError(f"patch declares {declared} output bytes, the limit is {max_output}", code="bomb")
+
+
+# --- zstd helpers and zstd-dict ------------------------------------------------------------------
+
+
+def _window_log(size: int) -> int:
+    return min(max(size.bit_length(), zstandard.WINDOWLOG_MIN), 31)
+
+
+def _zstd(data: bytes) -> bytes:
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, source_size=len(data), window_log=_window_log(len(data)), enable_ldm=True,
+        write_checksum=0, write_content_size=1, write_dict_id=0,
+    )
+    return zstandard.ZstdCompressor(compression_params=params).compress(data)
+
+
+def _bounded_zstd(data: bytes, limit: int, dict_data: zstandard.ZstdCompressionDict | None = None,
+                  window_log: int | None = None) -> bytes:
+    window = 1 << (window_log or _window_log(limit))
+    decomp = zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=max(window, 1 << 10))
+    reader = decomp.stream_reader(data, read_across_frames=True)
+    out = bytearray()
+    while True:
+        chunk = reader.read(min(_CHUNK, limit + 1 - len(out)) or 1)
+        if not chunk:
+            break
+        out += chunk
+        if len(out) > limit:
+            raise UnsafeArchiveError(f"zstd block expands beyond {limit} bytes", code="bomb")
+    return bytes(out)
+
+
+def _raw_dict(base: bytes) -> zstandard.ZstdCompressionDict:
+    return zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+def _zdict_encode(base: bytes, target: bytes) -> bytes:
+    if not base:
+        return _zstd(target)
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, source_size=len(target), dict_size=len(base),
+        window_log=_window_log(len(base) + len(target)), enable_ldm=True,
+        write_checksum=0, write_content_size=1, write_dict_id=0,
+    )
+    return zstandard.ZstdCompressor(dict_data=_raw_dict(base), compression_params=params).compress(target)
+
+
+def _zdict_apply(base: bytes, patch: bytes, max_output: int) -> bytes:
+    if not base:
+        return _bounded_zstd(patch, max_output)
+    return _bounded_zstd(patch, max_output, _raw_dict(base), _window_log(len(base) + max_output))
