@@ -1,0 +1,191 @@
+"""The bridge: a real process (`python -m local.bridge`) playing what AWS wires around the Lambdas.
+
+- the S3 -> SQS -> scan Lambda path: a pump on the staging queue calls the staging handler;
+- the IoT topic rule: device topics are forwarded to the device-message queue (local.forwarder);
+- the device-message Lambda: a pump on the device queue calls the device-message handler;
+- the EventBridge schedule: the sweep handler every `--sweep-every` seconds;
+- certificate revocation: when crl.pem in OTA_LOCAL_CA_DIR changes, mosquitto (`--broker-pid`) gets
+  SIGHUP and reloads it.
+Each runs in its own thread; SIGTERM/SIGINT stop them all. Handlers are named "module:attribute" and
+imported lazily, so the same bridge can run with the real chalicelib handlers or with none
+(`--forward-only`). Configuration comes from the same environment as the API (see local.stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from local import procs
+from local.forwarder import Forwarder, MqttEndpoint
+from local.sqspump import Handler, LambdaContext, SqsPump
+
+STAGING_HANDLER = "chalicelib.triggers.staging:on_staging_object"
+DEVICE_HANDLER = "chalicelib.triggers.device_messages:on_device_message"
+SWEEP_HANDLER = "chalicelib.triggers.schedules:sweep"
+log = logging.getLogger("local.bridge")
+
+
+def load_handler(spec: str) -> Handler:
+    module_name, _, attribute = spec.partition(":")
+    if not attribute:
+        raise ValueError(f"handler {spec!r} must look like 'package.module:function'")
+    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+
+
+def scheduled_event(region: str, rule: str = "ota-sweep") -> dict[str, Any]:
+    """The event EventBridge gives a scheduled Lambda."""
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "region": region,
+        "resources": [f"arn:aws:events:{region}:123456789012:rule/{rule}"], "detail": {},
+    }
+
+
+class Scheduler:
+    """Calls one handler every `every` seconds until stopped; an exception is logged and the next tick comes."""
+
+    def __init__(self, handler: Handler, every: float, region: str) -> None:
+        self._handler, self._every, self._region = handler, every, region
+        self._stop = threading.Event()
+        self.runs = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self._handler(scheduled_event(self._region), LambdaContext("sweep", region=self._region))
+                self.runs += 1
+            except Exception:
+                log.exception("sweep failed")
+
+
+class CrlWatcher:
+    """SIGHUP the broker when the CRL file changes, so a revoked certificate cannot reconnect."""
+
+    def __init__(self, crl: Path, broker: procs.Started, every: float = 1.0) -> None:
+        self._crl, self._broker, self._every = crl, broker, every
+        self._stop = threading.Event()
+        self._seen = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self._crl.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.wait(self._every):
+            stamp = self._stamp()
+            if stamp != self._seen and stamp is not None:
+                self._seen = stamp
+                if procs.is_alive(self._broker.pid) and procs.proc_start_time(self._broker.pid) in (
+                        self._broker.start_time, None):
+                    os.kill(self._broker.pid, signal.SIGHUP)
+                    log.info("CRL changed: broker asked to reload it")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(prog="python -m local.bridge", description=__doc__.splitlines()[0])
+    p.add_argument("--staging-handler", default=STAGING_HANDLER)
+    p.add_argument("--device-handler", default=DEVICE_HANDLER)
+    p.add_argument("--sweep-handler", default=SWEEP_HANDLER)
+    p.add_argument("--sweep-every", type=float, default=5.0, help="seconds between sweeps (default 5)")
+    p.add_argument("--retry-delay", type=int, default=5, help="seconds before a failed message is retried")
+    p.add_argument("--forward-only", action="store_true", help="only forward MQTT to SQS; call no handler")
+    p.add_argument("--mqtt-cert", default=env.get("OTA_BRIDGE_MQTT_CERT") or env.get("OTA_MQTT_CLIENT_CERT"))
+    p.add_argument("--mqtt-key", default=env.get("OTA_BRIDGE_MQTT_KEY") or env.get("OTA_MQTT_CLIENT_KEY"))
+    p.add_argument("--mqtt-ca", default=env.get("OTA_MQTT_CA"))
+    p.add_argument("--broker-pid", type=int, default=None, help="mosquitto's PID, to reload the CRL")
+    p.add_argument("--broker-start-time", default=None)
+    p.add_argument("--ready-file", type=Path, default=None, help="written once everything is running")
+    return p.parse_args(argv)
+
+
+def _need(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise SystemExit(f"error: environment variable {name} is missing")
+    return value
+
+
+def run(args: argparse.Namespace, stop: threading.Event) -> int:
+    import boto3  # the bridge is an adapter of the local stack: boto3 only here
+
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    sqs = boto3.session.Session().client("sqs", region_name=region)
+    for name, value in (("--mqtt-cert", args.mqtt_cert), ("--mqtt-key", args.mqtt_key), ("--mqtt-ca", args.mqtt_ca)):
+        if not value:
+            raise SystemExit(f"error: {name} is missing (or OTA_MQTT_CLIENT_CERT/KEY/CA in the environment)")
+    endpoint = MqttEndpoint(_need("OTA_MQTT_HOST"), int(_need("OTA_MQTT_PORT")), args.mqtt_ca, args.mqtt_cert,
+                            args.mqtt_key)
+    device_queue = _need("OTA_DEVICE_QUEUE")
+    workers: list[Any] = []
+    forwarder = Forwarder(sqs, device_queue, endpoint, client_id=f"ota-rule-{os.getpid()}")
+    forwarder.start()
+    if not args.forward_only:
+        # one client per thread: boto3 clients are thread-safe, but separate ones keep pools apart
+        workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region),
+                               _need("OTA_STAGING_QUEUE"), load_handler(args.staging_handler),
+                               function_name="on_staging_object", retry_delay=args.retry_delay, region=region))
+        workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region), device_queue,
+                               load_handler(args.device_handler), function_name="on_device_message",
+                               retry_delay=args.retry_delay, region=region))
+        workers.append(Scheduler(load_handler(args.sweep_handler), args.sweep_every, region))
+    ca_dir = os.environ.get("OTA_LOCAL_CA_DIR")
+    if args.broker_pid and ca_dir:
+        broker = procs.Started("mosquitto", args.broker_pid, args.broker_start_time, "", ())
+        workers.append(CrlWatcher(Path(ca_dir) / "crl.pem", broker))
+    threads = [threading.Thread(target=w.run, name=type(w).__name__, daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    if args.ready_file:
+        args.ready_file.write_text(str(os.getpid()))
+    log.info("bridge running: %d worker(s), forwarding device topics to %s", len(workers), device_queue)
+    stop.wait()
+    for worker in workers:
+        worker.stop()
+    forwarder.stop()
+    for thread in threads:
+        thread.join(timeout=15)
+    log.info("bridge stopped: forwarded %d, dropped %d", forwarder.forwarded, forwarder.dropped)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    started = time.monotonic()
+    try:
+        return run(args, stop)
+    except SystemExit:
+        raise
+    except Exception as err:
+        log.exception("bridge failed after %.1fs", time.monotonic() - started)
+        print(f"error: bridge failed: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""`ota-local`: start, stop and describe the local stack.
+
+    ota-local up [--dir .local-stack] [--foreground] [--sweep-every S]
+    ota-local down [--dir .local-stack]
+    ota-local env [--dir .local-stack]      # export lines: eval "$(ota-local env)"
+    ota-local status [--dir .local-stack]
+
+`up` returns once everything runs (the processes keep running in the background) unless
+`--foreground`, which stays until Ctrl-C or until one process dies, and then stops them all.
+Errors print one line and exit non-zero; on any failure during `up`, what was started is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from local import procs
+from local.stack import StackError, StackOptions, load, running, stop_all, summary, up
+
+DEFAULT_DIR = Path(".local-stack")
+
+
+def env_lines(state: dict[str, Any]) -> list[str]:
+    """Shell lines exporting what `ota`, `ota-agent` and the cloud-side code need to use the stack."""
+    env = dict(state.get("env", {}))
+    if state.get("api_url"):
+        env["OTA_API_URL"] = state["api_url"]
+    env["OTA_TOKEN"] = state["token"]
+    return [f"export {key}={shlex.quote(str(value))}" for key, value in sorted(env.items())]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ota-local", description="the OTA service on one machine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("up", "start the stack"), ("down", "stop every process of the stack"),
+                       ("env", "print export lines for the stack"), ("status", "show what runs")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack directory (default .local-stack)")
+        if name == "up":
+            p.add_argument("--foreground", action="store_true", help="stay, and stop everything on Ctrl-C")
+            p.add_argument("--sweep-every", type=float, default=5.0, help="seconds between sweeps")
+            p.add_argument("--timeout", type=float, default=60.0, help="seconds each process may take to start")
+    return parser
+
+
+def _foreground(directory: Path) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    state = load(directory)
+    watched = [procs.Started.from_dict(p) for p in state["processes"]]
+    code = 0
+    while not stop.wait(1.0):
+        dead = [p for p in watched if not procs.is_alive(p.pid)]
+        if dead:
+            print(f"error: {dead[0].name} stopped; see {dead[0].log}; stopping the stack", file=sys.stderr)
+            code = 1
+            break
+    print("stopping: " + ", ".join(stop_all(directory)))
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    directory: Path = args.dir
+    try:
+        if args.command == "up":
+            options = StackOptions(directory, sweep_every=args.sweep_every, timeout=args.timeout)
+            try:
+                state = up(options)
+            except KeyboardInterrupt:
+                print("interrupted; stopped what had started", file=sys.stderr)
+                return 130
+            print(summary(state))
+            print(f"use it: eval \"$(ota-local env --dir {directory})\"; ota devices list")
+            return _foreground(directory.resolve()) if args.foreground else 0
+        if args.command == "down":
+            stopped = stop_all(directory)
+            print("stopped: " + ", ".join(stopped) if stopped else f"nothing runs in {directory}")
+            return 0
+        if args.command == "env":
+            print("\n".join(env_lines(load(directory))))
+            return 0
+        state = load(directory)
+        alive = {p.pid for p in running(directory)}
+        print(summary(state))
+        for p in state.get("processes", []):
+            print(f"  {p['name']:<10} {'running' if p['pid'] in alive else 'STOPPED'}")
+        return 0 if len(alive) == len(state.get("processes", [])) else 1
+    except (StackError, procs.ProcessError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

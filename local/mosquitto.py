@@ -1,0 +1,119 @@
+"""mosquitto as the local IoT Core: a TLS listener with client certificates and a per-device ACL.
+
+The config asks for a client certificate from the local CA, takes the certificate's CN as the MQTT
+username (`use_identity_as_username`) and as the client id (`use_username_as_clientid`, so nobody can
+kick another client off by reusing its client id), checks the CRL, and limits each device to
+`ota/{its CN}/...` with the exact read/write split of wire protocol v1. Cloud identities (CNs that are
+not valid EPN IDs, e.g. `ota.cloud`) may read and write `ota/#`. It writes files and starts/stops
+mosquitto; it does not make certificates (see local.ca).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from local import procs
+from local.osdeps import find_program
+
+DEVICE_WRITES = ("ack", "get", "status", "cmd/result")
+DEVICE_READS = ("job", "blk", "cmd")
+MAX_PACKET = 256 * 1024  # 120 KB blocks + frame header + MQTT overhead, well under this
+MAX_INFLIGHT = 1024
+MAX_QUEUED = 10000
+
+
+class MosquittoMissing(procs.ProcessError):
+    """mosquitto is not installed."""
+
+
+@dataclass(frozen=True)
+class BrokerFiles:
+    """The TLS material the broker uses."""
+
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    crlfile: Path | None = None
+
+
+def acl_text(cloud_users: Sequence[str]) -> str:
+    """The ACL: each device its own topics, each cloud identity all of `ota/#`."""
+    lines = ["# devices: %u is the certificate CN (= EPN ID); reads and writes exactly as protocol v1"]
+    lines += [f"pattern write ota/%u/{leaf}" for leaf in DEVICE_WRITES]
+    lines += [f"pattern read ota/%u/{leaf}" for leaf in DEVICE_READS]
+    for user in cloud_users:
+        lines += ["", f"user {user}", "topic readwrite ota/#"]
+    return "\n".join(lines) + "\n"
+
+
+def config_text(port: int, files: BrokerFiles, acl_file: Path) -> str:
+    lines = [
+        "# written by local.mosquitto; regenerated on every start",
+        "per_listener_settings false",
+        f"user {_user()}",  # started as root, mosquitto would switch to 'mosquitto' and not read our keys
+        "allow_anonymous false",
+        f"acl_file {acl_file}",
+        f"max_packet_size {MAX_PACKET}",
+        f"max_inflight_messages {MAX_INFLIGHT}",
+        f"max_queued_messages {MAX_QUEUED}",
+        "max_queued_bytes 0",
+        "set_tcp_nodelay true",
+        "persistence false",
+        "log_dest stdout",
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "connection_messages true",
+        "",
+        f"listener {port} 127.0.0.1",
+        "protocol mqtt",
+        f"cafile {files.cafile}",
+        f"certfile {files.certfile}",
+        f"keyfile {files.keyfile}",
+        "tls_version tlsv1.2",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "use_username_as_clientid true",
+    ]
+    if files.crlfile is not None and files.crlfile.exists():
+        lines.append(f"crlfile {files.crlfile}")
+    return "\n".join(lines) + "\n"
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return "root" if os.geteuid() == 0 else "mosquitto"
+
+
+def find_mosquitto() -> str:
+    path = find_program("mosquitto")
+    if path is None:
+        raise MosquittoMissing("mosquitto is not installed; install it with 'sudo apt-get install mosquitto "
+                               "mosquitto-clients' (Debian/Ubuntu) or 'brew install mosquitto' (macOS), "
+                               "or run 'python -m local.osdeps'")
+    return path
+
+
+def start(directory: Path, files: BrokerFiles, cloud_users: Sequence[str], *, port: int | None = None,
+          timeout: float = 20.0) -> tuple[procs.Started, int]:
+    """Write mosquitto.conf and acl in `directory`, start mosquitto on a free loopback port, wait for it."""
+    binary = find_mosquitto()
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or procs.free_port()
+    acl = directory / "mosquitto.acl"
+    acl.write_text(acl_text(cloud_users))
+    conf = directory / "mosquitto.conf"
+    conf.write_text(config_text(port, files, acl))
+    started = procs.start("mosquitto", [binary, "-c", str(conf)], directory / "mosquitto.log")
+    try:
+        procs.wait_until(started, lambda: procs.port_open(port), timeout, f"listening on 127.0.0.1:{port}")
+    except procs.ProcessError:
+        procs.stop(started)
+        raise
+    return started, port
