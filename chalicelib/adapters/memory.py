@@ -1,0 +1,109 @@
+"""In-memory repository with the same semantics as the DynamoDB one (contract tests, quick local runs).
+
+Thread-safe: one lock makes each conditional write atomic. Does not persist anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..domain.errors import ConcurrentUpdate, Conflict
+from ..domain.models import Device, Execution, Job, Package, PublisherKey
+
+
+class MemoryRepository:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], Any] = {}
+        self._idem: dict[str, str] = {}
+
+    def _create(self, kind: str, ident: str, entity: Any) -> None:
+        with self._lock:
+            if (kind, ident) in self._items:
+                raise Conflict(f"{kind} {ident!r} already exists")
+            self._items[(kind, ident)] = entity
+
+    def _save(self, kind: str, ident: str, entity: Any) -> None:
+        with self._lock:
+            current = self._items.get((kind, ident))
+            if current is None or current.version != entity.version - 1:
+                raise ConcurrentUpdate(f"{kind} {ident} changed concurrently")
+            self._items[(kind, ident)] = entity
+
+    def _all(self, kind: str) -> list[Any]:
+        with self._lock:
+            return [v for (k, _), v in sorted(self._items.items(), key=lambda kv: kv[0]) if k == kind]
+
+    def create_device(self, device: Device) -> None:
+        self._create("device", device.epn, device)
+
+    def get_device(self, epn: str) -> Device | None:
+        return self._items.get(("device", epn))
+
+    def save_device(self, device: Device) -> None:
+        self._save("device", device.epn, device)
+
+    def list_devices(self, model: str | None = None) -> list[Device]:
+        return [d for d in self._all("device") if model is None or d.model == model]
+
+    def put_key(self, key: PublisherKey) -> None:
+        self._create("key", key.key_id, key)
+
+    def get_key(self, key_id: str) -> PublisherKey | None:
+        return self._items.get(("key", key_id))
+
+    def list_keys(self) -> list[PublisherKey]:
+        return self._all("key")
+
+    def delete_key(self, key_id: str) -> bool:
+        with self._lock:
+            return self._items.pop(("key", key_id), None) is not None
+
+    def create_package(self, package: Package) -> None:
+        self._create("package", package.upload_id, package)
+
+    def get_package(self, upload_id: str) -> Package | None:
+        return self._items.get(("package", upload_id))
+
+    def save_package(self, package: Package) -> None:
+        self._save("package", package.upload_id, package)
+
+    def list_packages(self) -> list[Package]:
+        return sorted(self._all("package"), key=lambda p: (p.created_at, p.upload_id))
+
+    def create_job(self, job: Job, executions: Sequence[Execution]) -> Job:
+        with self._lock:
+            if job.idempotency_key is not None:
+                existing = self._idem.get(job.idempotency_key)
+                if existing is not None:
+                    return self._items[("job", existing)]
+                self._idem[job.idempotency_key] = job.job_id
+            if ("job", job.job_id) in self._items:
+                raise Conflict(f"job {job.job_id!r} already exists")
+            self._items[("job", job.job_id)] = job
+            for execution in executions:
+                self._items[("execution", execution.execution_id)] = execution
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        return self._items.get(("job", job_id))
+
+    def save_job(self, job: Job) -> None:
+        self._save("job", job.job_id, job)
+
+    def list_jobs(self) -> list[Job]:
+        return sorted(self._all("job"), key=lambda j: (j.created_at, j.job_id))
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        return self._items.get(("execution", execution_id))
+
+    def save_execution(self, execution: Execution) -> None:
+        self._save("execution", execution.execution_id, execution)
+
+    def list_job_executions(self, job_id: str) -> list[Execution]:
+        return sorted((e for e in self._all("execution") if e.job_id == job_id), key=lambda e: e.epn)
+
+    def list_device_executions(self, epn: str) -> list[Execution]:
+        return sorted((e for e in self._all("execution") if e.epn == epn), key=lambda e: (e.created_at, e.execution_id))

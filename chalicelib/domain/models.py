@@ -1,0 +1,163 @@
+"""Frozen values of the control plane: devices, publisher keys, packages, jobs, executions.
+
+Each entity carries `version`, the optimistic-concurrency counter the repositories check on save
+(version 1 = created; saving writes `version` on condition that the stored one is `version - 1`).
+`to_record` / `from_record` give a JSON-safe dict for the adapters. No I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from .window import Transfer
+
+DEVICE_STATES = ("PREAUTHORIZED", "REGISTERED", "DEREGISTERED")
+PACKAGE_STATES = ("PENDING", "AVAILABLE", "REJECTED", "RETIRED")
+JOB_STATES = ("ACTIVE", "COMPLETED", "CANCELED")
+
+
+@dataclass(frozen=True)
+class Device:
+    epn: str
+    model: str
+    state: str
+    token_sha256: str
+    token_expires: float
+    created_at: float
+    registered_at: float | None = None
+    agent_version: str | None = None
+    apps: dict[str, str] = field(default_factory=dict)
+    certificate_id: str | None = None
+    certificate_arn: str | None = None
+    certificate_pem: str | None = None
+    public_key_sha256: str | None = None
+    last_seen: float | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class PublisherKey:
+    key_id: str
+    name: str
+    public_key_pem: str
+    created_at: float
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Package:
+    upload_id: str
+    state: str
+    declared_size: int
+    created_at: float
+    reasons: tuple[str, ...] = ()
+    package_id: str | None = None
+    app: str | None = None
+    version_label: str | None = None
+    kind: str | None = None
+    models: tuple[str, ...] = ()
+    is_delta: bool = False
+    base_version: str | None = None
+    expires: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    repository_key: str | None = None
+    key_id: str | None = None
+    envelope: dict[str, Any] | None = None
+    scanner: str | None = None
+    scanned_at: float | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    upload_id: str
+    mode: str
+    block_size: int
+    window: int
+    stall_seconds: int
+    total_seconds: int
+    targets: tuple[str, ...]
+    target_spec: dict[str, Any]
+    state: str
+    created_at: float
+    app: str
+    app_version: str
+    package_size: int
+    package_sha256: str
+    repository_key: str
+    block_count: int
+    body_sha256: str = ""
+    idempotency_key: str | None = None
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: float
+    state: str
+    step: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Execution:
+    execution_id: str
+    job_id: str
+    epn: str
+    state: str
+    stream: int
+    mode: str
+    created_at: float
+    last_activity: float
+    step: str | None = None
+    last_seq: int = -1
+    timeline: tuple[TimelineEntry, ...] = ()
+    transfer: Transfer | None = None
+    started_at: float | None = None
+    version: int = 1
+
+
+E = TypeVar("E", Device, PublisherKey, Package, Job, Execution)
+
+
+def bumped(entity: E, **changes: Any) -> E:
+    """The entity with `changes` applied and its version advanced by one (what `save` expects)."""
+    return replace(entity, version=entity.version + 1, **changes)
+
+
+def to_record(entity: Any) -> dict[str, Any]:
+    """JSON-safe dict of an entity: tuples become lists, bytes become {"b64": ...}."""
+    return {f.name: _plain(getattr(entity, f.name)) for f in dataclasses.fields(entity)}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_record(value)
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def from_record(cls: type[E], record: dict[str, Any]) -> E:
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in record:
+            continue
+        value = record[f.name]
+        if f.name == "timeline":
+            value = tuple(TimelineEntry(**entry) for entry in value)
+        elif f.name == "transfer" and value is not None:
+            value = Transfer.from_record(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)

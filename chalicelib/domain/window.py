@@ -1,0 +1,118 @@
+"""Pure block planning for block-mode delivery: the acked bitmap, the send window and retransmissions.
+
+A `Transfer` says which blocks the device acknowledged (LSB-first bitmap, like otaformat.wire), which
+have been sent at least once (every index below `next_index`), and when. Acks are idempotent: a
+duplicated or reordered ack never counts a block twice. Planning answers "which blocks go out now":
+new blocks up to the window, blocks a device asked for again, or blocks whose ack is overdue.
+No I/O, no clock: callers pass `now`.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+MAX_TRANSFER_BLOCKS = 1 << 20  # the acked bitmap (128 KiB) must fit one table item
+
+
+@dataclass(frozen=True)
+class Transfer:
+    total: int
+    window: int
+    acked: bytes = b""
+    acked_count: int = 0
+    next_index: int = 0
+    retransmissions: int = 0
+    sent_count: int = 0
+    last_send_at: float = 0.0
+    last_ack_at: float = 0.0
+
+    @classmethod
+    def start(cls, total: int, window: int) -> Transfer:
+        return cls(total=total, window=window, acked=bytes((total + 7) // 8))
+
+    def is_acked(self, index: int) -> bool:
+        return 0 <= index < self.total and bool(self.acked[index >> 3] >> (index & 7) & 1)
+
+    @property
+    def complete(self) -> bool:
+        return self.acked_count >= self.total
+
+    @property
+    def in_flight(self) -> int:
+        """Blocks sent at least once and not acknowledged yet."""
+        acked_below = self.acked_count if self.next_index >= self.total else _count_below(self.acked, self.next_index)
+        return self.next_index - acked_below
+
+    def ack(self, indices: Iterable[int], now: float) -> tuple[Transfer, int]:
+        """Mark `indices` acknowledged; return the new transfer and how many were new. Out-of-range ignored."""
+        bits = bytearray(self.acked)
+        new = 0
+        for i in indices:
+            if 0 <= i < self.total and not bits[i >> 3] >> (i & 7) & 1:
+                bits[i >> 3] |= 1 << (i & 7)
+                new += 1
+        if not new:
+            return self, 0
+        return replace(self, acked=bytes(bits), acked_count=self.acked_count + new, last_ack_at=now), new
+
+    def unacked_sent(self, limit: int) -> list[int]:
+        """Sent-but-unacknowledged indices, lowest first, at most `limit`."""
+        out: list[int] = []
+        for i in range(min(self.next_index, self.total)):
+            if len(out) >= limit:
+                break
+            if not self.is_acked(i):
+                out.append(i)
+        return out
+
+    def plan_new(self, now: float) -> tuple[Transfer, list[int]]:
+        """First sends that fit the window: indices from `next_index` on."""
+        room = self.window - self.in_flight
+        if room <= 0 or self.next_index >= self.total:
+            return self, []
+        end = min(self.total, self.next_index + room)
+        chosen = [i for i in range(self.next_index, end) if not self.is_acked(i)]
+        return replace(self, next_index=end, sent_count=self.sent_count + len(chosen), last_send_at=now), chosen
+
+    def plan_requested(self, wanted: Iterable[int], now: float) -> tuple[Transfer, list[int]]:
+        """Blocks the device asked for again: already sent, not acked; at most one window. Counted as resends."""
+        chosen = sorted({i for i in wanted if 0 <= i < self.next_index and not self.is_acked(i)})[: self.window]
+        if not chosen:
+            return self, []
+        return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
+                       sent_count=self.sent_count + len(chosen)), chosen
+
+    def plan_overdue(self, now: float, ack_timeout: float) -> tuple[Transfer, list[int]]:
+        """If nothing was acked or sent for `ack_timeout`, resend the oldest unacked window."""
+        if self.complete or now - max(self.last_send_at, self.last_ack_at) < ack_timeout:
+            return self, []
+        chosen = self.unacked_sent(self.window)
+        if not chosen:
+            return self, []
+        return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
+                       sent_count=self.sent_count + len(chosen)), chosen
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "total": self.total, "window": self.window, "acked": base64.b64encode(self.acked).decode(),
+            "acked_count": self.acked_count, "next_index": self.next_index, "retransmissions": self.retransmissions,
+            "sent_count": self.sent_count, "last_send_at": self.last_send_at, "last_ack_at": self.last_ack_at,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Transfer:
+        acked = record["acked"]
+        if isinstance(acked, dict):
+            acked = acked["b64"]
+        return cls(**{**record, "acked": base64.b64decode(acked)})
+
+
+def _count_below(bitmap: bytes, end: int) -> int:
+    full, rest = divmod(end, 8)
+    count = int.from_bytes(bitmap[:full], "little").bit_count()
+    if rest and full < len(bitmap):
+        count += (bitmap[full] & ((1 << rest) - 1)).bit_count()
+    return count
