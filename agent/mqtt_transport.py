@@ -1,0 +1,103 @@
+"""The real transport: paho-mqtt 2.x (CallbackAPIVersion.VERSION2), QoS 1, persistent session.
+
+Client id = EPN ID, clean_session False (MQTT 3.1.1), TLS with client certificate when configured,
+TCP_NODELAY on the socket (Nagle would cap a QoS 1 transfer at about 11 blocks/s), automatic
+reconnect with exponential backoff (1..30 s). Subscribes to ota/{epn}/job|blk|cmd on every connect.
+Inbound messages over their topic's size limit are dropped here, before decoding (THREATS 23).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from otaformat import topics
+
+from .transport import Connected, Disconnected, Message, Sink, within_limit
+
+log = logging.getLogger("ota-agent")
+
+
+class MqttTransport:
+    def __init__(self, epn: str, host: str, port: int, *, ca: str | None = None, cert: str | None = None,
+                 key: str | None = None, keepalive: int = 30) -> None:
+        self.epn = epn
+        self.host, self.port, self.keepalive = host, port, keepalive
+        self.sink: Sink | None = None
+        self.prefix = f"{topics.PREFIX}/{epn}/"
+        self._connected = False
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=epn, clean_session=False,
+                             protocol=mqtt.MQTTv311)
+        if ca or cert:
+            client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_inflight_messages_set(64)
+        client.max_queued_messages_set(0)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_socket_open = self._on_socket_open
+        self.client = client
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self, sink: Sink) -> None:
+        self.sink = sink
+        self.client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, *, wait: float = 0.0) -> bool:
+        info = self.client.publish(topic, payload, qos=1)
+        if wait <= 0:
+            return info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
+        try:
+            info.wait_for_publish(timeout=wait)
+        except (RuntimeError, ValueError) as err:
+            log.info("publish to %s not confirmed: %s", topic, err)
+            return False
+        return info.is_published()
+
+    # -- paho callbacks (network thread) ------------------------------------------------------------
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        try:
+            raw = sock if isinstance(sock, socket.socket) else getattr(sock, "_sock", sock)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (OSError, AttributeError) as err:
+            log.warning("could not set TCP_NODELAY: %s", err)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("broker refused the connection: %s", reason)
+            return
+        self._connected = True
+        client.subscribe([(topics.topic(self.epn, leaf), 1) for leaf in topics.CLOUD_TO_DEVICE])
+        log.info("connected to %s:%s", self.host, self.port)
+        if self.sink:
+            self.sink(Connected())
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self._connected = False
+        if self.sink:
+            self.sink(Disconnected(str(reason)))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if not msg.topic.startswith(self.prefix) or self.sink is None:
+            return
+        leaf = msg.topic[len(self.prefix):]
+        if leaf not in topics.CLOUD_TO_DEVICE or not within_limit(leaf, msg.payload):
+            log.warning("dropping %d-byte message on %s (over the limit or unknown topic)", len(msg.payload), msg.topic)
+            return
+        self.sink(Message(leaf, bytes(msg.payload)))

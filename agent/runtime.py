@@ -1,0 +1,393 @@
+"""The agent engine: one thread, one inbound queue, the state machine driven by step functions.
+
+Transport callbacks only enqueue items; `run()` takes them one at a time, handles timers (ack idle
+timer, batched fsync, repair requests, stall budget, URL-mode fetches) and then advances the machine
+through its synchronous states (agent.steps). Every state change is persisted (agent.store) before the
+risky work of the new state starts. Time comes from injected clocks so tests can drive it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from otaformat import messages, topics, wire
+from otaformat.canonical import canonical_json
+from otaformat.errors import FormatError, MalformedError
+from otaformat.signing import check_policy, verify_envelope
+
+from . import AGENT_VERSION
+from .acks import AckPolicy
+from .config import Config
+from .download import UrlDownload
+from .installer import Installer
+from .machine import REPORTED_STEP, Event, State, next_state, resume_state
+from .spool import Spool, remove_spool
+from .steps import Steps
+from .store import Store
+from .transport import Connected, Disconnected, Inbound, Message, Transport, within_limit
+from .verify import Policy, Refusal, Verified, check_job
+
+log = logging.getLogger("ota-agent")
+GET_INTERVAL = 1.0
+MAX_GET_INTERVAL = 8.0
+
+
+def crash_point(spec: str | None) -> Callable[[str], None]:
+    """OTA_AGENT_CRASH_AT=<checkpoint>[:<n>] kills the agent with SIGKILL the n-th time it passes there."""
+    if not spec:
+        return lambda name: None
+    name, _, count = spec.partition(":")
+    remaining = [int(count) if count.isdigit() else 1]
+
+    def crash(point: str) -> None:
+        if point == name:
+            remaining[0] -= 1
+            if remaining[0] <= 0:
+                log.warning("crash checkpoint %s reached: killing myself", point)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return crash
+
+
+class Agent(Steps):
+    def __init__(self, config: Config, transport: Transport, *, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 crash: Callable[[str], None] = lambda name: None, get_interval: float = GET_INTERVAL) -> None:
+        self.cfg = config
+        self.transport = transport
+        self.clock = clock
+        self.wall = wall
+        self.crash = crash
+        self.get_interval = get_interval
+        for sub in ("", "spool", "logs", "base"):
+            os.makedirs(os.path.join(config.data_dir, sub), mode=0o700, exist_ok=True)
+        os.makedirs(config.install_root, mode=0o755, exist_ok=True)
+        self.store = Store(config.data_dir, config.installed_apps)
+        self.installer = Installer(config.install_root, config.data_dir, config.script_timeout)
+        self.inbox: queue.Queue[Inbound] = queue.Queue()
+        self.backlog: deque[Inbound] = deque()
+        self.state = State.IDLE
+        self.job: messages.JobDocument | None = None
+        self.spool: Spool | None = None
+        self.acks: AckPolicy | None = None
+        self.url: UrlDownload | None = None
+        self.verified: Verified | None = None
+        self.last_progress = 0.0
+        self.last_flush = 0.0
+        self.last_get = 0.0
+        self.get_backoff = get_interval
+        self.dropped: dict[str, int] = {}
+        self.blocks_received = 0
+        self.stop_event = threading.Event()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @property
+    def spool_dir(self) -> str:
+        return os.path.join(self.cfg.data_dir, "spool", "current")
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(epn=self.cfg.epn, model=self.cfg.model, agent_version=AGENT_VERSION,
+                      trusted=self.cfg.trusted_keys, floors=dict(self.store.data["floors"]),
+                      installed=dict(self.store.data["apps"]), managed=self.cfg.managed_apps)
+
+    def post(self, item: Inbound) -> None:
+        self.inbox.put(item)
+
+    def publish(self, leaf: str, payload: bytes, wait: float = 0.0) -> bool:
+        return self.transport.publish(topics.topic(self.cfg.epn, leaf), payload, wait=wait)
+
+    def report(self, state: str, *, step: str | None = None, reason: str | None = None, wait: float = 0.0,
+               execution_id: str | None = None) -> bool:
+        xid = execution_id or (self.job.execution_id if self.job else "-")
+        progress = self.spool.count if self.spool is not None else None
+        status = messages.Status(xid, state, step, reason[:1024] if reason else None, self.store.next_seq(), progress)
+        return self.publish("status", messages.encode(status), wait=wait)
+
+    def publish_inventory(self) -> None:
+        inv = messages.Inventory(AGENT_VERSION, self.cfg.model, dict(self.store.data["apps"]))
+        self.publish("status", messages.encode(inv))
+
+    def fire(self, event: Event) -> None:
+        new = next_state(self.state, event)
+        log.info("%s --%s--> %s", self.state, event, new)
+        self.state = new
+        self.store.data["state"] = new.value
+        self.store.save()
+        if new in REPORTED_STEP:
+            self.report("IN_PROGRESS", step=REPORTED_STEP[new])
+
+    def fail(self, event: Event, state: str, reason: str) -> None:
+        self.store.data["outcome"] = {"state": state, "reason": reason}
+        self.fire(event)
+
+    # -- start and loop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        persisted = str(self.store.data.get("state", "IDLE"))
+        self.state = resume_state(persisted)
+        job = self.store.data.get("job")
+        if job is not None:
+            try:
+                decoded = messages.decode(canonical_json(job))
+                self.job = decoded if isinstance(decoded, messages.JobDocument) else None
+            except FormatError:
+                self.job = None
+        if self.state != State.IDLE and self.job is None:
+            self.state = State.IDLE
+        if self.state.value != persisted:
+            if persisted == State.INSTALLING.value:
+                self.store.data["outcome"] = {"state": "FAILED",
+                                              "reason": "agent restarted during install; previous version restored"}
+            log.info("resuming %s as %s", persisted, self.state)
+            self.store.data["state"] = self.state.value
+            self.store.save()
+        if self.state == State.DOWNLOADING:
+            self.open_download()
+        self.transport.start(self.post)
+
+    def run(self) -> None:
+        self.start()
+        while not self.stop_event.is_set():
+            self.advance()
+            item = self.next_item(self.next_deadline())
+            if item is not None:
+                self.dispatch(item)
+            self.tick()
+        self.close()
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.flush()
+            self.spool.close()
+        self.transport.stop()
+
+    def next_item(self, deadline: float) -> Inbound | None:
+        if self.backlog:
+            return self.backlog.popleft()
+        try:
+            return self.inbox.get(timeout=max(0.0, min(deadline - self.clock(), 0.5)))
+        except queue.Empty:
+            return None
+
+    def next_deadline(self) -> float:
+        now = self.clock()
+        if self.state != State.DOWNLOADING:
+            return now + 0.5
+        deadlines = [self.last_progress + self.cfg.stall_budget, self.last_get + self.get_backoff]
+        if self.acks is not None and self.acks.due_at() is not None:
+            deadlines.append(self.acks.due_at() or now)
+        if self.spool is not None and self.spool.dirty:
+            deadlines.append(self.last_flush + self.cfg.fsync_interval)
+        if self.url is not None and not self.url.waiting:
+            deadlines.append(self.url.retry_at)
+        return min(deadlines)
+
+    def dispatch(self, item: Inbound) -> None:
+        if isinstance(item, Connected):
+            self.on_connected()
+        elif isinstance(item, Disconnected):
+            log.info("disconnected: %s", item.reason)
+        elif isinstance(item, Message):
+            if not within_limit(item.leaf, item.payload):
+                self.count_drop("oversized")
+            elif item.leaf == "blk":
+                self.on_block(item.payload)
+            elif item.leaf == "job":
+                self.on_job_message(item.payload)
+            else:
+                log.info("ignoring message on %s (not supported by this agent)", item.leaf)
+
+    def count_drop(self, code: str) -> None:
+        self.dropped[code] = self.dropped.get(code, 0) + 1
+
+    def on_connected(self) -> None:
+        self.publish_inventory()
+        if self.state == State.DOWNLOADING:
+            self.last_progress = self.clock()
+            self.request_missing()
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    def on_job_message(self, payload: bytes) -> None:
+        try:
+            msg = messages.decode(payload)
+        except FormatError as err:
+            log.warning("dropping malformed job-topic message: %s", err)
+            self.count_drop("malformed-job")
+            return
+        if isinstance(msg, messages.Cancel):
+            self.on_cancel(msg.execution_id)
+        elif isinstance(msg, messages.JobDocument):
+            self.on_job(msg)
+
+    def on_job(self, job: messages.JobDocument) -> None:
+        finished = self.store.data["finished"].get(job.execution_id)
+        if finished is not None:  # republished after we finished: say again how it ended
+            self.report(finished["state"], reason=finished.get("reason"), execution_id=job.execution_id)
+            return
+        if self.job is not None and job.execution_id == self.job.execution_id:
+            if self.state == State.DOWNLOADING and job.epn == self.cfg.epn:
+                self.refresh_job(job)
+            return
+        if self.state != State.IDLE:
+            log.info("busy with %s; ignoring job %s for now", self.job and self.job.execution_id, job.execution_id)
+            return
+        self.job = job
+        self.store.data.update(job=job.to_dict(), outcome=None, install=None)
+        try:
+            self.precheck(job)
+        except Refusal as refusal:
+            self.fail(Event.JOB_REFUSED, refusal.state, refusal.reason)
+            return
+        remove_spool(self.spool_dir)
+        self.fire(Event.JOB_ACCEPTED)
+        self.open_download()
+        self.request_missing()
+
+    def precheck(self, job: messages.JobDocument) -> None:
+        """Refuse early, before downloading, what the signed envelope already tells (re-checked later)."""
+        check_job(job, self.policy, self.cfg.max_package_size)
+        try:
+            manifest = verify_envelope(job.envelope, self.cfg.trusted_keys).manifest
+            check_policy(manifest, now=self.wall(), model=self.cfg.model,
+                         version_floor=self.store.data["floors"].get(manifest.app), agent_version=AGENT_VERSION)
+        except FormatError as err:
+            raise Refusal("REJECTED", f"{err.code}: {err.reason}", err.code) from err
+
+    def refresh_job(self, job: messages.JobDocument) -> None:
+        assert self.job is not None
+        same = (job.package_sha256, job.package_size, job.block_size, job.stream) == (
+            self.job.package_sha256, self.job.package_size, self.job.block_size, self.job.stream)
+        if not same:
+            log.warning("job document for %s changed its package; ignored", job.execution_id)
+            return
+        self.job = job
+        self.store.data["job"] = job.to_dict()
+        self.store.save()
+        if self.url is not None and job.url:
+            self.url.refresh(job.url)
+        self.last_progress = self.clock()
+        self.request_missing()
+
+    def on_cancel(self, execution_id: str) -> None:
+        if self.job is None or execution_id != self.job.execution_id:
+            return
+        if self.state in (State.DOWNLOADING, State.VERIFYING):
+            self.close_download()
+            self.fail(Event.CANCELED, "FAILED", "canceled by the cloud before install")
+
+    # -- download ---------------------------------------------------------------------------------
+
+    def open_download(self) -> None:
+        assert self.job is not None
+        job = self.job
+        try:
+            self.spool = Spool(self.spool_dir, package_size=job.package_size, block_size=job.block_size,
+                               block_count=job.block_count, stream=job.stream)
+        except (MalformedError, OSError) as err:
+            self.fail(Event.DOWNLOAD_FAILED, "FAILED", f"cannot prepare the spool: {err}")
+            return
+        self.acks = AckPolicy(job.window or 1, self.cfg.ack_idle, self.cfg.ack_fraction)
+        self.url = UrlDownload(job.url, self.spool, self.request_url) if job.mode == "url" and job.url else None
+        now = self.clock()
+        self.last_progress = self.last_flush = now
+        self.last_get = now
+        self.get_backoff = self.get_interval
+        if self.spool.complete:
+            self.fire(Event.COMPLETE)
+
+    def close_download(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        self.spool, self.acks, self.url = None, None, None
+
+    def request_missing(self) -> None:
+        if self.state != State.DOWNLOADING or self.spool is None or self.job is None or self.url is not None:
+            return
+        missing = self.spool.missing()
+        if missing:
+            self.publish("get", wire.encode_request(wire.make_request(self.job.execution_id, self.job.stream, missing)))
+        self.last_get = self.clock()
+
+    def request_url(self) -> None:
+        assert self.job is not None
+        self.publish("get", messages.encode(messages.UrlRefresh(self.job.execution_id)))
+
+    def on_block(self, payload: bytes) -> None:
+        if self.state != State.DOWNLOADING or self.spool is None or self.acks is None or self.url is not None:
+            self.count_drop("not-downloading")
+            return
+        try:
+            frame = self.spool.check(payload)
+        except MalformedError as err:
+            self.count_drop(err.code)
+            return
+        new = self.spool.write(frame)
+        self.blocks_received += 1
+        now = self.clock()
+        if new:
+            self.last_progress = now
+            self.get_backoff = self.get_interval
+            self.crash("block-written")
+        if self.acks.on_block(now, new=new, complete=self.spool.complete):
+            self.send_ack()
+        if self.spool.complete:
+            self.finish_download()
+
+    def send_ack(self) -> None:
+        assert self.spool is not None and self.acks is not None and self.job is not None
+        self.spool.flush()  # a block is acknowledged only once it is durable
+        self.last_flush = self.clock()
+        ack = wire.make_ack(self.job.execution_id, self.job.stream, self.spool.held(), self.spool.block_count)
+        self.publish("ack", wire.encode_ack(ack))
+        self.acks.acked()
+
+    def finish_download(self) -> None:
+        assert self.spool is not None
+        self.spool.flush()
+        self.fire(Event.COMPLETE)
+
+    def tick(self) -> None:
+        if self.state != State.DOWNLOADING or self.spool is None or self.acks is None:
+            return
+        now = self.clock()
+        if self.url is not None:
+            progressed = self.url.step()
+            if progressed:
+                self.last_progress = now
+            if self.url.error:
+                self.close_download()
+                self.fail(Event.DOWNLOAD_FAILED, "FAILED", self.url.error)
+                return
+            if self.spool.complete:
+                self.finish_download()
+                return
+        if self.acks.idle_due(now):
+            self.send_ack()
+        if self.spool.dirty and now - self.last_flush >= self.cfg.fsync_interval:
+            self.spool.flush()
+            self.last_flush = now
+        connected = self.transport.connected
+        idle = now - self.last_progress >= self.get_interval
+        if connected and self.url is None and idle and now - self.last_get >= self.get_backoff:
+            self.request_missing()
+            self.get_backoff = min(self.get_backoff * 2, MAX_GET_INTERVAL)
+        if connected and now - self.last_progress >= self.cfg.stall_budget:
+            have, total = self.spool.count, self.spool.block_count
+            self.close_download()
+            self.fail(Event.DOWNLOAD_FAILED, "FAILED",
+                      f"download stalled: no new data for {self.cfg.stall_budget:g} s ({have}/{total} blocks)")
+
+    def stats(self) -> dict[str, Any]:
+        return {"acks": self.acks.sent if self.acks else 0, "blocks": self.blocks_received, "dropped": self.dropped}
