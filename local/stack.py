@@ -100,7 +100,8 @@ def _process_env(stack_env: Mapping[str, str], project_dir: Path, **over: str) -
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OTA_"))}
     env.update(stack_env)
     env.update(over)
-    env["PYTHONPATH"] = os.pathsep.join([str(project_dir), *filter(None, [os.environ.get("PYTHONPATH")])])
+    paths = dict.fromkeys([str(project_dir), str(PROJECT_DIR), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
