@@ -1,0 +1,135 @@
+"""The transition and resume tables, the atomic store, and the spool/bitmap."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from agent.machine import RESUME, TRANSITIONS, Event, State, TransitionError, next_state, resume_state
+from agent.spool import Spool
+from agent.store import Store, atomic_write
+from otaformat import wire
+from otaformat.errors import MalformedError
+
+HAPPY = [
+    (State.IDLE, Event.JOB_ACCEPTED, State.DOWNLOADING),
+    (State.DOWNLOADING, Event.COMPLETE, State.VERIFYING),
+    (State.VERIFYING, Event.VERIFIED, State.INSTALLING),
+    (State.INSTALLING, Event.INSTALLED, State.COMMITTING),
+    (State.COMMITTING, Event.COMMITTED, State.REPORTING),
+    (State.REPORTING, Event.REPORTED, State.IDLE),
+]
+FAILURES = [
+    (State.IDLE, Event.JOB_REFUSED, State.REPORTING),
+    (State.DOWNLOADING, Event.DOWNLOAD_FAILED, State.REPORTING),
+    (State.DOWNLOADING, Event.CANCELED, State.REPORTING),
+    (State.VERIFYING, Event.REJECTED, State.REPORTING),
+    (State.VERIFYING, Event.CANCELED, State.REPORTING),
+    (State.INSTALLING, Event.INSTALL_FAILED, State.ROLLING_BACK),
+    (State.COMMITTING, Event.INSTALL_FAILED, State.ROLLING_BACK),
+    (State.ROLLING_BACK, Event.ROLLED_BACK, State.REPORTING),
+]
+
+
+@pytest.mark.parametrize(("state", "event", "new"), HAPPY + FAILURES)
+def test_transitions(state, event, new):
+    assert next_state(state, event) == new
+
+
+def test_table_is_exactly_these_rows():
+    assert {(s, e): n for s, e, n in HAPPY + FAILURES} == TRANSITIONS
+
+
+@pytest.mark.parametrize(("state", "event"), [(State.IDLE, Event.COMPLETE), (State.INSTALLING, Event.CANCELED),
+                                              (State.REPORTING, Event.JOB_ACCEPTED), (State.COMMITTING, Event.REJECTED)])
+def test_forbidden_transitions(state, event):
+    with pytest.raises(TransitionError):
+        next_state(state, event)
+
+
+@pytest.mark.parametrize(
+    ("persisted", "resumed"),
+    [("IDLE", State.IDLE), ("DOWNLOADING", State.DOWNLOADING), ("VERIFYING", State.VERIFYING),
+     ("INSTALLING", State.ROLLING_BACK), ("COMMITTING", State.COMMITTING), ("ROLLING_BACK", State.ROLLING_BACK),
+     ("REPORTING", State.REPORTING), ("garbage", State.IDLE)],
+)
+def test_resume_table(persisted, resumed):
+    assert resume_state(persisted) == resumed
+
+
+def test_every_state_resumes_and_no_resume_lands_in_installing():
+    assert set(RESUME) == set(State)
+    assert State.INSTALLING not in RESUME.values()
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "state.json"
+    atomic_write(str(path), b"old")
+    atomic_write(str(path), b"new content")
+    assert path.read_bytes() == b"new content"
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_failed_write_keeps_old_file(tmp_path):
+    path = tmp_path / "state.json"
+    atomic_write(str(path), b"old")
+    with pytest.raises(TypeError):  # the write fails half-way: the old file stays, the temp file goes
+        atomic_write(str(path), "not bytes")  # type: ignore[arg-type]
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["state.json"]
+
+
+def test_store_round_trip_and_finished_is_bounded(tmp_path):
+    store = Store(str(tmp_path), {"demo": "1.0.0"})
+    assert store.data["floors"] == {"demo": "1.0.0"}
+    for i in range(40):
+        store.remember_finished(f"x{i}", {"state": "SUCCEEDED"})
+    store.data["state"] = "DOWNLOADING"
+    store.save()
+    again = Store(str(tmp_path), {})
+    assert again.data["state"] == "DOWNLOADING" and len(again.data["finished"]) == 32
+    assert "x39" in again.data["finished"] and "x0" not in again.data["finished"]
+
+
+def _spool(tmp_path, size=1000, bs=256):
+    return Spool(str(tmp_path / "spool"), package_size=size, block_size=bs,
+                 block_count=wire.block_count(size, bs), stream=7)
+
+
+def test_spool_is_exactly_package_size_and_bitmap_follows_flush(tmp_path):
+    spool = _spool(tmp_path)
+    assert os.path.getsize(spool.path) == 1000
+    frame = spool.check(wire.encode_frame(7, 3, 4, b"z" * (1000 - 3 * 256)))
+    assert spool.write(frame) and not spool.write(frame)
+    assert os.path.getsize(spool.path) == 1000
+    spool.close()
+    assert _spool(tmp_path).count == 0  # not flushed: not durable, not counted
+    spool = _spool(tmp_path)
+    spool.write(frame)
+    spool.flush()
+    spool.close()
+    again = _spool(tmp_path)
+    assert again.missing() == [0, 1, 2] and again.count == 1
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (wire.encode_frame(7, 0, 4, b"a" * 255), "size"),
+        (wire.encode_frame(7, 3, 4, b"a" * 256), "size"),
+        (wire.encode_frame(7, 4, 5, b"a" * 256), "range"),
+        (wire.encode_frame(8, 0, 4, b"a" * 256), "stream"),
+        (wire.encode_frame(7, 0, 4, b"a" * 300), "oversized"),
+    ],
+)
+def test_spool_rejects_frames(tmp_path, frame, code):
+    spool = _spool(tmp_path)
+    with pytest.raises(MalformedError) as info:
+        spool.check(frame)
+    assert info.value.code == code
+
+
+def test_spool_refuses_inconsistent_counts(tmp_path):
+    with pytest.raises(MalformedError):
+        Spool(str(tmp_path / "s"), package_size=1000, block_size=256, block_count=5, stream=1)

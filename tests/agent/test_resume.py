@@ -1,0 +1,107 @@
+"""Crash at every checkpoint (in process: the crash hook raises) and restart on the same data_dir.
+
+After the restart the old version is intact or the new one committed, and the reported outcome
+matches what is on disk. The same checkpoints are exercised with a real SIGKILL in test_e2e_mqtt.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from agent.machine import CHECKPOINTS
+from agent.runtime import Agent
+from otaformat import wire
+
+from .conftest import NOW
+from .pkgtools import build_package, frames, job_for
+
+
+class SimulatedCrash(BaseException):
+    pass
+
+
+def crash_at(point: str):
+    def hook(name: str) -> None:
+        if name == point:
+            raise SimulatedCrash(point)
+    return hook
+
+
+def current(h):
+    link = os.path.join(h.config.install_root, "demo", "current")
+    return os.readlink(link) if os.path.islink(link) else None
+
+
+# checkpoint -> (version active after restart, reported terminal state)
+EXPECTED = {
+    "block-written": ("2.0.0", "SUCCEEDED"),
+    "verified": ("2.0.0", "SUCCEEDED"),
+    "mid-install": ("1.0.0", "FAILED"),
+    "before-commit": ("2.0.0", "SUCCEEDED"),
+    "after-commit": ("2.0.0", "SUCCEEDED"),
+}
+
+
+def test_every_checkpoint_has_an_expectation():
+    assert set(EXPECTED) == set(CHECKPOINTS)
+
+
+@pytest.mark.parametrize("point", CHECKPOINTS)
+def test_crash_and_resume(harness, publisher, point):
+    key, _ = publisher
+    old, old_env = build_package(key, version="1.0.0")
+    job0 = job_for(old, old_env)
+    harness.job(job0)
+    for f in frames(job0, old):
+        harness.send("blk", f)
+    assert current(harness) == "1.0.0"
+
+    package, envelope = build_package(key, version="2.0.0", files={"bin/app": os.urandom(6000)})
+    job = job_for(package, envelope, block_size=512)
+    harness.agent = Agent(harness.config, harness.transport, clock=harness.clock, wall=lambda: NOW,
+                          crash=crash_at(point))
+    harness.agent.start()
+    fs = frames(job, package)
+    crashed = False
+    try:
+        harness.job(job)
+        for f in fs:
+            harness.send("blk", f)
+    except SimulatedCrash:
+        crashed = True
+    assert crashed
+    harness.transport.sent.clear()
+    harness.fresh()  # restart on the same data_dir, no crash hook
+    if harness.agent.state == "DOWNLOADING":
+        harness.agent.on_connected()  # the transport reconnects: inventory, then a get for what is missing
+        missing = wire.decode_request(harness.transport.leaf("get")[-1]).wanted(job.block_count)
+        assert missing == harness.agent.spool.missing() == list(range(job.block_count))
+        for i in missing:
+            harness.send("blk", fs[i])
+    version, state = EXPECTED[point]
+    assert current(harness) == version
+    assert [s.state for s in harness.transport.terminal()] == [state]
+    assert harness.agent.store.data["apps"]["demo"] == version
+    assert harness.agent.state == "IDLE"
+    history = open(os.path.join(harness.config.data_dir, "history.txt")).read().splitlines()
+    assert [line.split()[1:] for line in history] == [["demo", "1.0.0"]] + ([["demo", "2.0.0"]] if
+                                                                          version == "2.0.0" else [])
+
+
+def test_crash_after_block_write_requests_only_missing(harness, publisher):
+    key, _ = publisher
+    package, envelope = build_package(key, files={"bin/app": os.urandom(8000)})
+    job = job_for(package, envelope, block_size=256, window=8)
+    harness.job(job)
+    fs = frames(job, package)
+    for f in fs[:10]:
+        harness.send("blk", f)  # window 8: blocks 0..7 acked (durable), 8..9 maybe not yet
+    harness.agent.spool.close()
+    harness.transport.sent.clear()
+    harness.fresh()
+    harness.agent.on_connected()
+    wanted = wire.decode_request(harness.transport.leaf("get")[-1]).wanted(job.block_count)
+    assert wanted[0] >= 8 and wanted[-1] == job.block_count - 1
+    assert set(range(8)).isdisjoint(wanted)
