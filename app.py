@@ -1,0 +1,59 @@
+"""The Chalice app: powertools middleware (structured logs with correlation ids, metrics, tracing) and
+the blueprints. Nothing else lives here: routes are in chalicelib/api, triggers in chalicelib/triggers.
+
+Tracing switches itself off outside Lambda (and with POWERTOOLS_TRACE_DISABLED=true).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from chalice import Chalice
+
+from chalicelib.api import auth, devices, jobs, keys, packages
+from chalicelib.triggers import device_messages, schedules, staging
+
+app = Chalice(app_name="ota-control-plane")
+logger = Logger(service="ota")
+metrics = Metrics(namespace="OTA", service="ota")
+tracer = Tracer(service="ota")  # patches boto3/botocore in Lambda; disabled locally
+
+for blueprint in (auth.bp, devices.bp, keys.bp, packages.bp, jobs.bp, staging.bp, device_messages.bp, schedules.bp):
+    app.register_blueprint(blueprint)
+
+
+@app.middleware("http")
+def observe_http(event: Any, get_response: Any) -> Any:
+    headers = event.headers or {}
+    context = (event.context or {}) if isinstance(event.context, dict) else {}
+    logger.set_correlation_id(headers.get("x-correlation-id") or context.get("requestId") or uuid.uuid4().hex)
+    response = get_response(event)
+    logger.info("request", extra={"method": event.method, "path": event.path, "status": response.status_code})
+    metrics.add_metric(name="HttpRequests", unit=MetricUnit.Count, value=1)
+    response.headers.setdefault("x-correlation-id", logger.get_correlation_id() or "")
+    metrics.flush_metrics(raise_on_empty_metrics=False)
+    return response
+
+
+@app.middleware("sqs")
+def observe_sqs(event: Any, get_response: Any) -> Any:
+    records = event.to_dict().get("Records") or [{}]
+    logger.set_correlation_id(records[0].get("messageId") or uuid.uuid4().hex)
+    result = get_response(event)
+    logger.info("sqs batch", extra={"records": len(records), "result": result})
+    metrics.add_metric(name="SqsRecords", unit=MetricUnit.Count, value=len(records))
+    metrics.flush_metrics(raise_on_empty_metrics=False)
+    return result
+
+
+@app.middleware("scheduled")
+def observe_schedule(event: Any, get_response: Any) -> Any:
+    logger.set_correlation_id(event.to_dict().get("id") or uuid.uuid4().hex)
+    result = get_response(event)
+    logger.info("sweep", extra={"result": result})
+    metrics.add_metric(name="Sweeps", unit=MetricUnit.Count, value=1)
+    metrics.flush_metrics(raise_on_empty_metrics=False)
+    return result

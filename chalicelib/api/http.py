@@ -1,0 +1,48 @@
+"""Request helpers: strict JSON bodies (otaformat.canonical.parse_json: bounded, no NaN, no duplicate
+keys), path-id checks and JSON responses. Does not: business rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from otaformat.canonical import parse_json
+from otaformat.errors import FormatError
+from otaformat.ids import is_epn
+
+from ..domain.errors import InvalidInput
+
+MAX_BODY = 64 * 1024
+
+
+def body(request: Request, *, required: bool = True) -> dict[str, Any]:
+    raw = request.raw_body or b""
+    if not raw.strip():
+        if required:
+            raise InvalidInput("a JSON object body is required", field="body")
+        return {}
+    if len(raw) > MAX_BODY:
+        raise InvalidInput(f"body is larger than {MAX_BODY} bytes", field="body")
+    try:
+        value = parse_json(raw, max_bytes=MAX_BODY)
+    except FormatError as err:
+        raise InvalidInput(f"body is not valid JSON: {err.reason}", field="body") from err
+    if not isinstance(value, dict):
+        raise InvalidInput("body must be a JSON object", field="body")
+    return value
+
+
+def epn_path(value: str) -> str:
+    if not is_epn(value):
+        raise InvalidInput("path EPN ID must match ^[A-Za-z0-9_-]{1,64}$", field="epn")
+    return value
+
+
+def query(request: Request) -> dict[str, str]:
+    return dict(request.query_params or {})
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(body=payload, status_code=status, headers={"Content-Type": "application/json"})

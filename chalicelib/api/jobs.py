@@ -1,0 +1,71 @@
+"""Routes /jobs: create (Idempotency-Key), list, show with progress, executions, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint
+
+from .. import bootstrap
+from ..domain.errors import NotFound
+from ..services import jobs
+from .auth import OPERATOR
+from .errors import handled
+from .http import body, epn_path, json_response
+
+bp = Blueprint(__name__)
+
+
+@bp.route("/jobs", methods=["POST"], authorizer=OPERATOR)
+@handled
+def create_job() -> Any:
+    c = bootstrap.get()
+    request = bp.current_request
+    key = request.headers.get("idempotency-key")
+    job, created = jobs.create_job(c.repository, c.storage, c.publisher, c.clock(), body(request), key)
+    return json_response(jobs.job_view(job, c.repository.list_job_executions(job.job_id)), 201 if created else 200)
+
+
+@bp.route("/jobs", methods=["GET"], authorizer=OPERATOR)
+@handled
+def list_jobs() -> Any:
+    c = bootstrap.get()
+    return json_response({"jobs": [jobs.job_view(j, c.repository.list_job_executions(j.job_id))
+                                   for j in c.repository.list_jobs()]})
+
+
+@bp.route("/jobs/{job_id}", methods=["GET"], authorizer=OPERATOR)
+@handled
+def show_job(job_id: str) -> Any:
+    c = bootstrap.get()
+    job = jobs.get_job(c.repository, job_id)
+    return json_response(jobs.job_view(job, c.repository.list_job_executions(job_id)))
+
+
+@bp.route("/jobs/{job_id}/executions", methods=["GET"], authorizer=OPERATOR)
+@handled
+def job_executions(job_id: str) -> Any:
+    c = bootstrap.get()
+    job = jobs.get_job(c.repository, job_id)
+    return json_response({"executions": [jobs.execution_view(job, e)
+                                         for e in c.repository.list_job_executions(job_id)]})
+
+
+@bp.route("/jobs/{job_id}/executions/{epn}", methods=["GET"], authorizer=OPERATOR)
+@handled
+def job_execution(job_id: str, epn: str) -> Any:
+    c = bootstrap.get()
+    job = jobs.get_job(c.repository, job_id)
+    epn_path(epn)
+    for execution in c.repository.list_job_executions(job_id):
+        if execution.epn == epn:
+            return json_response(jobs.execution_view(job, execution))
+    raise NotFound(f"job {job_id!r} has no execution for device {epn!r}", field="epn")
+
+
+@bp.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=OPERATOR)
+@handled
+def cancel_job(job_id: str) -> Any:
+    c = bootstrap.get()
+    job = jobs.cancel_job(c.repository, c.publisher, c.clock(), job_id)
+    return json_response(jobs.job_view(job, c.repository.list_job_executions(job_id)))

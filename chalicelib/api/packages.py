@@ -1,0 +1,50 @@
+"""Routes /packages: upload slots, listing with filters, show, retire."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint
+
+from .. import bootstrap
+from ..domain.errors import InvalidInput
+from ..services import packages
+from .auth import OPERATOR
+from .errors import handled
+from .http import body, json_response, query
+
+bp = Blueprint(__name__)
+
+
+@bp.route("/packages", methods=["POST"], authorizer=OPERATOR)
+@handled
+def create_upload() -> Any:
+    c = bootstrap.get()
+    data = body(bp.current_request)
+    unknown = sorted(set(data) - {"size"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    answer = packages.create_upload(c.repository, c.storage, c.clock(), data, c.settings.max_package_bytes)
+    return json_response(answer, 201)
+
+
+@bp.route("/packages", methods=["GET"], authorizer=OPERATOR)
+@handled
+def list_packages() -> Any:
+    c = bootstrap.get()
+    found = packages.list_packages(c.repository, query(bp.current_request))
+    return json_response({"packages": [packages.package_view(p) for p in found]})
+
+
+@bp.route("/packages/{upload_id}", methods=["GET"], authorizer=OPERATOR)
+@handled
+def show_package(upload_id: str) -> Any:
+    c = bootstrap.get()
+    return json_response(packages.package_view(packages.get_package(c.repository, upload_id)))
+
+
+@bp.route("/packages/{upload_id}/retire", methods=["POST"], authorizer=OPERATOR)
+@handled
+def retire_package(upload_id: str) -> Any:
+    c = bootstrap.get()
+    return json_response(packages.package_view(packages.retire(c.repository, upload_id)))
