@@ -1,0 +1,1 @@
+"""`ota`: the operator command for the OTA service API."""

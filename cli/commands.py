@@ -1,0 +1,220 @@
+"""What each `ota` subcommand does: API calls through ApiClient, output through Output. No argparse here.
+
+Every command returns its exit status: 0 done, 1 the API refused or the outcome is a failure (a
+REJECTED package, a job that did not fully succeed). `--json` prints the API's answers as JSON.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+from cli import render
+from cli.client import ApiClient, CliError, UsageError
+
+DEVICE_COLUMNS = [("EPN", "epn"), ("MODEL", "model"), ("STATE", "state"), ("AGENT", "agent_version"),
+                  ("APPS", "apps")]
+KEY_COLUMNS = [("KEY_ID", "key_id"), ("NAME", "name"), ("CREATED", "created_at")]
+PACKAGE_COLUMNS = [("UPLOAD_ID", "upload_id"), ("STATE", "state"), ("APP", "manifest.app"),
+                   ("VERSION", "manifest.version"), ("KIND", "manifest.kind"), ("MODELS", "manifest.models"),
+                   ("SIZE", "size")]
+JOB_COLUMNS = [("JOB_ID", "job_id"), ("STATE", "state"), ("PACKAGE", "package_id"), ("MODE", "mode"),
+               ("PERCENT", "percent"), ("COUNTS", "counts")]
+EXECUTION_COLUMNS = [("EPN", "epn"), ("JOB_ID", "job_id"), ("STATE", "state"), ("STEP", "step"),
+                     ("PERCENT", "percent")]
+
+
+@dataclass
+class Output:
+    """Where results go, and how: JSON for scripts, text for people, live redraws on a terminal."""
+
+    json: bool = False
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    @property
+    def tty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def emit(self, value: Any, text: str | Callable[[], str]) -> None:
+        if self.json:
+            self.stream.write(render.as_json(value) + "\n")
+        else:
+            self.stream.write((text() if callable(text) else text) + "\n")
+        self.stream.flush()
+
+
+def seg(value: str) -> str:
+    """One path segment, escaped so an id can never change the route."""
+    return quote(value, safe="")
+
+
+# devices -------------------------------------------------------------------------------------------
+
+def devices_add(api: ApiClient, out: Output, epn: str, model: str) -> int:
+    made = api.post("/devices", {"epn": epn, "model": model})
+    out.emit(made, lambda: f"device {made.get('epn', epn)} ({made.get('model', model)}) created\n"
+                           f"registration token (shown once): {made.get('registration_token')}\n"
+                           f"expires: {made.get('token_expires', '-')}")
+    return 0
+
+
+def devices_list(api: ApiClient, out: Output, model: str | None) -> int:
+    answer = api.get("/devices", {"model": model} if model else None)
+    out.emit(answer, lambda: render.table(answer.get("devices", []), DEVICE_COLUMNS))
+    return 0
+
+
+def devices_show(api: ApiClient, out: Output, epn: str) -> int:
+    device = api.get(f"/devices/{seg(epn)}")
+    if out.json:
+        out.emit(device, "")
+        return 0
+    executions = api.get(f"/devices/{seg(epn)}/executions").get("executions", [])
+    out.emit(device, lambda: render.block(device, ["epn", "model", "state", "agent_version", "apps"]) + "\n\n"
+             + render.table(executions, EXECUTION_COLUMNS, empty="(no executions)"))
+    return 0
+
+
+def devices_rm(api: ApiClient, out: Output, epn: str) -> int:
+    answer = api.delete(f"/devices/{seg(epn)}")
+    out.emit(answer, f"device {epn} {answer.get('state', 'DEREGISTERED')}; its certificate is revoked")
+    return 0
+
+
+# keys ----------------------------------------------------------------------------------------------
+
+def keys_add(api: ApiClient, out: Output, pem_file: Path, name: str) -> int:
+    try:
+        pem = pem_file.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read public key {pem_file}: {err}") from err
+    made = api.post("/keys", {"public_key": pem, "name": name})
+    out.emit(made, f"key {made.get('key_id')} ({made.get('name', name)}) registered")
+    return 0
+
+
+def keys_list(api: ApiClient, out: Output) -> int:
+    answer = api.get("/keys")
+    out.emit(answer, lambda: render.table(answer.get("keys", []), KEY_COLUMNS))
+    return 0
+
+
+def keys_rm(api: ApiClient, out: Output, key_id: str) -> int:
+    answer = api.delete(f"/keys/{seg(key_id)}")
+    out.emit(answer, f"key {key_id} removed")
+    return 0
+
+
+# packages ------------------------------------------------------------------------------------------
+
+def package_verdict(package: Mapping[str, Any]) -> str:
+    state = package.get("state")
+    name = f"{render.pick(package, 'manifest.app', '?')} {render.pick(package, 'manifest.version', '?')}"
+    if state == "AVAILABLE":
+        return f"AVAILABLE: {name} as {package.get('upload_id')} (sha256 {package.get('sha256', '-')})"
+    reasons = package.get("reasons") or ["no reason given"]
+    return f"{state}: {package.get('upload_id')}\n" + "\n".join(f"  - {r}" for r in reasons)
+
+
+def packages_upload(api: ApiClient, out: Output, path: Path, timeout: float, interval: float = 0.5) -> int:
+    try:
+        size = path.stat().st_size
+        handle = path.open("rb")
+    except OSError as err:
+        raise UsageError(f"cannot read package {path}: {err.strerror or err}") from err
+    with handle:
+        upload = api.post("/packages", {"size": size})
+        url = upload.get("url")
+        if not isinstance(url, str) or not upload.get("upload_id"):
+            raise CliError("the API gave no upload URL")
+        api.put_file(url, handle, size)
+    upload_id = str(upload["upload_id"])
+    if not out.json:
+        out.stream.write(f"uploaded {size} bytes as {upload_id}; scanning...\n")
+        out.stream.flush()
+    deadline = out.clock() + timeout
+    while True:
+        package = api.get(f"/packages/{seg(upload_id)}")
+        if package.get("state") not in (None, "PENDING"):
+            break
+        if out.clock() > deadline:
+            raise CliError(f"package {upload_id} still PENDING after {timeout:.0f}s; check with "
+                           f"'ota packages show {upload_id}'")
+        out.sleep(interval)
+    out.emit(package, lambda: package_verdict(package))
+    return 0 if package.get("state") == "AVAILABLE" else 1
+
+
+def packages_list(api: ApiClient, out: Output, filters: Mapping[str, str | None]) -> int:
+    answer = api.get("/packages", {k: v for k, v in filters.items() if v})
+    out.emit(answer, lambda: render.table(answer.get("packages", []), PACKAGE_COLUMNS))
+    return 0
+
+
+def packages_show(api: ApiClient, out: Output, upload_id: str) -> int:
+    package = api.get(f"/packages/{seg(upload_id)}")
+    out.emit(package, lambda: render.block(package, ["upload_id", "state", "reasons", "package_id", "size",
+                                                     "sha256", "manifest"]))
+    return 0
+
+
+def packages_retire(api: ApiClient, out: Output, upload_id: str) -> int:
+    answer = api.post(f"/packages/{seg(upload_id)}/retire")
+    out.emit(answer, f"package {upload_id} retired")
+    return 0
+
+
+# jobs ----------------------------------------------------------------------------------------------
+
+def job_body(package: str, devices: list[str] | None, model: str | None, mode: str | None,
+             block_size: int | None, window: int | None, stall: int | None, total: int | None) -> dict[str, Any]:
+    if bool(devices) == bool(model):
+        raise UsageError("give either --device EPN (one or more) or --model M")
+    body: dict[str, Any] = {"package_id": package, "targets": {"devices": devices} if devices else {"model": model}}
+    for key, value in (("mode", mode), ("block_size", block_size), ("window", window)):
+        if value is not None:
+            body[key] = value
+    timeouts = {k: v for k, v in (("stall_seconds", stall), ("total_seconds", total)) if v is not None}
+    if timeouts:
+        body["timeouts"] = timeouts
+    return body
+
+
+def jobs_create(api: ApiClient, out: Output, body: Mapping[str, Any], idempotency_key: str | None) -> int:
+    job = api.post("/jobs", dict(body), headers={"Idempotency-Key": idempotency_key} if idempotency_key else None)
+    out.emit(job, lambda: f"job {job.get('job_id')} {job.get('state', '')}; follow it with "
+                          f"'ota jobs watch {job.get('job_id')}'")
+    return 0
+
+
+def jobs_list(api: ApiClient, out: Output) -> int:
+    answer = api.get("/jobs")
+    out.emit(answer, lambda: render.table(answer.get("jobs", []), JOB_COLUMNS))
+    return 0
+
+
+def jobs_show(api: ApiClient, out: Output, job_id: str, device: str | None) -> int:
+    if device:
+        execution = api.get(f"/jobs/{seg(job_id)}/executions/{seg(device)}")
+        timeline = execution.get("timeline") or []
+        out.emit(execution, lambda: render.block({k: v for k, v in execution.items() if k != "timeline"},
+                                                 ["epn", "execution_id", "state", "step", "percent"]) + "\n"
+                 + render.table(timeline, [("AT", "at"), ("STATE", "state"), ("STEP", "step"),
+                                           ("REASON", "reason")], empty="(no timeline)"))
+        return 0
+    job = api.get(f"/jobs/{seg(job_id)}")
+    out.emit(job, lambda: render.block(job, ["job_id", "state", "package_id", "mode", "percent", "counts"]))
+    return 0
+
+
+def jobs_cancel(api: ApiClient, out: Output, job_id: str) -> int:
+    job = api.post(f"/jobs/{seg(job_id)}/cancel")
+    out.emit(job, f"job {job_id} {job.get('state', 'CANCELED')}")
+    return 0
