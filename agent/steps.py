@@ -99,9 +99,10 @@ class Steps:
         if self.store.data["apps"].get(m.app) == m.version and info["previous"] == m.version:
             self.store.data["outcome"] = {"state": "SUCCEEDED", "reason": f"{m.app} {m.version} already installed"}
             return Event.INSTALLED
+        version_dir = os.path.join(self.cfg.install_root, m.app, m.version)
         env = {"OTA_APP": m.app, "OTA_VERSION": m.version, "OTA_KIND": m.kind,
-               "OTA_INSTALL_ROOT": self.cfg.install_root,
-               "OTA_VERSION_DIR": os.path.join(self.cfg.install_root, m.app, m.version),
+               "OTA_INSTALL_ROOT": self.cfg.install_root, "OTA_ROOT": os.path.join(self.cfg.install_root, m.app),
+               "OTA_VERSION_DIR": version_dir, "OTA_CONTENT": version_dir,
                "OTA_PREVIOUS_VERSION": info["previous"] or ""}
         try:
             self.installer.stage_scripts(verified)
@@ -171,8 +172,10 @@ class Steps:
         info = self.store.data.get("install")
         if info:
             app, version, previous = info["app"], info["version"], info.get("previous")
+            version_dir = os.path.join(self.cfg.install_root, app, version)
             env = {"OTA_APP": app, "OTA_VERSION": version, "OTA_PREVIOUS_VERSION": previous or "",
-                   "OTA_INSTALL_ROOT": self.cfg.install_root}
+                   "OTA_INSTALL_ROOT": self.cfg.install_root, "OTA_ROOT": os.path.join(self.cfg.install_root, app),
+                   "OTA_VERSION_DIR": version_dir, "OTA_CONTENT": version_dir}
             try:
                 self.installer.run_script(app, version, "rollback", env)
             except (InstallError, OSError) as err:
