@@ -248,6 +248,12 @@ def _zdict_encode(base: bytes, target: bytes) -> bytes:
 
 
 def _zdict_apply(base: bytes, patch: bytes, max_output: int) -> bytes:
+    declared = zstandard.get_frame_parameters(patch).content_size  # 0 also when unknown: then out must be empty
+    _check_output(declared, max_output)
     if not base:
-        return _bounded_zstd(patch, max_output)
-    return _bounded_zstd(patch, max_output, _raw_dict(base), _window_log(len(base) + max_output))
+        out = _bounded_zstd(patch, max_output)
+    else:
+        out = _bounded_zstd(patch, max_output, _raw_dict(base), _window_log(len(base) + max_output))
+    if len(out) != declared:
+        raise VerificationError(f"zstd-dict patch gave {len(out)} bytes, its frame declares {declared}", code="delta")
+    return out

@@ -1,0 +1,191 @@
+"""otaformat.delta: every encoding round-trips, the smallest wins, and hostile patches are refused."""
+
+from __future__ import annotations
+
+import bz2
+import dataclasses
+import hashlib
+import random
+import struct
+
+import bsdiff4.core as bscore
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otaformat import delta as delta_mod
+from otaformat.build import BuildSpec, SourceFile, build_delta, build_full
+from otaformat.container import verify_package
+from otaformat.delta import apply_delta, apply_verified_delta, make_delta
+from otaformat.errors import UnsafeArchiveError, VerificationError
+from otaformat.manifest import DELTA_ENCODINGS
+from otaformat.signing import generate_key, key_id
+
+ENCODINGS = DELTA_ENCODINGS
+
+
+def _binary(seed: int, size: int) -> bytes:
+    rng = random.Random(seed)
+    words = [rng.randbytes(8) for _ in range(200)]
+    return b"".join(rng.choice(words) for _ in range(size // 8))
+
+
+BASE = _binary(1, 40_000)
+SHIFTED = BASE[:10_000] + b"inserted bytes" + BASE[10_000:30_000] + _binary(2, 3_000) + BASE[30_000:]
+CASES = {
+    "empty-both": (b"", b""),
+    "empty-base": (b"", b"new content " * 50),
+    "empty-target": (b"old content", b""),
+    "identical": (BASE, BASE),
+    "shifted-and-extended": (BASE, SHIFTED),
+    "unrelated": (_binary(3, 5_000), _binary(4, 6_000)),
+}
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_encoding_round_trips(encoding, case):
+    base, target = CASES[case]
+    name, patch = make_delta(base, target, (encoding,))
+    assert name == encoding
+    assert apply_delta(encoding, base, patch, len(target)) == target
+
+
+def test_make_delta_keeps_the_smallest_and_is_deterministic():
+    sizes = {enc: len(make_delta(BASE, SHIFTED, (enc,))[1]) for enc in ENCODINGS}
+    encoding, patch = make_delta(BASE, SHIFTED)
+    assert len(patch) == min(sizes.values())
+    assert sizes[encoding] == len(patch)
+    assert make_delta(BASE, SHIFTED) == (encoding, patch)
+    assert len(patch) < len(SHIFTED) // 10
+
+
+def test_unknown_encoding_is_refused():
+    with pytest.raises(ValueError, match="unknown delta encoding"):
+        make_delta(b"a", b"b", ("xdelta",))
+    with pytest.raises(VerificationError) as info:
+        apply_delta("xdelta", b"a", b"patch", 10)
+    assert info.value.code == "delta"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_output_beyond_the_cap_is_a_bomb(encoding):
+    _, patch = make_delta(BASE, SHIFTED, (encoding,))
+    with pytest.raises(UnsafeArchiveError) as info:
+        apply_delta(encoding, BASE, patch, len(SHIFTED) - 1)
+    assert info.value.code == "bomb"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("cut", [1, 7, 40])
+def test_truncated_patch_is_refused(encoding, cut):
+    _, patch = make_delta(BASE, SHIFTED, (encoding,))
+    with pytest.raises(VerificationError):
+        apply_delta(encoding, BASE, patch[:-cut], len(SHIFTED))
+
+
+def _bsdiff_patch(control: bytes, diff: bytes, extra: bytes, len_dst: int) -> bytes:
+    blocks = [bz2.compress(b) for b in (control, diff, extra)]
+    head = b"BSDIFF40" + b"".join(bscore.encode_int64(n) for n in (len(blocks[0]), len(blocks[1]), len_dst))
+    return head + b"".join(blocks)
+
+
+def _triple(x: int, y: int, z: int) -> bytes:
+    return b"".join(bscore.encode_int64(v) for v in (x, y, z))
+
+
+@pytest.mark.parametrize(
+    ("control", "diff", "extra", "len_dst"),
+    [
+        (_triple(-5, 5, 0), b"", b"x" * 5, 5),  # negative diff length would make memcpy run wild
+        (_triple(0, -3, 0), b"", b"", 0),
+        (_triple(10, 0, 0), b"\x00" * 5, b"", 10),  # diff block shorter than the control says
+        (_triple(0, 4, 0), b"", b"abcd", 8),  # covers less than declared
+        (_triple(0, 4, 0) + b"\x00" * 5, b"", b"abcd", 4),  # not whole triples
+    ],
+)
+def test_hostile_bsdiff_control_is_refused_before_the_c_patcher(control, diff, extra, len_dst):
+    with pytest.raises(VerificationError) as info:
+        apply_delta("bsdiff4", b"base bytes", _bsdiff_patch(control, diff, extra, len_dst), 100)
+    assert info.value.code == "delta"
+
+
+def test_bsdiff_block_bomb_is_capped():
+    control = _triple(0, 4, 0)
+    patch = _bsdiff_patch(control, b"", b"\x00" * (8 << 20), 4)
+    with pytest.raises(UnsafeArchiveError) as info:
+        apply_delta("bsdiff4", b"", patch, 4)
+    assert info.value.code == "bomb"
+
+
+def test_bsdiff4_zstd_header_lengths_must_add_up():
+    _, patch = make_delta(BASE, SHIFTED, ("bsdiff4-zstd",))
+    fields = list(struct.unpack_from(">8s6Q", patch))
+    fields[3] += 1  # control length no longer a whole number of triples
+    bad = struct.pack(">8s6Q", *fields) + patch[struct.calcsize(">8s6Q"):]
+    with pytest.raises(VerificationError) as info:
+        apply_delta("bsdiff4-zstd", BASE, bad, len(SHIFTED))
+    assert info.value.code == "delta"
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_patches_never_crash_or_exceed_the_cap(encoding, data):
+    base, target = BASE[:4000], SHIFTED[:4200]
+    _, patch = make_delta(base, target, (encoding,))
+    mutated = bytearray(patch)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(mutated) - 1))
+        mutated[pos] = data.draw(st.integers(0, 255))
+    try:
+        out = apply_delta(encoding, base, bytes(mutated), len(target))
+    except VerificationError:
+        return
+    assert len(out) <= len(target)
+
+
+@pytest.fixture(scope="module")
+def packages():
+    key = generate_key()
+    trusted = {key_id(key.public_key()): key.public_key()}
+    spec = BuildSpec(app="demo", version="1.0.0", models=("m",), created="2026-01-01T00:00:00Z",
+                     expires="2030-01-01T00:00:00Z")
+    old = verify_package(build_full(spec, [SourceFile("bin/a", BASE, True)], key), trusted)
+    new = verify_package(build_full(dataclasses.replace(spec, version="1.1.0"),
+                                    [SourceFile("bin/a", SHIFTED, True)], key), trusted)
+    pkg = verify_package(build_delta(old, new, key, created="2026-02-01T00:00:00Z"), trusted)
+    return old, new, pkg
+
+
+def test_apply_verified_delta_rebuilds_the_target(packages):
+    old, new, pkg = packages
+    assert apply_verified_delta(pkg.manifest, old.content, pkg.content) == new.content
+
+
+def test_wrong_base_is_refused_before_applying(packages):
+    _, new, pkg = packages
+    with pytest.raises(VerificationError) as info:
+        apply_verified_delta(pkg.manifest, new.content, pkg.content)
+    assert info.value.code == "base-mismatch"
+
+
+def test_result_hash_is_checked_last(packages):
+    old, _, pkg = packages
+    forged = dataclasses.replace(pkg.manifest.delta, target_sha256=hashlib.sha256(b"other").hexdigest())
+    manifest = dataclasses.replace(pkg.manifest, delta=forged)
+    with pytest.raises(VerificationError) as info:
+        apply_verified_delta(manifest, old.content, pkg.content)
+    assert info.value.code == "hash"
+
+
+def test_full_package_is_not_a_delta(packages):
+    old, _, _ = packages
+    with pytest.raises(VerificationError) as info:
+        apply_verified_delta(old.manifest, old.content, b"")
+    assert info.value.code == "not-delta"
+
+
+def test_window_log_is_bounded():
+    assert delta_mod._window_log(0) >= 10
+    assert delta_mod._window_log(1 << 40) == 31
