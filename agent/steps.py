@@ -202,10 +202,10 @@ class Steps:
         if not self.transport.connected:
             return None  # stay in REPORTING (persisted) until the broker is back
         xid = self.job.execution_id if self.job else "-"
+        self.close_download()
+        remove_spool(self.spool_dir)  # temp data goes before the outcome is told (THREATS 3)
         if not self.report(outcome["state"], reason=outcome.get("reason"), wait=REPORT_WAIT):
             return None
-        self.close_download()
-        remove_spool(self.spool_dir)
         self.store.remember_finished(xid, outcome)
         self.store.data.update(job=None, outcome=None, install=None)
         self.job, self.verified = None, None
