@@ -12,7 +12,8 @@ from otaformat.extract import checked_root, write_file, write_files
 
 def test_writes_nested_files_with_modes(tmp_path):
     paths = write_files(tmp_path, [("bin/app", 0o100755, b"#!x"), ("etc/a/b.conf", 0o100644, b"k=v")])
-    assert open(paths[0], "rb").read() == b"#!x"
+    with open(paths[0], "rb") as f:
+        assert f.read() == b"#!x"
     assert os.stat(paths[0]).st_mode & 0o777 == 0o755
     assert os.stat(paths[1]).st_mode & 0o777 == 0o644
 

@@ -41,8 +41,10 @@ def test_table_is_exactly_these_rows():
     assert {(s, e): n for s, e, n in HAPPY + FAILURES} == TRANSITIONS
 
 
-@pytest.mark.parametrize(("state", "event"), [(State.IDLE, Event.COMPLETE), (State.INSTALLING, Event.CANCELED),
-                                              (State.REPORTING, Event.JOB_ACCEPTED), (State.COMMITTING, Event.REJECTED)])
+@pytest.mark.parametrize(("state", "event"), [
+    (State.IDLE, Event.COMPLETE), (State.INSTALLING, Event.CANCELED),
+    (State.REPORTING, Event.JOB_ACCEPTED), (State.COMMITTING, Event.REJECTED),
+])
 def test_forbidden_transitions(state, event):
     with pytest.raises(TransitionError):
         next_state(state, event)

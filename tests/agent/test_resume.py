@@ -85,7 +85,8 @@ def test_crash_and_resume(harness, publisher, point):
     assert [s.state for s in harness.transport.terminal()] == [state]
     assert harness.agent.store.data["apps"]["demo"] == version
     assert harness.agent.state == "IDLE"
-    history = open(os.path.join(harness.config.data_dir, "history.txt")).read().splitlines()
+    with open(os.path.join(harness.config.data_dir, "history.txt")) as f:
+        history = f.read().splitlines()
     assert [line.split()[1:] for line in history] == [["demo", "1.0.0"]] + ([["demo", "2.0.0"]] if
                                                                           version == "2.0.0" else [])
 
