@@ -70,7 +70,7 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
 def _available(repo: Repository, upload_id: str) -> Package:
     package = repo.get_package(upload_id)
     if package is None:
-        raise NotFound(f"package {upload_id!r} does not exist", field="package_id")
+        raise NotFound(f"field 'package_id': package {upload_id!r} does not exist", field="package_id")
     if package.state != "AVAILABLE" or package.app is None or package.version_label is None:
         raise Conflict(f"package {upload_id!r} is {package.state}, not AVAILABLE", field="package_id")
     return package
