@@ -24,12 +24,13 @@ EXPIRED = (401, 403, 410)
 
 class UrlDownload:
     def __init__(self, url: str | None, spool: Spool, on_expired: Callable[[], None], *,
-                 session: requests.Session | None = None, timeout: float = 30.0) -> None:
+                 session: requests.Session | None = None, timeout: float = 30.0, chunk: int = CHUNK) -> None:
         self.url = url
         self.spool = spool
         self.on_expired = on_expired
         self.session = session or requests.Session()
         self.timeout = timeout
+        self.chunk = chunk
         self.waiting = url is None
         self.error: str | None = None
         self.requests_made = 0
@@ -46,7 +47,7 @@ class UrlDownload:
             return None
         first = missing[0]
         last = first
-        per_chunk = max(1, CHUNK // self.spool.block_size)
+        per_chunk = max(1, self.chunk // self.spool.block_size)
         while last + 1 < self.spool.block_count and not self.spool.has(last + 1) and last - first + 1 < per_chunk:
             last += 1
         start = first * self.spool.block_size

@@ -111,7 +111,9 @@ class Agent(Steps):
                execution_id: str | None = None) -> bool:
         xid = execution_id or (self.job.execution_id if self.job else "-")
         progress = self.spool.count if self.spool is not None else None
-        status = messages.Status(xid, state, step, reason[:1024] if reason else None, self.store.next_seq(), progress)
+        seq = self.store.next_seq()
+        self.store.save()  # a sequence number is never reused after a crash (the cloud drops stale seqs)
+        status = messages.Status(xid, state, step, reason[:1024] if reason else None, seq, progress)
         return self.publish("status", messages.encode(status), wait=wait)
 
     def publish_inventory(self) -> None:
