@@ -27,6 +27,8 @@ def pick(record: Mapping[str, Any], path: str, default: Any = "") -> Any:
 
 
 def cell(value: Any) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, Mapping):
         return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
     if isinstance(value, list | tuple):

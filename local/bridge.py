@@ -159,13 +159,19 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     if args.ready_file:
         args.ready_file.write_text(str(os.getpid()))
     log.info("bridge running: %d worker(s), forwarding device topics to %s", len(workers), device_queue)
-    stop.wait()
+    last = ""
+    while not stop.wait(30.0):
+        line = "; ".join(w.stats() for w in workers if isinstance(w, SqsPump)) + f"; forwarded {forwarder.forwarded}"
+        if line != last:
+            log.info("stats: %s", line)
+            last = line
     for worker in workers:
         worker.stop()
     forwarder.stop()
     for thread in threads:
         thread.join(timeout=15)
-    log.info("bridge stopped: forwarded %d, dropped %d", forwarder.forwarded, forwarder.dropped)
+    log.info("bridge stopped: forwarded %d, dropped %d; %s", forwarder.forwarded, forwarder.dropped,
+             "; ".join(w.stats() for w in workers if isinstance(w, SqsPump)))
     return 0
 
 

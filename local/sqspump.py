@@ -108,6 +108,12 @@ class SqsPump:
                                                   AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.handled = 0
         self.failed = 0
+        self.batches = 0
+        self.handler_seconds = 0.0
+
+    def stats(self) -> str:
+        return (f"{self._function_name}: {self.handled} handled, {self.failed} failed, {self.batches} batches, "
+                f"{self.handler_seconds:.1f}s in the handler")
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,9 +141,12 @@ class SqsPump:
     def dispatch(self, messages: list[dict[str, Any]]) -> None:
         event = sqs_event(messages, self.queue_arn, self._region)
         context = LambdaContext(self._function_name, region=self._region)
+        self.batches += 1
+        began = time.monotonic()
         try:
             result = self._handler(event, context)
         except Exception as err:
+            self.handler_seconds += time.monotonic() - began
             self.failed += len(messages)
             log.warning("%s raised %s: %s; %d message(s) kept for retry", self._function_name,
                         type(err).__name__, err, len(messages))
@@ -145,6 +154,7 @@ class SqsPump:
                 self._on_error(self._function_name, err)
             self._release(messages)
             return
+        self.handler_seconds += time.monotonic() - began
         failed = failed_ids(result)
         done = [m for m in messages if m["MessageId"] not in failed]
         kept = [m for m in messages if m["MessageId"] in failed]
