@@ -1,0 +1,127 @@
+"""The DOWNLOADING state of the agent: spool setup, block handling, acks, repair requests, timers.
+
+Block mode: every frame is checked (size before decoding, CRC, stream, range, exact size), written in
+place, acknowledged by the ack policy once durable, and gaps are asked for again with `get` after
+`get_interval` without progress (doubling up to 8 s). URL mode: one Range request per tick. The stall
+budget fails the download when no new data arrives for that long while connected. Mixed into
+agent.runtime.Agent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from otaformat import messages, wire
+from otaformat.errors import MalformedError
+
+from .acks import AckPolicy
+from .download import UrlDownload
+from .machine import Event, State
+from .spool import Spool
+
+if TYPE_CHECKING:
+    from .runtime import Agent
+
+MAX_GET_INTERVAL = 8.0
+
+
+class Downloading:
+    def open_download(self: Agent) -> None:
+        assert self.job is not None
+        job = self.job
+        try:
+            self.spool = Spool(self.spool_dir, package_size=job.package_size, block_size=job.block_size,
+                               block_count=job.block_count, stream=job.stream)
+        except (MalformedError, OSError) as err:
+            self.fail(Event.DOWNLOAD_FAILED, "FAILED", f"cannot prepare the spool: {err}")
+            return
+        self.acks = AckPolicy(job.window or 1, self.cfg.ack_idle, self.cfg.ack_fraction)
+        self.url = UrlDownload(job.url, self.spool, self.request_url) if job.mode == "url" and job.url else None
+        now = self.clock()
+        self.last_progress = self.last_flush = now
+        self.last_get = now
+        self.get_backoff = self.get_interval
+        if self.spool.complete:
+            self.fire(Event.COMPLETE)
+
+    def close_download(self: Agent) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        self.spool, self.acks, self.url = None, None, None
+
+    def request_missing(self: Agent) -> None:
+        if self.state != State.DOWNLOADING or self.spool is None or self.job is None or self.url is not None:
+            return
+        missing = self.spool.missing()
+        if missing:
+            self.publish("get", wire.encode_request(wire.make_request(self.job.execution_id, self.job.stream, missing)))
+        self.last_get = self.clock()
+
+    def request_url(self: Agent) -> None:
+        assert self.job is not None
+        self.publish("get", messages.encode(messages.UrlRefresh(self.job.execution_id)))
+
+    def on_block(self: Agent, payload: bytes) -> None:
+        if self.state != State.DOWNLOADING or self.spool is None or self.acks is None or self.url is not None:
+            self.count_drop("not-downloading")
+            return
+        try:
+            frame = self.spool.check(payload)
+        except MalformedError as err:
+            self.count_drop(err.code)
+            return
+        new = self.spool.write(frame)
+        self.blocks_received += 1
+        now = self.clock()
+        if new:
+            self.last_progress = now
+            self.get_backoff = self.get_interval
+            self.crash("block-written")
+        if self.acks.on_block(now, new=new, complete=self.spool.complete):
+            self.send_ack()
+        if self.spool.complete:
+            self.finish_download()
+
+    def send_ack(self: Agent) -> None:
+        assert self.spool is not None and self.acks is not None and self.job is not None
+        self.spool.flush()  # a block is acknowledged only once it is durable
+        self.last_flush = self.clock()
+        ack = wire.make_ack(self.job.execution_id, self.job.stream, self.spool.held(), self.spool.block_count)
+        self.publish("ack", wire.encode_ack(ack))
+        self.acks.acked()
+
+    def finish_download(self: Agent) -> None:
+        assert self.spool is not None
+        self.spool.flush()
+        self.fire(Event.COMPLETE)
+
+    def tick(self: Agent) -> None:
+        if self.state != State.DOWNLOADING or self.spool is None or self.acks is None:
+            return
+        now = self.clock()
+        if self.url is not None:
+            progressed = self.url.step()
+            if progressed:
+                self.last_progress = now
+            if self.url.error:
+                self.close_download()
+                self.fail(Event.DOWNLOAD_FAILED, "FAILED", self.url.error)
+                return
+            if self.spool.complete:
+                self.finish_download()
+                return
+        if self.acks.idle_due(now):
+            self.send_ack()
+        if self.spool.dirty and now - self.last_flush >= self.cfg.fsync_interval:
+            self.spool.flush()
+            self.last_flush = now
+        connected = self.transport.connected
+        idle = now - self.last_progress >= self.get_interval
+        if connected and self.url is None and idle and now - self.last_get >= self.get_backoff:
+            self.request_missing()
+            self.get_backoff = min(self.get_backoff * 2, MAX_GET_INTERVAL)
+        if connected and now - self.last_progress >= self.cfg.stall_budget:
+            have, total = self.spool.count, self.spool.block_count
+            self.close_download()
+            self.fail(Event.DOWNLOAD_FAILED, "FAILED",
+                      f"download stalled: no new data for {self.cfg.stall_budget:g} s ({have}/{total} blocks)")
