@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .errors import MalformedError
 from .ids import check_epn, check_model
 
 PREFIX = "ota"
@@ -33,6 +34,6 @@ def parse_device_topic(name: str) -> tuple[str, str] | None:
         return None
     try:
         check_epn(epn)
-    except ValueError:
+    except (ValueError, MalformedError):
         return None
     return epn, leaf

@@ -161,7 +161,7 @@ def _apply(
         execution = replace(execution, transfer=transfer)
         blocks.extend(fresh)
     if execution == original:
-        return execution, job, [], False, changed
+        return execution, job, [], republish, changed
     repo.save_execution(bumped(execution))
     return bumped(execution), job, blocks, republish, changed
 

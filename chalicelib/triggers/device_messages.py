@@ -17,6 +17,7 @@ from typing import Any
 
 from chalice import Blueprint
 
+from otaformat.errors import FormatError
 from otaformat.topics import parse_device_topic
 
 from .. import bootstrap
@@ -41,7 +42,10 @@ def parse_body(body: str, fallback_ms: float) -> DeviceMessage | None:
     except (ValueError, KeyError, TypeError, binascii.Error) as err:
         log.warning("device message body dropped", extra={"reason": str(err)[:200]})
         return None
-    parsed = parse_device_topic(topic)
+    try:
+        parsed = parse_device_topic(topic)
+    except FormatError:
+        parsed = None
     if parsed is None:
         log.warning("device message on an unknown topic dropped", extra={"topic": topic[:200]})
         return None
