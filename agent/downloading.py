@@ -26,6 +26,12 @@ MAX_GET_INTERVAL = 8.0
 
 
 class Downloading:
+    @property
+    def stall_budget(self: Agent) -> float:
+        """The agent's own budget, shortened to the job's stall_timeout (the cloud gives up then anyway)."""
+        job_budget = self.job.stall_timeout if self.job is not None and self.job.stall_timeout > 0 else None
+        return min(self.cfg.stall_budget, job_budget) if job_budget else self.cfg.stall_budget
+
     def open_download(self: Agent) -> None:
         assert self.job is not None
         job = self.job
@@ -120,8 +126,8 @@ class Downloading:
         if connected and self.url is None and idle and now - self.last_get >= self.get_backoff:
             self.request_missing()
             self.get_backoff = min(self.get_backoff * 2, MAX_GET_INTERVAL)
-        if connected and now - self.last_progress >= self.cfg.stall_budget:
+        if connected and now - self.last_progress >= self.stall_budget:
             have, total = self.spool.count, self.spool.block_count
             self.close_download()
             self.fail(Event.DOWNLOAD_FAILED, "FAILED",
-                      f"download stalled: no new data for {self.cfg.stall_budget:g} s ({have}/{total} blocks)")
+                      f"download stalled: no new data for {self.stall_budget:g} s ({have}/{total} blocks)")

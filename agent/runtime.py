@@ -186,7 +186,7 @@ class Agent(Downloading, Steps):
         now = self.clock()
         if self.state != State.DOWNLOADING:
             return now + 0.5
-        deadlines = [self.last_progress + self.cfg.stall_budget, self.last_get + self.get_backoff]
+        deadlines = [self.last_progress + self.stall_budget, self.last_get + self.get_backoff]
         if self.acks is not None and self.acks.due_at() is not None:
             deadlines.append(self.acks.due_at() or now)
         if self.spool is not None and self.spool.dirty:

@@ -98,6 +98,7 @@ class Steps:
         m = verified.manifest
         if self.store.data["apps"].get(m.app) == m.version and info["previous"] == m.version:
             self.store.data["outcome"] = {"state": "SUCCEEDED", "reason": f"{m.app} {m.version} already installed"}
+            info["noop"] = True
             return Event.INSTALLED
         version_dir = os.path.join(self.cfg.install_root, m.app, m.version)
         env = {"OTA_APP": m.app, "OTA_VERSION": m.version, "OTA_KIND": m.kind,
@@ -145,7 +146,7 @@ class Steps:
             self.store.save()
         history = os.path.join(self.cfg.data_dir, "history.txt")
         line = f"{stamp} {app} {version}"
-        if last_line(history) != line:
+        if last_line(history) != line and not info.get("noop"):
             append_line(history, line)
         self.store.data["apps"][app] = version
         floor = self.store.data["floors"].get(app)

@@ -204,3 +204,21 @@ def test_managed_apps_limit_what_is_accepted(harness, publisher):
     run(harness, *build_package(key, app="other"))
     state, reason = outcome(harness)[-1]
     assert state == "REJECTED" and "not managed" in reason
+
+
+def test_same_version_again_is_already_installed(harness, publisher):
+    key, _ = publisher
+    package, envelope = build_package(key)
+    run(harness, package, envelope)
+    run(harness, package, envelope)
+    assert outcome(harness) == [("SUCCEEDED", None), ("SUCCEEDED", "demo 1.0.0 already installed")]
+    assert current(harness) == "1.0.0"
+    with open(os.path.join(harness.config.data_dir, "history.txt")) as f:
+        assert len(f.read().splitlines()) == 1  # nothing was installed the second time
+
+
+@pytest.mark.parametrize(("leaf", "size"), [("blk", 17 + 120 * 1024 + 1), ("job", 120 * 1024 + 1)])
+def test_oversized_messages_dropped_before_decoding(harness, leaf, size):
+    harness.send(leaf, b"\xff" * size)
+    assert harness.agent.dropped == {"oversized": 1}
+    assert harness.transport.sent == []
