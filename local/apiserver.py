@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     from chalice.config import Config
     from chalice.local import create_local_server
 
+    if not (args.project_dir / f"{args.module}.py").is_file():
+        print(f"error: no {args.module}.py in {args.project_dir}", file=sys.stderr)
+        return 2
     try:
         app = importlib.import_module(args.module).app
     except Exception as err:
