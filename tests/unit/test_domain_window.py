@@ -1,0 +1,101 @@
+"""Pure block planning: window, acks (idempotent under any interleaving), requests, overdue resends."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chalicelib.domain.window import Transfer
+
+
+def test_first_plan_fills_the_window():
+    transfer, sent = Transfer.start(10, 4).plan_new(0.0)
+    assert sent == [0, 1, 2, 3] and transfer.in_flight == 4 and transfer.next_index == 4
+    again, more = transfer.plan_new(0.0)
+    assert more == [] and again == transfer
+
+
+@pytest.mark.parametrize(("acked", "expected_new"), [
+    ([0], [4]), ([0, 1, 2, 3], [4, 5, 6, 7]), ([3], [4]), ([9], []), ([], []),
+])
+def test_acks_free_room_in_the_window(acked, expected_new):
+    transfer, _ = Transfer.start(10, 4).plan_new(0.0)
+    transfer, _ = transfer.ack(acked, 1.0)
+    _, sent = transfer.plan_new(1.0)
+    assert sent == expected_new
+
+
+def test_last_block_and_completion():
+    transfer = Transfer.start(3, 8)
+    transfer, sent = transfer.plan_new(0.0)
+    assert sent == [0, 1, 2]
+    transfer, new = transfer.ack([0, 1, 2, 2, 7, -1], 1.0)
+    assert new == 3 and transfer.complete and transfer.in_flight == 0
+
+
+def test_requests_resend_only_sent_unacked_blocks_and_count_them():
+    transfer, _ = Transfer.start(10, 4).plan_new(0.0)
+    transfer, _ = transfer.ack([1], 1.0)
+    transfer, resend = transfer.plan_requested([0, 1, 2, 8], 2.0)
+    assert resend == [0, 2] and transfer.retransmissions == 2
+
+
+@pytest.mark.parametrize(("elapsed", "expected"), [(1.0, []), (5.0, [0, 2, 3]), (50.0, [0, 2, 3])])
+def test_overdue_resend(elapsed, expected):
+    transfer, _ = Transfer.start(10, 4).plan_new(0.0)
+    transfer, _ = transfer.ack([1], 0.0)
+    after, resend = transfer.plan_overdue(elapsed, 5.0)
+    assert resend == expected
+    assert after.retransmissions == len(expected)
+
+
+def test_record_roundtrip():
+    transfer, _ = Transfer.start(100, 16).plan_new(3.0)
+    transfer, _ = transfer.ack([0, 5, 99], 4.0)
+    assert Transfer.from_record(transfer.to_record()) == transfer
+
+
+ack_sets = st.lists(st.sets(st.integers(min_value=-3, max_value=70), max_size=20), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(total=st.integers(min_value=1, max_value=64), window=st.integers(min_value=1, max_value=16),
+       batches=ack_sets, order=st.randoms(use_true_random=False), copies=st.integers(min_value=1, max_value=3))
+def test_any_interleaving_of_acks_counts_each_block_once(total, window, batches, order, copies):
+    """Duplicated and reordered acks give the same bitmap and counters as one ack of their union."""
+    start, _ = Transfer.start(total, window).plan_new(0.0)
+    shuffled = [b for b in batches for _ in range(copies)]
+    order.shuffle(shuffled)
+    transfer, counted = start, 0
+    for batch in shuffled:
+        transfer, new = transfer.ack(batch, 1.0)
+        counted += new
+    union = {i for b in batches for i in b if 0 <= i < total}
+    reference, _ = start.ack(union, 1.0)
+    assert transfer.acked == reference.acked
+    assert transfer.acked_count == counted == len(union)
+    assert 0 <= transfer.in_flight <= window
+
+
+@settings(max_examples=100, deadline=None)
+@given(total=st.integers(min_value=1, max_value=200), window=st.integers(min_value=1, max_value=32),
+       drops=st.lists(st.booleans(), max_size=400))
+def test_window_protocol_always_finishes_and_never_exceeds_the_window(total, window, drops):
+    """Send, lose some (the k-th send is lost if drops[k]), ack the rest, resend overdue: every block
+    arrives and the blocks in flight never exceed the window."""
+    transfer = Transfer.start(total, window)
+    now, got, sends = 0.0, set(), 0
+    for _ in range(len(drops) + 2 * total + 10):
+        transfer, fresh = transfer.plan_new(now)
+        transfer, again = transfer.plan_overdue(now, 5.0)
+        assert transfer.in_flight <= window
+        for index in fresh + again:
+            if not (sends < len(drops) and drops[sends]):
+                got.add(index)
+            sends += 1
+        transfer, _ = transfer.ack(got, now)
+        if transfer.complete:
+            break
+        now += 3.0
+    assert transfer.complete and transfer.acked_count == total
