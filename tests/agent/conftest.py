@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -135,6 +136,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _user() -> str:
+    """Run mosquitto as ourselves: started as root it would switch to 'mosquitto' and not read tmp files."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return "root" if os.geteuid() == 0 else "mosquitto"
+
+
 class Broker:
     def __init__(self, directory: str) -> None:
         self.directory = directory
@@ -144,7 +153,7 @@ class Broker:
         with open(self.conf, "w") as f:
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
                     f"persistence true\npersistence_location {directory}/\nmax_queued_messages 100000\n"
-                    f"max_inflight_messages 100\n")
+                    f"max_inflight_messages 100\nuser {_user()}\n")
 
     def start(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import random
 import socket
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ class Result:
 
 
 class Sender:
-    def __init__(self, port: int, epn: str = "dev-1") -> None:
+    def __init__(self, port: int, epn: str = "dev-1", tls: ssl.SSLContext | None = None) -> None:
         self.epn = epn
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"cloud-{uuid.uuid4().hex[:8]}")
@@ -56,6 +57,8 @@ class Sender:
             [(f"ota/{epn}/{leaf}", 1) for leaf in ("ack", "get", "status")])
         self.client.on_message = lambda c, u, m: self.inbox.put((m.topic.rsplit("/", 1)[-1], bytes(m.payload)))
         self.client.on_socket_open = lambda c, u, s: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.reconnect_delay_set(0.2, 2)
         self.client.max_inflight_messages_set(200)
         self.client.connect("127.0.0.1", port)

@@ -222,3 +222,19 @@ def test_oversized_messages_dropped_before_decoding(harness, leaf, size):
     harness.send(leaf, b"\xff" * size)
     assert harness.agent.dropped == {"oversized": 1}
     assert harness.transport.sent == []
+
+
+def test_cancel_that_arrives_while_verifying_wins_over_install(harness, publisher):
+    from agent.transport import Message
+
+    key, _ = publisher
+    package, envelope = build_package(key)
+    job = job_for(package, envelope, block_size=256)
+    harness.job(job)
+    fs = frames(job, package)
+    for f in fs[:-1]:
+        harness.send("blk", f)
+    harness.agent.inbox.put(Message("job", messages.encode(messages.Cancel(job.execution_id))))
+    harness.send("blk", fs[-1])  # completes: VERIFYING sees the queued cancel before installing
+    assert outcome(harness) == [("FAILED", "canceled by the cloud before install")]
+    assert current(harness) is None

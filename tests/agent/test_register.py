@@ -28,10 +28,10 @@ def _ca():
 
 
 class FakeApi:
-    def __init__(self, token: str = "secret") -> None:
+    def __init__(self, token: str = "secret", ca=None, mqtt: tuple[str, int] = ("broker.local", 8883)) -> None:
         self.token = token
         self.bodies: list[dict] = []
-        ca_key, ca_cert = _ca()
+        ca_key, ca_cert = ca or _ca()
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,7 +50,7 @@ class FakeApi:
                         .not_valid_after(now + dt.timedelta(days=1)).sign(ca_key, hashes.SHA256()))
                 pem = lambda c: c.public_bytes(serialization.Encoding.PEM).decode()  # noqa: E731
                 self._answer(200, {"certificate": pem(cert), "ca": pem(ca_cert),
-                                   "mqtt": {"host": "broker.local", "port": 8883}, "topics": {}})
+                                   "mqtt": {"host": mqtt[0], "port": mqtt[1]}, "topics": {}})
 
             def _answer(self, code, body):
                 data = json.dumps(body).encode()
