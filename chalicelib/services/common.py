@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -11,7 +13,7 @@ from otaformat.errors import FormatError
 from ..domain.errors import ConcurrentUpdate, InvalidInput
 
 T = TypeVar("T")
-RETRIES = 20
+RETRIES = 40
 
 
 def iso(moment: float | None) -> str | None:
@@ -45,10 +47,10 @@ def integer(body: dict[str, Any], field: str, low: int, high: int, default: int 
 
 
 def retrying(step: Callable[[], T], attempts: int = RETRIES) -> T:
-    """Run a read-modify-conditional-write step until it does not lose a race."""
-    for _ in range(attempts - 1):
+    """Run a read-modify-conditional-write step until it does not lose a race (short jittered backoff)."""
+    for attempt in range(attempts - 1):
         try:
             return step()
         except ConcurrentUpdate:
-            continue
+            time.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
     return step()

@@ -1,0 +1,176 @@
+"""Repository contract: creates conflict, saves are optimistic, listings, idempotent job creation, and
+the device-message service's ack accounting on top of each repository."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import pytest
+
+from chalicelib.domain import executions as ex
+from chalicelib.domain.errors import ConcurrentUpdate, Conflict
+from chalicelib.domain.models import Device, Execution, Job, Package, PublisherKey, bumped
+from chalicelib.services.device_messages import DeviceMessage, handle_batch
+from otaformat import wire
+
+
+def device(epn="dev-1", model="model-a"):
+    return Device(epn=epn, model=model, state="PREAUTHORIZED", token_sha256="0" * 64, token_expires=10.0,
+                  created_at=1.0, apps={"demo": "1.0.0"})
+
+
+def job(job_id="job-1", key=None, body="b", blocks=8):
+    return Job(job_id=job_id, upload_id="up-1", mode="block", block_size=256, window=4, stall_seconds=60,
+               total_seconds=600, targets=("dev-1",), target_spec={"devices": ["dev-1"]}, state="ACTIVE",
+               created_at=1.0, app="demo", app_version="1.1.0", package_size=256 * blocks, package_sha256="a" * 64,
+               repository_key="packages/demo/1.1.0/x.otapkg", block_count=blocks, body_sha256=body,
+               idempotency_key=key)
+
+
+def execution(job_id="job-1", eid="ex-1", epn="dev-1", created=1.0):
+    return Execution(execution_id=eid, job_id=job_id, epn=epn, state=ex.QUEUED, stream=5, mode="block",
+                     created_at=created, last_activity=created)
+
+
+def test_device_create_get_save_list(repo):
+    repo.create_device(device())
+    with pytest.raises(Conflict):
+        repo.create_device(device())
+    stored = repo.get_device("dev-1")
+    assert stored == device()
+    repo.save_device(bumped(stored, state="REGISTERED"))
+    assert repo.get_device("dev-1").state == "REGISTERED" and repo.get_device("dev-1").version == 2
+    with pytest.raises(ConcurrentUpdate):
+        repo.save_device(bumped(stored, state="DEREGISTERED"))  # stale version
+    repo.create_device(device("dev-2", "model-b"))
+    assert [d.epn for d in repo.list_devices()] == ["dev-1", "dev-2"]
+    assert [d.epn for d in repo.list_devices("model-b")] == ["dev-2"]
+    assert repo.get_device("nobody") is None
+
+
+def test_keys(repo):
+    key = PublisherKey(key_id="k1", name="n", public_key_pem="pem", created_at=1.0)
+    repo.put_key(key)
+    with pytest.raises(Conflict):
+        repo.put_key(key)
+    assert repo.get_key("k1") == key and repo.list_keys() == [key]
+    assert repo.delete_key("k1") is True and repo.delete_key("k1") is False
+    assert repo.list_keys() == []
+
+
+def test_packages_roundtrip_every_field(repo):
+    package = Package(upload_id="up-1", state="PENDING", declared_size=10, created_at=2.0)
+    repo.create_package(package)
+    done = bumped(package, state="AVAILABLE", reasons=("a", "b"), models=("m1", "m2"), envelope={"manifest": {"x": 1}},
+                  size=9, sha256="f" * 64, app="demo", version_label="1.0.0")
+    repo.save_package(done)
+    assert repo.get_package("up-1") == done
+    with pytest.raises(ConcurrentUpdate):
+        repo.save_package(done)
+    repo.create_package(Package(upload_id="up-0", state="PENDING", declared_size=1, created_at=1.0))
+    assert [p.upload_id for p in repo.list_packages()] == ["up-0", "up-1"]
+
+
+def test_job_and_executions(repo):
+    executions = [execution(eid=f"ex-{i}", epn=f"dev-{i}", created=float(i)) for i in range(30)]
+    assert repo.create_job(job(), executions) == job()
+    assert repo.get_job("job-1") == job()
+    assert len(repo.list_job_executions("job-1")) == 30
+    assert [e.execution_id for e in repo.list_device_executions("dev-3")] == ["ex-3"]
+    first = repo.get_execution("ex-0")
+    repo.save_execution(bumped(first, state=ex.IN_PROGRESS))
+    with pytest.raises(ConcurrentUpdate):
+        repo.save_execution(bumped(first, state=ex.FAILED))
+    assert repo.get_execution("ex-0").state == ex.IN_PROGRESS
+    repo.save_job(bumped(job(), state="CANCELED"))
+    assert [j.state for j in repo.list_jobs()] == ["CANCELED"]
+
+
+def test_idempotent_job_creation_returns_the_stored_job(repo):
+    stored = repo.create_job(job("job-1", key="k"), [execution()])
+    again = repo.create_job(job("job-2", key="k", body="other"), [execution("job-2", "ex-2")])
+    assert stored.job_id == again.job_id == "job-1" and again.body_sha256 == "b"
+    assert repo.get_job("job-2") is None and repo.get_execution("ex-2") is None
+
+
+def test_concurrent_creates_with_one_key_store_one_job(repo):
+    results = []
+    gate = threading.Barrier(20)
+
+    def create(n):
+        gate.wait()
+        results.append(repo.create_job(job(f"job-{n}", key="same"), [execution(f"job-{n}", f"ex-{n}")]).job_id)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 20 and len(set(results)) == 1
+    assert len(repo.list_jobs()) == 1
+
+
+def test_concurrent_saves_of_one_version_let_exactly_one_win(repo):
+    repo.create_job(job(), [execution()])
+    base = repo.get_execution("ex-1")
+    wins, losses = [], []
+    gate = threading.Barrier(10)
+
+    def save(n):
+        gate.wait()
+        try:
+            repo.save_execution(bumped(base, step=f"s{n}"))
+            wins.append(n)
+        except ConcurrentUpdate:
+            losses.append(n)
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(wins) == 1 and len(losses) == 9
+
+
+class BlockStorage:
+    def read_range(self, key, start, length):
+        return bytes(length)
+
+
+class Sink:
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, payload):
+        self.sent.append((topic, payload))
+
+    def flush(self):
+        pass
+
+
+def test_acks_from_concurrent_batches_never_double_count(repo):
+    """Two consumers apply overlapping, duplicated acks at once: conditional writes keep counts exact."""
+    repo.create_job(job(blocks=64), [execution()])
+    base = repo.get_execution("ex-1")
+    repo.save_execution(bumped(replace(base, state=ex.IN_PROGRESS)))
+    sink = Sink()
+
+    def ack(indices):
+        payload = wire.encode_ack(wire.make_ack("ex-1", 5, indices, 64))
+        return DeviceMessage("dev-1", "ack", payload, 2.0)
+
+    batches = [[ack(set(range(n, n + 8))), ack(set(range(n, n + 8)))] for n in range(0, 64, 4)]
+    gate = threading.Barrier(len(batches))
+
+    def run(batch):
+        gate.wait()
+        handle_batch(repo, BlockStorage(), sink, batch)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    final = repo.get_execution("ex-1")
+    assert final.transfer.acked_count == 64 and final.transfer.complete
