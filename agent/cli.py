@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from .mqtt_transport import MqttTransport
     from .register import RegistrationError, register, stored_credentials
     from .runtime import Agent, crash_point
+    from .store import StoreError
 
     ca, cert, key = config.tls_ca, config.tls_cert, config.tls_key
     host, port = config.broker_host, config.broker_port
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         agent = Agent(config, transport, crash=crash_point(crash_spec))
     except OSError as err:
         print(f"ota-agent: cannot use data_dir/install_root: {err}", file=sys.stderr)
+        return 1
+    except StoreError as err:
+        print(f"ota-agent: {err}", file=sys.stderr)
         return 1
 
     def stop(signum: int, frame: object) -> None:

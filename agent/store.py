@@ -19,6 +19,10 @@ STATE_FILE = "state.json"
 MAX_FINISHED = 32
 
 
+class StoreError(Exception):
+    """state.json cannot be read; the message says what to do."""
+
+
 def fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -89,9 +93,12 @@ class Store:
                 loaded = json.loads(f.read())
         except FileNotFoundError:
             return empty_state(initial_apps)
+        except (OSError, ValueError) as err:  # never silently forget version floors (downgrade protection)
+            raise StoreError(f"state file {self.path} is unreadable ({err}); move it away to start afresh") from err
+        if not isinstance(loaded, dict):
+            raise StoreError(f"state file {self.path} does not hold a JSON object")
         base = empty_state(initial_apps)
-        if isinstance(loaded, dict):
-            base.update(loaded)
+        base.update(loaded)
         return base
 
     def save(self) -> None:

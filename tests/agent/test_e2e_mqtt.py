@@ -93,7 +93,7 @@ def test_happy_path_and_acks_per_block(agent_proc, sender, publisher):
     ratio = result.acks / job.block_count
     print(f"\nmosquitto e2e: {job.block_count} blocks, {result.sent} sent, {result.acks} acks, "
           f"{ratio:.3f} acks/block, {result.gets} gets")
-    assert ratio <= 0.1
+    assert ratio <= 0.2  # 0.032 measured; the deterministic 0.1 bound is in test_acks.py (idle acks vary with load)
     inventory = sender.next_inventory()  # published right after the terminal status
     assert inventory is not None and inventory.apps == {"demo": "1.0.0"}
 

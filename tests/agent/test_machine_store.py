@@ -135,3 +135,25 @@ def test_spool_rejects_frames(tmp_path, frame, code):
 def test_spool_refuses_inconsistent_counts(tmp_path):
     with pytest.raises(MalformedError):
         Spool(str(tmp_path / "s"), package_size=1000, block_size=256, block_count=5, stream=1)
+
+
+@pytest.mark.parametrize("content", [b"{torn", b"[1, 2]", b"\xff\xfe"])
+def test_unreadable_state_is_a_clear_error_not_a_reset(tmp_path, content):
+    from agent.store import StoreError
+
+    (tmp_path / "state.json").write_bytes(content)
+    with pytest.raises(StoreError) as info:
+        Store(str(tmp_path), {"demo": "1.0.0"})
+    assert "state.json" in str(info.value)
+
+
+def test_mqtt_transport_sets_tcp_nodelay():
+    import socket
+
+    from agent.mqtt_transport import MqttTransport
+
+    transport = MqttTransport("dev-1", "127.0.0.1", 1)
+    assert transport.client._client_id == b"dev-1" and transport.client._clean_session is False
+    with socket.socket() as sock:
+        transport._on_socket_open(transport.client, None, sock)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
