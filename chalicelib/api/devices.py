@@ -20,6 +20,7 @@ bp = Blueprint(__name__)
 @bp.route("/devices", methods=["POST"], authorizer=OPERATOR)
 @handled
 def preauthorize() -> Any:
+    """Pre-authorise a device (EPN ID + model); returns its one-time registration token."""
     c = bootstrap.get()
     data = body(bp.current_request)
     unknown = sorted(set(data) - {"epn", "model", "token_ttl_seconds"})
@@ -38,6 +39,7 @@ def preauthorize() -> Any:
 @bp.route("/devices", methods=["GET"], authorizer=OPERATOR)
 @handled
 def list_devices() -> Any:
+    """List devices, optionally of one model."""
     c = bootstrap.get()
     params = query(bp.current_request)
     unknown = sorted(set(params) - {"model"})
@@ -50,6 +52,7 @@ def list_devices() -> Any:
 @bp.route("/devices/{epn}", methods=["GET"], authorizer=OPERATOR)
 @handled
 def show_device(epn: str) -> Any:
+    """Show one device."""
     c = bootstrap.get()
     return json_response(devices.device_view(devices.get_device(c.repository, epn_path(epn))))
 
@@ -57,6 +60,7 @@ def show_device(epn: str) -> Any:
 @bp.route("/devices/{epn}", methods=["DELETE"], authorizer=OPERATOR)
 @handled
 def deregister(epn: str) -> Any:
+    """Deregister a device and revoke its certificate."""
     c = bootstrap.get()
     device = devices.deregister(c.repository, c.signer, c.registry, c.publisher, c.clock(), epn_path(epn))
     return json_response({"epn": device.epn, "state": device.state})
@@ -65,6 +69,7 @@ def deregister(epn: str) -> Any:
 @bp.route("/devices/{epn}/register", methods=["POST"])
 @handled
 def register(epn: str) -> Any:
+    """Register a device with its token and CSR; returns certificate, CA, MQTT endpoint, topics."""
     c = bootstrap.get()
     data = body(bp.current_request)
     mqtt = (c.settings.mqtt_host, c.settings.mqtt_port)
@@ -75,6 +80,7 @@ def register(epn: str) -> Any:
 @bp.route("/devices/{epn}/executions", methods=["GET"], authorizer=OPERATOR)
 @handled
 def device_executions(epn: str) -> Any:
+    """List a device's executions."""
     c = bootstrap.get()
     devices.get_device(c.repository, epn_path(epn))
     views = []

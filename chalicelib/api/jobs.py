@@ -19,6 +19,7 @@ bp = Blueprint(__name__)
 @bp.route("/jobs", methods=["POST"], authorizer=OPERATOR)
 @handled
 def create_job() -> Any:
+    """Create a job (Idempotency-Key header supported)."""
     c = bootstrap.get()
     request = bp.current_request
     key = request.headers.get("idempotency-key")
@@ -29,6 +30,7 @@ def create_job() -> Any:
 @bp.route("/jobs", methods=["GET"], authorizer=OPERATOR)
 @handled
 def list_jobs() -> Any:
+    """List jobs with their progress."""
     c = bootstrap.get()
     return json_response({"jobs": [jobs.job_view(j, c.repository.list_job_executions(j.job_id))
                                    for j in c.repository.list_jobs()]})
@@ -37,6 +39,7 @@ def list_jobs() -> Any:
 @bp.route("/jobs/{job_id}", methods=["GET"], authorizer=OPERATOR)
 @handled
 def show_job(job_id: str) -> Any:
+    """Show a job: counts per state, bytes and percent done."""
     c = bootstrap.get()
     job = jobs.get_job(c.repository, job_id)
     return json_response(jobs.job_view(job, c.repository.list_job_executions(job_id)))
@@ -45,6 +48,7 @@ def show_job(job_id: str) -> Any:
 @bp.route("/jobs/{job_id}/executions", methods=["GET"], authorizer=OPERATOR)
 @handled
 def job_executions(job_id: str) -> Any:
+    """List a job's executions."""
     c = bootstrap.get()
     job = jobs.get_job(c.repository, job_id)
     return json_response({"executions": [jobs.execution_view(job, e)
@@ -54,6 +58,7 @@ def job_executions(job_id: str) -> Any:
 @bp.route("/jobs/{job_id}/executions/{epn}", methods=["GET"], authorizer=OPERATOR)
 @handled
 def job_execution(job_id: str, epn: str) -> Any:
+    """Show one execution: state, blocks, retransmissions, timeline."""
     c = bootstrap.get()
     job = jobs.get_job(c.repository, job_id)
     epn_path(epn)
@@ -66,6 +71,7 @@ def job_execution(job_id: str, epn: str) -> Any:
 @bp.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=OPERATOR)
 @handled
 def cancel_job(job_id: str) -> Any:
+    """Cancel a job: every unfinished execution becomes CANCELED and the devices are told."""
     c = bootstrap.get()
     job = jobs.cancel_job(c.repository, c.publisher, c.clock(), job_id)
     return json_response(jobs.job_view(job, c.repository.list_job_executions(job_id)))

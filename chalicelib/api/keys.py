@@ -18,6 +18,7 @@ bp = Blueprint(__name__)
 @bp.route("/keys", methods=["POST"], authorizer=OPERATOR)
 @handled
 def register_key() -> Any:
+    """Register a publisher public key (key id = otaformat.signing.key_id)."""
     c = bootstrap.get()
     key, created = keys.register_key(c.repository, c.clock(), body(bp.current_request))
     return json_response({"key_id": key.key_id, "name": key.name}, 201 if created else 200)
@@ -26,6 +27,7 @@ def register_key() -> Any:
 @bp.route("/keys", methods=["GET"], authorizer=OPERATOR)
 @handled
 def list_keys() -> Any:
+    """List publisher keys."""
     c = bootstrap.get()
     return json_response({"keys": [keys.key_view(k) for k in c.repository.list_keys()]})
 
@@ -33,6 +35,7 @@ def list_keys() -> Any:
 @bp.route("/keys/{key_id}", methods=["DELETE"], authorizer=OPERATOR)
 @handled
 def delete_key(key_id: str) -> Any:
+    """Delete a publisher key."""
     c = bootstrap.get()
     keys.delete_key(c.repository, key_id)
     return json_response({"key_id": key_id, "deleted": True})

@@ -19,6 +19,7 @@ bp = Blueprint(__name__)
 @bp.route("/packages", methods=["POST"], authorizer=OPERATOR)
 @handled
 def create_upload() -> Any:
+    """Open an upload slot: a presigned PUT into the staging bucket."""
     c = bootstrap.get()
     data = body(bp.current_request)
     unknown = sorted(set(data) - {"size"})
@@ -31,6 +32,7 @@ def create_upload() -> Any:
 @bp.route("/packages", methods=["GET"], authorizer=OPERATOR)
 @handled
 def list_packages() -> Any:
+    """List packages, filtered by app, model, version, state."""
     c = bootstrap.get()
     found = packages.list_packages(c.repository, query(bp.current_request))
     return json_response({"packages": [packages.package_view(p) for p in found]})
@@ -39,6 +41,7 @@ def list_packages() -> Any:
 @bp.route("/packages/{upload_id}", methods=["GET"], authorizer=OPERATOR)
 @handled
 def show_package(upload_id: str) -> Any:
+    """Show one package with its scan result."""
     c = bootstrap.get()
     return json_response(packages.package_view(packages.get_package(c.repository, upload_id)))
 
@@ -46,5 +49,6 @@ def show_package(upload_id: str) -> Any:
 @bp.route("/packages/{upload_id}/retire", methods=["POST"], authorizer=OPERATOR)
 @handled
 def retire_package(upload_id: str) -> Any:
+    """Retire an AVAILABLE package (no new jobs may use it)."""
     c = bootstrap.get()
     return json_response(packages.package_view(packages.retire(c.repository, upload_id)))

@@ -1,0 +1,80 @@
+"""OpenAPI 3 document of the HTTP API, generated from the Chalice routes plus the examples below.
+
+Run `python -m chalicelib.api.openapi > docs/openapi.json` (a test checks the committed file is current).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from typing import Any
+
+REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/devices"): {"epn": "pump-0042", "model": "model-a"},
+    ("POST", "/devices/{epn}/register"): {"token": "<registration token>",
+                                         "csr": "-----BEGIN CERTIFICATE REQUEST-----...",
+                                         "agent_version": "1.0.0", "apps": {"demo": "1.0.0"}},
+    ("POST", "/keys"): {"public_key": "-----BEGIN PUBLIC KEY-----...", "name": "release-2026"},
+    ("POST", "/packages"): {"size": 1048576},
+    ("POST", "/jobs"): {"package_id": "up-0123456789abcdef0123", "targets": {"devices": ["pump-0042"]},
+                        "mode": "block", "block_size": 32768, "window": 16,
+                        "timeouts": {"stall_seconds": 300, "total_seconds": 604800}},
+}
+SUCCESS = {("POST", "/devices"): "201", ("POST", "/keys"): "201", ("POST", "/packages"): "201",
+           ("POST", "/jobs"): "201"}
+ERRORS = {"400": "invalid input (the message names the field)", "401": "missing or wrong credential",
+          "403": "credential not allowed", "404": "not found", "409": "conflicts with the current state"}
+
+
+def build() -> dict[str, Any]:
+    import app as application
+
+    paths: dict[str, Any] = {}
+    for path, methods in sorted(application.app.routes.items()):
+        for method, entry in sorted(methods.items()):
+            doc = (entry.view_function.__doc__ or entry.view_name).strip().splitlines()[0]
+            operator = entry.authorizer is not None
+            operation: dict[str, Any] = {
+                "operationId": entry.view_name,
+                "summary": doc,
+                "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                               for p in re.findall(r"{(\w+)}", path)],
+                "responses": {SUCCESS.get((method, path), "200"): {"description": "success",
+                                                                   "content": {"application/json": {}}}},
+            }
+            if operator:
+                operation["security"] = [{"operatorToken": []}, {"sigv4": []}]
+            for code, text in ERRORS.items():
+                operation["responses"][code] = {"description": text, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            example = REQUESTS.get((method, path))
+            if example is not None:
+                operation["requestBody"] = {"required": True, "content": {"application/json": {
+                    "schema": {"type": "object"}, "example": example}}}
+            if (method, path) == ("POST", "/jobs"):
+                operation["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False,
+                                                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}})
+            paths.setdefault(path, {})[method.lower()] = operation
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "OTA update service", "version": "1", "description": "See docs/api.md."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "operatorToken": {"type": "http", "scheme": "bearer", "description": "local stack (OTA_AUTH=token)"},
+                "sigv4": {"type": "apiKey", "in": "header", "name": "Authorization",
+                          "description": "AWS SigV4 (OTA_AUTH=iam)"},
+            },
+            "schemas": {"Error": {"type": "object", "required": ["error", "message"], "properties": {
+                "error": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}},
+        },
+    }
+
+
+def render() -> str:
+    return json.dumps(build(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
