@@ -117,7 +117,7 @@ class Installer:
         app_dir = self.app_dir(app)
         link = os.path.join(app_dir, CURRENT)
         if target is None:
-            with contextlib.suppress(FileNotFoundError):
+            if os.path.islink(link):
                 os.unlink(link)
         else:
             tmp = os.path.join(app_dir, f".current-{os.getpid()}")

@@ -163,9 +163,12 @@ class Agent(Downloading, Steps):
         while not self.stop_event.is_set():
             self.advance()
             item = self.next_item(self.next_deadline())
-            if item is not None:
-                self.dispatch(item)
-            self.tick()
+            try:
+                if item is not None:
+                    self.dispatch(item)
+                self.tick()
+            except Exception:  # hostile input or a local fault must not kill the agent; state is persisted
+                log.exception("error while handling %s", type(item).__name__)
         self.close()
 
     def close(self) -> None:

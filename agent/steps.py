@@ -61,6 +61,10 @@ class Steps:
         except Refusal as refusal:
             self.store.data["outcome"] = {"state": refusal.state, "reason": refusal.reason}
             return Event.REJECTED
+        except Exception as err:  # fail closed: an unforeseen error never installs and never loops
+            log.exception("verification crashed")
+            self.store.data["outcome"] = {"state": "FAILED", "reason": f"verification error: {type(err).__name__}"}
+            return Event.REJECTED
         self.crash("verified")
         if self.cancel_pending():
             self.store.data["outcome"] = {"state": "FAILED", "reason": "canceled by the cloud before install"}
@@ -138,6 +142,13 @@ class Steps:
 
     def step_committing(self: Agent) -> Event | None:
         self.crash("before-commit")
+        try:
+            return self.commit()
+        except OSError as err:
+            self.store.data["outcome"] = {"state": "FAILED", "reason": f"commit failed: {err}"}
+            return Event.INSTALL_FAILED
+
+    def commit(self: Agent) -> Event:
         info: dict[str, Any] = self.store.data["install"]
         app, version = info["app"], info["version"]
         stamp = info.get("committed_at") or self.wall().strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -184,14 +195,20 @@ class Steps:
                 outcome = self.store.data.get("outcome") or {"state": "FAILED", "reason": "install failed"}
                 outcome["reason"] = f"{outcome.get('reason')}; rollback script failed too: {err}"
                 self.store.data["outcome"] = outcome
-            if self.installer.current_target(app) != previous:
-                self.installer.switch(app, previous)
-            if version != previous:
-                self.installer.remove_version(app, version)
-            if self.store.data["apps"].get(app) != version:
-                with contextlib.suppress(OSError):
-                    os.unlink(os.path.join(self.cfg.data_dir, "base", app, f"{version}.bin"))
-            self.installer.clear_run(app)
+            try:
+                if self.installer.current_target(app) != previous:
+                    self.installer.switch(app, previous)
+                if version != previous:
+                    self.installer.remove_version(app, version)
+                if self.store.data["apps"].get(app) != version:
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(self.cfg.data_dir, "base", app, f"{version}.bin"))
+                self.installer.clear_run(app)
+            except (OSError, InstallError) as err:  # report it; never loop on a rollback that cannot finish
+                log.error("rollback incomplete: %s", err)
+                outcome = self.store.data.get("outcome") or {"state": "FAILED", "reason": "install failed"}
+                outcome["reason"] = f"{outcome.get('reason')}; rollback incomplete: {err}"
+                self.store.data["outcome"] = outcome
         if not self.store.data.get("outcome"):
             self.store.data["outcome"] = {"state": "FAILED", "reason": "install failed; previous version restored"}
         return Event.ROLLED_BACK

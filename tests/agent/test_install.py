@@ -238,3 +238,14 @@ def test_cancel_that_arrives_while_verifying_wins_over_install(harness, publishe
     harness.send("blk", fs[-1])  # completes: VERIFYING sees the queued cancel before installing
     assert outcome(harness) == [("FAILED", "canceled by the cloud before install")]
     assert current(harness) is None
+
+
+def test_current_that_is_a_real_directory_fails_cleanly(harness, publisher):
+    key, _ = publisher
+    blocker = os.path.join(harness.config.install_root, "demo", "current")
+    os.makedirs(os.path.join(blocker, "keep"))
+    run(harness, *build_package(key))
+    state, reason = outcome(harness)[0]
+    assert state == "FAILED" and "install failed" in reason
+    assert os.path.isdir(os.path.join(blocker, "keep")) and harness.agent.state == "IDLE"
+    assert not os.path.exists(os.path.join(harness.config.install_root, "demo", "1.0.0"))
