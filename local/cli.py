@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(*_args: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _foreground(directory: Path) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -72,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             options = StackOptions(directory, sweep_every=args.sweep_every, timeout=args.timeout)
+            signal.signal(signal.SIGTERM, _interrupt)  # stopped while starting: clean up as on Ctrl-C
             try:
                 state = up(options)
             except KeyboardInterrupt:

@@ -113,7 +113,7 @@ def start(directory: Path, files: BrokerFiles, cloud_users: Sequence[str], *, po
     started = procs.start("mosquitto", [binary, "-c", str(conf)], directory / "mosquitto.log")
     try:
         procs.wait_until(started, lambda: procs.port_open(port), timeout, f"listening on 127.0.0.1:{port}")
-    except procs.ProcessError:
+    except BaseException:  # not ready, or interrupted (Ctrl-C): never leave it behind
         procs.stop(started)
         raise
     return started, port

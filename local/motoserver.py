@@ -30,7 +30,7 @@ def start(directory: Path, *, port: int | None = None, timeout: float = 60.0) ->
     started = procs.start("moto", argv, directory / "moto.log")
     try:
         procs.wait_until(started, lambda: answers(port), timeout, f"answering on 127.0.0.1:{port}")
-    except procs.ProcessError:
+    except BaseException:  # not ready, or interrupted (Ctrl-C): never leave it behind
         procs.stop(started)
         raise
     return started, port

@@ -181,11 +181,13 @@ def _provision(options: StackOptions, directory: Path, env: Mapping[str, str]) -
     started = procs.start("provision", argv, directory / "provision.log",
                           env=_process_env(env, options.project_dir), cwd=options.project_dir)
     deadline = time.monotonic() + options.timeout
-    while procs.is_alive(started.pid):
-        if time.monotonic() > deadline:
-            procs.stop(started)
-            raise StackError(f"provisioning took over {options.timeout:.0f}s; log {started.log}")
-        time.sleep(0.05)
+    try:
+        while procs.is_alive(started.pid):
+            if time.monotonic() > deadline:
+                raise StackError(f"provisioning took over {options.timeout:.0f}s; log {started.log}")
+            time.sleep(0.05)
+    finally:
+        procs.stop(started)
     if not (directory / "resources.json").exists():
         raise StackError(f"provisioning failed; log {started.log}:\n{procs.log_tail(started)}")
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +139,37 @@ def test_env_lines_can_be_evaluated_by_a_shell() -> None:
     lines = cli.env_lines({"env": {"OTA_X": "a b'c"}, "api_url": "http://127.0.0.1:1", "token": "t"})
     assert lines == ["export OTA_API_URL=http://127.0.0.1:1", "export OTA_TOKEN=t",
                      "export OTA_X='a b'\"'\"'c'"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_foreground_stack_stops_everything_on_ctrl_c(tmp_path: Path, sig: signal.Signals, when: str) -> None:
+    directory = tmp_path / "fg"
+    up = subprocess.Popen([sys.executable, "-m", "local.cli", "up", "--foreground", "--dir", str(directory)],
+                          cwd=stack.PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert up.stdout is not None
+    try:
+        if when == "running":
+            lines = [up.stdout.readline()]
+            while lines[-1] and not lines[-1].startswith("use it:"):
+                lines.append(up.stdout.readline())
+            assert lines[-1], "".join(lines)
+        else:
+            deadline = time.monotonic() + 60
+            while not stack.running(directory) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        pids = [p.pid for p in stack.running(directory)]
+        assert pids
+        up.send_signal(sig)
+        out, _ = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    if when == "running":
+        assert up.returncode == 0, out
+        assert "stopping: bridge, api, mosquitto, moto" in out
+    else:
+        assert up.returncode == 130, out
+    assert [pid for pid in pids if procs.is_alive(pid)] == []
+    assert _processes_logging_under(directory) == []
