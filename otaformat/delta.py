@@ -7,6 +7,9 @@ Encodings (names as in `manifest.DELTA_ENCODINGS`):
   compressed with zstd level 19 (long window). Layout: magic ``OTABSZ01``, then six big-endian u64
   (target length, control/diff/extra raw lengths, compressed control/diff lengths), then the three
   zstd frames (the extra frame runs to the end).
+- ``bsdiff4-xz``: the same layout with magic ``OTABSX01`` and each block a raw LZMA2 stream (preset 9e,
+  dictionary size = the block's raw length, at least 4 KiB; lc/lp/pb chosen per block by the encoder
+  and carried in the LZMA2 chunk headers, so the decoder needs only the dictionary size).
 - ``zstd-dict``: one zstd frame of the target compressed with the whole base as a raw-content
   dictionary, long-distance matching and a window covering base + target (what ``zstd --patch-from``
   does).
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import bz2
 import hashlib
+import lzma
 import struct
 
 import bsdiff4.core as bscore
@@ -33,6 +37,7 @@ from .manifest import DELTA_ENCODINGS, Manifest
 ZSTD_LEVEL = 19
 BSDIFF_MAGIC = b"BSDIFF40"
 BSZ_MAGIC = b"OTABSZ01"
+BSX_MAGIC = b"OTABSX01"
 _BSZ_HEADER = struct.Struct(">8s6Q")
 _MAX_LENGTH = (1 << 31) - 2  # bsdiff4's C core uses int lengths
 _CHUNK = 1 << 20
@@ -50,15 +55,16 @@ def make_delta(base: bytes, target: bytes, encodings: tuple[str, ...] | None = N
     if len(base) > _MAX_LENGTH or len(target) > _MAX_LENGTH:
         raise ValueError("base and target must each be below 2 GiB")
     candidates: list[tuple[int, str, bytes]] = []
-    if "bsdiff4" in wanted or "bsdiff4-zstd" in wanted:
+    if "zstd-dict" in wanted:  # first: its match tables and bsdiff's suffix array are never alive together
+        candidates.append((3, "zstd-dict", _zdict_encode(base, target)))
+    if any(name.startswith("bsdiff4") for name in wanted):
         control, diff, extra = bscore.diff(base, target)
         if "bsdiff4" in wanted:
             candidates.append((0, "bsdiff4", _bsdiff_encode(len(target), control, diff, extra)))
-        if "bsdiff4-zstd" in wanted:
-            candidates.append((1, "bsdiff4-zstd", _bsz_encode(len(target), control, diff, extra)))
+        for rank, name in ((1, "bsdiff4-zstd"), (2, "bsdiff4-xz")):
+            if name in wanted:
+                candidates.append((rank, name, _blocks_encode(name, len(target), control, diff, extra)))
         del control, diff, extra
-    if "zstd-dict" in wanted:
-        candidates.append((2, "zstd-dict", _zdict_encode(base, target)))
     best = min(candidates, key=lambda c: (len(c[2]), c[0]))
     return best[1], best[2]
 
@@ -74,11 +80,11 @@ def apply_delta(encoding: str, base: bytes, patch: bytes, max_output: int) -> by
     try:
         if encoding == "bsdiff4":
             return _bsdiff_apply(base, patch, max_output)
-        if encoding == "bsdiff4-zstd":
-            return _bsz_apply(base, patch, max_output)
+        if encoding in ("bsdiff4-zstd", "bsdiff4-xz"):
+            return _blocks_apply(encoding, base, patch, max_output)
         if encoding == "zstd-dict":
             return _zdict_apply(base, patch, max_output)
-    except (ValueError, TypeError, OSError, EOFError, zstandard.ZstdError, struct.error) as err:
+    except (ValueError, TypeError, OSError, EOFError, zstandard.ZstdError, lzma.LZMAError, struct.error) as err:
         raise VerificationError(f"{encoding} patch is corrupt: {str(err)[:200]}", code="delta") from err
     raise VerificationError(f"unknown delta encoding {encoding[:40]!r}", code="delta")
 
@@ -135,34 +141,37 @@ def _bounded_bz2(data: bytes, limit: int) -> bytes:
     return out
 
 
-# --- bsdiff4-zstd (bsdiff blocks, column-wise control, zstd 19 long) -----------------------------
+# --- bsdiff4-zstd and bsdiff4-xz (bsdiff blocks, column-wise control, each block compressed) ------
 
 
-def _bsz_encode(len_dst: int, control: bytes, diff: bytes, extra: bytes) -> bytes:
+def _blocks_encode(encoding: str, len_dst: int, control: bytes, diff: bytes, extra: bytes) -> bytes:
     columns = b"".join(control[j : j + 8] for col in range(3) for j in range(col * 8, len(control), 24))
-    zc, zd, ze = (_zstd(b) for b in (columns, diff, extra))
-    header = _BSZ_HEADER.pack(BSZ_MAGIC, len_dst, len(control), len(diff), len(extra), len(zc), len(zd))
+    pack = _zstd if encoding == "bsdiff4-zstd" else _xz
+    zc, zd, ze = (pack(b) for b in (columns, diff, extra))
+    magic = BSZ_MAGIC if encoding == "bsdiff4-zstd" else BSX_MAGIC
+    header = _BSZ_HEADER.pack(magic, len_dst, len(control), len(diff), len(extra), len(zc), len(zd))
     return header + zc + zd + ze
 
 
-def _bsz_apply(base: bytes, patch: bytes, max_output: int) -> bytes:
+def _blocks_apply(encoding: str, base: bytes, patch: bytes, max_output: int) -> bytes:
     if len(patch) < _BSZ_HEADER.size:
-        raise VerificationError("bsdiff4-zstd patch is shorter than its header", code="delta")
+        raise VerificationError(f"{encoding} patch is shorter than its header", code="delta")
     magic, len_dst, n_ctrl, n_diff, n_extra, z_ctrl, z_diff = _BSZ_HEADER.unpack_from(patch)
-    if magic != BSZ_MAGIC:
-        raise VerificationError("bsdiff4-zstd patch has a bad magic", code="delta")
+    if magic != (BSZ_MAGIC if encoding == "bsdiff4-zstd" else BSX_MAGIC):
+        raise VerificationError(f"{encoding} patch has a bad magic", code="delta")
     _check_output(len_dst, max_output)
     if n_diff + n_extra != len_dst or n_ctrl % 24 or n_ctrl > 24 * (len_dst + 1):
-        raise VerificationError("bsdiff4-zstd block lengths do not add up", code="delta")
+        raise VerificationError(f"{encoding} block lengths do not add up", code="delta")
     start = _BSZ_HEADER.size
     if start + z_ctrl + z_diff > len(patch):
-        raise VerificationError("bsdiff4-zstd patch is truncated", code="delta")
+        raise VerificationError(f"{encoding} patch is truncated", code="delta")
     p1, p2 = start + z_ctrl, start + z_ctrl + z_diff
-    columns = _bounded_zstd(patch[start:p1], n_ctrl)
-    diff = _bounded_zstd(patch[p1:p2], n_diff)
-    extra = _bounded_zstd(patch[p2:], n_extra)
+    unpack = _bounded_zstd if encoding == "bsdiff4-zstd" else _bounded_xz
+    columns = unpack(patch[start:p1], n_ctrl)
+    diff = unpack(patch[p1:p2], n_diff)
+    extra = unpack(patch[p2:], n_extra)
     if (len(columns), len(diff), len(extra)) != (n_ctrl, n_diff, n_extra):
-        raise VerificationError("bsdiff4-zstd block is shorter than declared", code="delta")
+        raise VerificationError(f"{encoding} block is shorter than declared", code="delta")
     count = n_ctrl // 24
     cols = [columns[i * 8 * count : (i + 1) * 8 * count] for i in range(3)]
     control = b"".join(cols[c][k * 8 : k * 8 + 8] for k in range(count) for c in range(3))
@@ -209,11 +218,37 @@ def _window_log(size: int) -> int:
 
 
 def _zstd(data: bytes) -> bytes:
+    """zstd 19 + long window, match tables sized to the block (not the level's default)."""
+    log = _window_log(len(data))
     params = zstandard.ZstdCompressionParameters.from_level(
-        ZSTD_LEVEL, source_size=len(data), window_log=_window_log(len(data)), enable_ldm=True,
+        ZSTD_LEVEL, source_size=len(data), window_log=log, enable_ldm=True,
+        hash_log=max(log - 1, 6), chain_log=max(log - 1, 6),
         write_checksum=0, write_content_size=1, write_dict_id=0,
     )
     return zstandard.ZstdCompressor(compression_params=params).compress(data)
+
+
+def _xz_filters(raw_length: int, **extra: int) -> list[dict[str, int]]:
+    return [{"id": lzma.FILTER_LZMA2, "dict_size": max(raw_length, 4096), **extra}]
+
+
+def _xz(data: bytes) -> bytes:
+    """Raw LZMA2, preset 9e, dictionary = block size; the smaller of default and lc0/lp0/pb0 literals."""
+    preset = 9 | lzma.PRESET_EXTREME
+    options = ({}, {"lc": 0, "lp": 0, "pb": 0})
+    outs = [lzma.compress(data, format=lzma.FORMAT_RAW, filters=_xz_filters(len(data), preset=preset, **o))
+            for o in options]
+    return min(outs, key=len)
+
+
+def _bounded_xz(data: bytes, limit: int) -> bytes:
+    decomp = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_xz_filters(limit))
+    out = decomp.decompress(data, max_length=limit + 1)
+    if len(out) > limit:
+        raise UnsafeArchiveError(f"xz block expands beyond {limit} bytes", code="bomb")
+    if len(out) < limit or not decomp.eof or decomp.unused_data:
+        raise VerificationError("xz block is truncated or has trailing data", code="delta")
+    return out
 
 
 def _bounded_zstd(data: bytes, limit: int, dict_data: zstandard.ZstdCompressionDict | None = None,
@@ -239,12 +274,26 @@ def _raw_dict(base: bytes) -> zstandard.ZstdCompressionDict:
 def _zdict_encode(base: bytes, target: bytes) -> bytes:
     if not base:
         return _zstd(target)
+    chain, hash_ = _zdict_tables(len(base), len(target))
     params = zstandard.ZstdCompressionParameters.from_level(
         ZSTD_LEVEL, source_size=len(target), dict_size=len(base),
-        window_log=_window_log(len(base) + len(target)), enable_ldm=True,
+        window_log=_window_log(len(base) + len(target)), enable_ldm=True, chain_log=chain, hash_log=hash_,
         write_checksum=0, write_content_size=1, write_dict_id=0,
     )
     return zstandard.ZstdCompressor(dict_data=_raw_dict(base), compression_params=params).compress(target)
+
+
+def _zdict_tables(base_len: int, target_len: int) -> tuple[int, int]:
+    """(chain_log, hash_log): level 19's tables, shrunk so the encoder stays near 16x the target.
+
+    The tables exist twice (the dictionary's and the compressor's): about 8 * (2**chain + 2**hash) bytes.
+    Small inputs keep at least 2**20 entries (about 10 MB), where patch size still gains from them.
+    """
+    default = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, source_size=target_len, dict_size=base_len)
+    chain = default.chain_log
+    while chain > 20 and 10 * (1 << chain) > 16 * target_len:
+        chain -= 1
+    return chain, min(default.hash_log, chain - 2)
 
 
 def _zdict_apply(base: bytes, patch: bytes, max_output: int) -> bytes:
