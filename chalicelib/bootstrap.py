@@ -6,6 +6,7 @@ the publisher and signer); `reset()` forgets it. Nothing else in chalicelib buil
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -68,7 +69,9 @@ def build(settings: Settings, session: Any = None) -> Container:
         publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, settings.mqtt_client_cert or "",
                                   settings.mqtt_client_key or "", settings.mqtt_ca or "")
     else:
-        publisher = IotDataPublisher(session.client("iot-data"))
+        # the account's ATS data endpoint is the device-facing host; moto (AWS_ENDPOINT_URL) serves all
+        endpoint = None if os.environ.get("AWS_ENDPOINT_URL") else f"https://{settings.mqtt_host}"
+        publisher = IotDataPublisher(session.client("iot-data", endpoint_url=endpoint))
     signer: CertificateSigner
     if settings.signer == "local-ca":
         signer = LocalCaSigner(settings.local_ca_dir or "")
