@@ -189,14 +189,18 @@ class Agent(Downloading, Steps):
         now = self.clock()
         if self.state != State.DOWNLOADING:
             return now + 0.5
-        deadlines = [self.last_progress + self.stall_budget, self.last_get + self.get_backoff]
+        deadlines = [now + 0.5]
+        if self.transport.connected:
+            deadlines.append(self.last_progress + self.stall_budget)
+            if self.url is None:
+                deadlines.append(max(self.last_get + self.get_backoff, self.last_progress + self.get_interval))
         if self.acks is not None and self.acks.due_at() is not None:
             deadlines.append(self.acks.due_at() or now)
         if self.spool is not None and self.spool.dirty:
             deadlines.append(self.last_flush + self.cfg.fsync_interval)
         if self.url is not None and not self.url.waiting:
             deadlines.append(self.url.retry_at)
-        return min(deadlines)
+        return max(min(deadlines), now + 0.001)  # never spin
 
     def dispatch(self, item: Inbound) -> None:
         if isinstance(item, Connected):

@@ -90,3 +90,17 @@ def test_bad_frames_are_dropped_unwritten(harness, publisher, bad, code):
     for f in fs:
         harness.send("blk", f)
     assert [s.state for s in harness.transport.terminal()] == ["SUCCEEDED"]
+
+
+def test_loop_never_spins_while_waiting_for_blocks(harness, publisher):
+    key, _ = publisher
+    package, envelope = build_package(key)
+    job = job_for(package, envelope, block_size=256)
+    harness.job(job)
+    harness.send("blk", frames(job, package)[0])
+    harness.idle(0.5)  # ack sent, nothing due for a while
+    agent, now = harness.agent, harness.clock()
+    assert agent.next_deadline() - now >= 0.4
+    harness.transport.connected = False
+    harness.idle(5.0)  # offline: no repair request or stall is due, the loop just waits
+    assert agent.next_deadline() - harness.clock() >= 0.4
