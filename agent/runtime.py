@@ -287,7 +287,8 @@ class Agent(Downloading, Steps):
         if self.url is not None and job.url:
             self.url.refresh(job.url)
         self.last_progress = self.clock()
-        self.request_missing()
+        if self.last_progress - self.last_get >= self.get_interval:  # the get sent on connect usually suffices
+            self.request_missing()
 
     def on_cancel(self, execution_id: str) -> None:
         if self.job is None or execution_id != self.job.execution_id:
