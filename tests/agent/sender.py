@@ -43,6 +43,12 @@ class Result:
     acks: int = 0
     gets: int = 0
     sent: int = 0
+    started_at: float = 0.0  # first get (start signal)
+    completed_at: float = 0.0  # ack covering every block
+
+    @property
+    def transfer_seconds(self) -> float:
+        return self.completed_at - self.started_at
 
     def terminal(self, execution_id: str) -> list[str]:
         return [s.state for s in self.statuses if s.execution_id == execution_id and s.state != "IN_PROGRESS"]
@@ -126,6 +132,8 @@ class Sender:
                     last_progress = time.monotonic()
                 acked |= got
                 in_flight -= got
+                if len(acked) == job.block_count and not r.completed_at:
+                    r.completed_at = time.monotonic()
             elif leaf == "get":
                 r.gets += 1
                 try:
@@ -134,6 +142,7 @@ class Sender:
                     wanted = []
                 if not started:
                     started = True
+                    r.started_at = time.monotonic()
                     pending = [i for i in order if i in set(wanted)]
                 else:
                     for i in wanted:

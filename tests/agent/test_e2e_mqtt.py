@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,7 +93,10 @@ def test_happy_path_and_acks_per_block(agent_proc, sender, publisher):
     assert agent.current() == "1.0.0"
     ratio = result.acks / job.block_count
     print(f"\nmosquitto e2e: {job.block_count} blocks, {result.sent} sent, {result.acks} acks, "
-          f"{ratio:.3f} acks/block, {result.gets} gets")
+          f"{ratio:.3f} acks/block, {result.gets} gets, {len(package) / result.transfer_seconds / 1e6:.2f} MB/s "
+          f"from first get to last ack (not asserted)")
+    history = (agent.tmp / "data" / "history.txt").read_text().splitlines()
+    assert len(history) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ demo 1\.0\.0", history[0])
     assert ratio <= 0.2  # 0.032 measured; the deterministic 0.1 bound is in test_acks.py (idle acks vary with load)
     inventory = sender.next_inventory()  # published right after the terminal status
     assert inventory is not None and inventory.apps == {"demo": "1.0.0"}
