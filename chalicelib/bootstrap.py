@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .domain.ports import CertificateSigner, Clock, DeviceRegistry, MalwareScanner, Publisher, Repository, Storage
+from .services.device_messages import HotCache
 from .settings import Settings
 
 
@@ -26,6 +27,7 @@ class Container:
     registry: DeviceRegistry
     scanner: MalwareScanner
     clock: Clock = field(default=time.time)
+    cache: HotCache = field(default_factory=HotCache)
 
 
 _lock = threading.Lock()

@@ -19,6 +19,7 @@ from otaformat import messages, wire
 from otaformat.errors import FormatError
 
 from ..domain import executions as ex
+from ..domain.errors import ConcurrentUpdate
 from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository, Storage
 from .common import retrying
@@ -34,6 +35,32 @@ class DeviceMessage:
     leaf: str
     payload: bytes
     received_at: float
+
+
+class HotCache:
+    """Per-container memory of jobs (their delivery fields never change) and of the executions this
+    container saved last. A cached execution may be stale: every save is conditional, and a lost race
+    drops the entry and reloads, so the cache only saves reads, never decides anything."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.jobs: dict[str, Job] = {}
+        self.executions: dict[str, Execution] = {}
+
+    def remember(self, execution: Execution) -> None:
+        if len(self.executions) >= self.limit:
+            self.executions.pop(next(iter(self.executions)))
+        self.executions[execution.execution_id] = execution
+
+    def job(self, repo: Repository, job_id: str) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is None:
+            job = repo.get_job(job_id)
+            if job is not None:
+                if len(self.jobs) >= self.limit:
+                    self.jobs.pop(next(iter(self.jobs)))
+                self.jobs[job_id] = job
+        return job
 
 
 @dataclass(frozen=True)
@@ -64,7 +91,10 @@ def decode(message: DeviceMessage) -> Any:
     raise FormatError(f"topic leaf {message.leaf!r} is not handled by the job service")
 
 
-def handle_batch(repo: Repository, storage: Storage, publisher: Publisher, batch: list[DeviceMessage]) -> Outcome:
+def handle_batch(
+    repo: Repository, storage: Storage, publisher: Publisher, batch: list[DeviceMessage], cache: HotCache | None = None
+) -> Outcome:
+    cache = cache or HotCache()
     per_execution: dict[str, list[tuple[DeviceMessage, Any]]] = defaultdict(list)
     inventories: dict[str, tuple[DeviceMessage, messages.Inventory]] = {}
     malformed = 0
@@ -80,10 +110,9 @@ def handle_batch(repo: Repository, storage: Storage, publisher: Publisher, batch
             inventories[message.epn] = (message, decoded)
         else:
             per_execution[decoded.execution_id].append((message, decoded))
-    jobs: dict[str, Job | None] = {}
     applied = ignored = sent = 0
     for execution_id, items in per_execution.items():
-        result = retrying(lambda eid=execution_id, its=items: _apply(repo, jobs, eid, its))
+        result = retrying(lambda eid=execution_id, its=items: _apply(repo, cache, eid, its))
         if result is None:
             ignored += len(items)
             continue
@@ -104,21 +133,15 @@ def handle_batch(repo: Repository, storage: Storage, publisher: Publisher, batch
     return Outcome(applied=applied, ignored=ignored, malformed=malformed, blocks_sent=sent)
 
 
-def _job(repo: Repository, jobs: dict[str, Job | None], job_id: str) -> Job | None:
-    if job_id not in jobs:
-        jobs[job_id] = repo.get_job(job_id)
-    return jobs[job_id]
-
-
 def _apply(
-    repo: Repository, jobs: dict[str, Job | None], execution_id: str, items: list[tuple[DeviceMessage, Any]]
+    repo: Repository, cache: HotCache, execution_id: str, items: list[tuple[DeviceMessage, Any]]
 ) -> tuple[Execution, Job, list[int], bool, int] | None:
-    original = repo.get_execution(execution_id)
+    original = cache.executions.get(execution_id) or repo.get_execution(execution_id)
     if original is None or original.epn != items[0][0].epn:
         log.warning("message for an unknown execution or another device ignored",
                     extra={"execution_id": execution_id, "epn": items[0][0].epn})
         return None
-    job = _job(repo, jobs, original.job_id)
+    job = cache.job(repo, original.job_id)
     if job is None:
         return None
     execution = original
@@ -162,8 +185,14 @@ def _apply(
         blocks.extend(fresh)
     if execution == original:
         return execution, job, [], republish, changed
-    repo.save_execution(bumped(execution))
-    return bumped(execution), job, blocks, republish, changed
+    saved = bumped(execution)
+    try:
+        repo.save_execution(saved)
+    except ConcurrentUpdate:
+        cache.executions.pop(execution_id, None)
+        raise
+    cache.remember(saved)
+    return saved, job, blocks, republish, changed
 
 
 def _inventory(

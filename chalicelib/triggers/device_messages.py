@@ -58,6 +58,6 @@ def on_device_message(event: Any) -> dict[str, Any]:
     c = bootstrap.get()
     fallback = c.clock() * 1000.0
     batch = [m for m in (parse_body(record.body, fallback) for record in event) if m is not None]
-    outcome = handle_batch(c.repository, c.storage, c.publisher, batch)
+    outcome = handle_batch(c.repository, c.storage, c.publisher, batch, c.cache)
     return {"applied": outcome.applied, "ignored": outcome.ignored, "malformed": outcome.malformed,
             "blocks_sent": outcome.blocks_sent}

@@ -244,3 +244,16 @@ def test_random_garbage_never_raises(world, rollout):
         leaf = rng.choice(["ack", "get", "status", "cmd/result"])
         payload = bytes(rng.randrange(256) for _ in range(rng.randrange(64)))
         send(("dev-1", leaf, payload))
+
+
+def test_stale_container_cache_never_overrides_a_newer_state(api, world, rollout):
+    """The handler remembers executions it saved; a cancel made elsewhere must still win."""
+    job, doc = rollout
+    send(("dev-1", "status", status(doc.execution_id, "IN_PROGRESS", "DOWNLOADING", 1)))
+    assert len(world.publisher.frames("dev-1")) == 4  # DOWNLOADING started the window
+    api.call("POST", f"/jobs/{job['job_id']}/cancel")
+    agent = Agent(world, doc)
+    agent.request_all()
+    send(("dev-1", "status", status(doc.execution_id, "SUCCEEDED", None, 2)))
+    assert execution(api, job)["state"] == "CANCELED"
+    assert len(world.publisher.frames("dev-1")) == 4
