@@ -30,8 +30,9 @@ def _name(cn):
 
 
 def _write(path, key, cert):
-    path.with_suffix(".key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                           serialization.NoEncryption()))
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    path.with_suffix(".key").write_bytes(pem)
     path.with_suffix(".pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
@@ -46,8 +47,9 @@ def pki(tmp_path):
     _write(tmp_path / "ca", ca_key, ca)
     for cn, server in (("localhost", True), ("ota-cloud", False), ("dev-1", False)):
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.subject).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+        builder = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.subject)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - dt.timedelta(days=1))
                    .not_valid_after(now + dt.timedelta(days=2)))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
