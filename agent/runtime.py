@@ -72,7 +72,8 @@ class Agent(Downloading, Steps):
             os.makedirs(os.path.join(config.data_dir, sub), mode=0o700, exist_ok=True)
         os.makedirs(config.install_root, mode=0o755, exist_ok=True)
         self.store = Store(config.data_dir, config.installed_apps)
-        self.installer = Installer(config.install_root, config.data_dir, config.script_timeout)
+        # The configured root is trusted and resolved once; links *inside* it are never followed.
+        self.installer = Installer(os.path.realpath(config.install_root), config.data_dir, config.script_timeout)
         self.inbox: queue.Queue[Inbound] = queue.Queue()
         self.backlog: deque[Inbound] = deque()
         self.state = State.IDLE
@@ -161,14 +162,16 @@ class Agent(Downloading, Steps):
     def run(self) -> None:
         self.start()
         while not self.stop_event.is_set():
-            self.advance()
-            item = self.next_item(self.next_deadline())
+            item = None
             try:
+                self.advance()
+                item = self.next_item(self.next_deadline())
                 if item is not None:
                     self.dispatch(item)
                 self.tick()
             except Exception:  # hostile input or a local fault must not kill the agent; state is persisted
-                log.exception("error while handling %s", type(item).__name__)
+                log.exception("error while handling %s in %s", type(item).__name__, self.state)
+                self.stop_event.wait(0.5)
         self.close()
 
     def close(self) -> None:

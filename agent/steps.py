@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from otaformat import messages
+from otaformat.errors import FormatError
 
 from .installer import InstallError
 from .machine import Event, State
@@ -70,8 +71,13 @@ class Steps:
             self.store.data["outcome"] = {"state": "FAILED", "reason": "canceled by the cloud before install"}
             return Event.CANCELED
         m = self.verified.manifest
+        try:
+            previous = self.installer.current_target(m.app)
+        except (InstallError, OSError, FormatError) as err:
+            self.store.data["outcome"] = {"state": "FAILED", "reason": f"install target unusable: {err}"}
+            return Event.REJECTED
         self.store.data["install"] = {"app": m.app, "version": m.version, "kind": m.kind,
-                                      "previous": self.installer.current_target(m.app), "started": True}
+                                      "previous": previous, "started": True}
         return Event.VERIFIED
 
     def cancel_pending(self: Agent) -> bool:
@@ -104,11 +110,7 @@ class Steps:
             self.store.data["outcome"] = {"state": "SUCCEEDED", "reason": f"{m.app} {m.version} already installed"}
             info["noop"] = True
             return Event.INSTALLED
-        version_dir = os.path.join(self.cfg.install_root, m.app, m.version)
-        env = {"OTA_APP": m.app, "OTA_VERSION": m.version, "OTA_KIND": m.kind,
-               "OTA_INSTALL_ROOT": self.cfg.install_root, "OTA_ROOT": os.path.join(self.cfg.install_root, m.app),
-               "OTA_VERSION_DIR": version_dir, "OTA_CONTENT": version_dir,
-               "OTA_PREVIOUS_VERSION": info["previous"] or ""}
+        env = self.script_env(m.app, m.version, m.kind, info["previous"])
         try:
             self.installer.stage_scripts(verified)
             self.installer.write_version(verified)
@@ -118,11 +120,19 @@ class Steps:
                 self.installer.run_script(m.app, m.version, role, env)
             self.installer.switch(m.app, m.version)
             self.installer.run_script(m.app, m.version, "post-install", env)
-        except (InstallError, OSError) as err:
+        except (InstallError, OSError, FormatError) as err:
             self.store.data["outcome"] = {"state": "FAILED", "reason": f"install failed: {err}"}
             return Event.INSTALL_FAILED
         self.store.data["outcome"] = {"state": "SUCCEEDED", "reason": None}
         return Event.INSTALLED
+
+    def script_env(self: Agent, app: str, version: str, kind: str, previous: str | None) -> dict[str, str]:
+        """Environment of every script (docs/agent.md)."""
+        root = self.installer.install_root
+        version_dir = os.path.join(root, app, version)
+        return {"OTA_APP": app, "OTA_VERSION": version, "OTA_KIND": kind, "OTA_INSTALL_ROOT": root,
+                "OTA_ROOT": os.path.join(root, app), "OTA_VERSION_DIR": version_dir, "OTA_CONTENT": version_dir,
+                "OTA_PREVIOUS_VERSION": previous or ""}
 
     def keep_base(self: Agent, verified: Verified) -> None:
         """Keep the verified content as the base for future deltas of this app."""
@@ -184,13 +194,10 @@ class Steps:
         info = self.store.data.get("install")
         if info:
             app, version, previous = info["app"], info["version"], info.get("previous")
-            version_dir = os.path.join(self.cfg.install_root, app, version)
-            env = {"OTA_APP": app, "OTA_VERSION": version, "OTA_PREVIOUS_VERSION": previous or "",
-                   "OTA_INSTALL_ROOT": self.cfg.install_root, "OTA_ROOT": os.path.join(self.cfg.install_root, app),
-                   "OTA_VERSION_DIR": version_dir, "OTA_CONTENT": version_dir}
+            env = self.script_env(app, version, info.get("kind", ""), previous)
             try:
                 self.installer.run_script(app, version, "rollback", env)
-            except (InstallError, OSError) as err:
+            except (InstallError, OSError, FormatError) as err:
                 log.warning("rollback script failed: %s", err)
                 outcome = self.store.data.get("outcome") or {"state": "FAILED", "reason": "install failed"}
                 outcome["reason"] = f"{outcome.get('reason')}; rollback script failed too: {err}"
@@ -204,7 +211,7 @@ class Steps:
                     with contextlib.suppress(OSError):
                         os.unlink(os.path.join(self.cfg.data_dir, "base", app, f"{version}.bin"))
                 self.installer.clear_run(app)
-            except (OSError, InstallError) as err:  # report it; never loop on a rollback that cannot finish
+            except (OSError, InstallError, FormatError) as err:  # report it; never loop on a stuck rollback
                 log.error("rollback incomplete: %s", err)
                 outcome = self.store.data.get("outcome") or {"state": "FAILED", "reason": "install failed"}
                 outcome["reason"] = f"{outcome.get('reason')}; rollback incomplete: {err}"

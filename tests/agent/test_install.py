@@ -249,3 +249,26 @@ def test_current_that_is_a_real_directory_fails_cleanly(harness, publisher):
     assert state == "FAILED" and "install failed" in reason
     assert os.path.isdir(os.path.join(blocker, "keep")) and harness.agent.state == "IDLE"
     assert not os.path.exists(os.path.join(harness.config.install_root, "demo", "1.0.0"))
+
+
+def test_install_root_reached_through_a_symlink_is_resolved_once(config, publisher, tmp_path):
+    from .conftest import Harness
+
+    real = tmp_path / "real-root"
+    real.mkdir()
+    (tmp_path / "link-root").symlink_to(real)
+    h = Harness(replace(config, install_root=str(tmp_path / "link-root")))
+    run(h, *build_package(publisher[0]))
+    assert outcome(h) == [("SUCCEEDED", None)]
+    assert os.readlink(real / "demo" / "current") == "1.0.0"
+
+
+def test_symlink_planted_as_app_directory_fails_without_crash_loop(harness, publisher, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.makedirs(harness.config.install_root, exist_ok=True)
+    os.symlink(outside, os.path.join(harness.config.install_root, "demo"))
+    run(harness, *build_package(publisher[0]))
+    state, reason = outcome(harness)[0]
+    assert state == "FAILED" and "symbolic link" in reason and harness.agent.state == "IDLE"
+    assert list(outside.iterdir()) == []
