@@ -147,6 +147,7 @@ def delta_table() -> list[dict]:
                 "pair": f"{project} {old}->{new}", "image": image, "encoding": Path(str(patch) + ".enc").read_text(),
                 "ours": ours, "delta_package": delta_pkg, **others, "full_package": full_pkg,
                 "best_other": best_name, "ratio": ours / best,
+                "ratio_incl_detools": ours / min(v for v in others.values() if v),
                 "build_s": made["seconds"], "build_peak_mb": made["peak_kb"] / 1024,
                 "build_extra_mb": (made["peak_kb"] - made["loaded_kb"]) / 1024,
                 "build_extra_x_image": (made["peak_kb"] - made["loaded_kb"]) * 1024 / image,
@@ -185,12 +186,13 @@ def main() -> int:
     rows = delta_table()
     tools = ["zstd --patch-from -19 --long", "xdelta3 -9", "detools hdiffpatch+lzma"]
     print("| pair | image | ours (encoding) | delta pkg | " + " | ".join(tools)
-          + " | full pkg | ours / best other | build s | build extra MB (x image) | peak RSS MB | apply s |")
-    print("|---" * (10 + len(tools)) + "|")
+          + " | full pkg | ours / best of zstd, xdelta3 | ours / best incl. detools | build s"
+          + " | build extra MB (x image) | peak RSS MB | apply s |")
+    print("|---" * (11 + len(tools)) + "|")
     for r in rows:
         others = " | ".join("n/a" if r.get(t) is None else str(r[t]) for t in tools)
         print(f"| {r['pair']} | {r['image']} | {r['ours']} ({r['encoding']}) | {r['delta_package']} | {others} | "
-              f"{r['full_package']} | {r['ratio']:.3f} | {r['build_s']:.2f} | "
+              f"{r['full_package']} | {r['ratio']:.3f} | {r['ratio_incl_detools']:.3f} | {r['build_s']:.2f} | "
               f"{r['build_extra_mb']:.1f} ({r['build_extra_x_image']:.1f}x) | {r['build_peak_mb']:.0f} | "
               f"{r['apply_s']:.3f} |")
     comp = compression_table()
@@ -202,8 +204,10 @@ def main() -> int:
     CACHE.mkdir(exist_ok=True)
     (CACHE / "delta-results.json").write_text(json.dumps({"delta": rows, "compression": comp}, indent=2))
     worst = max(r["ratio"] for r in rows)
+    worst_all = max(r["ratio_incl_detools"] for r in rows)
     mem = max(r["build_extra_x_image"] for r in rows)
-    print(f"\nworst ours/best-other ratio {worst:.3f} (goal <= 1.00); worst build memory {mem:.1f}x image (goal < 20x)")
+    print(f"\nworst ours / best of zstd, xdelta3: {worst:.3f} (goal <= 1.00); including detools: {worst_all:.3f}; "
+          f"worst build memory {mem:.1f}x image (goal < 20x)")
     return 0
 
 
