@@ -257,3 +257,19 @@ def test_stale_container_cache_never_overrides_a_newer_state(api, world, rollout
     send(("dev-1", "status", status(doc.execution_id, "SUCCEEDED", None, 2)))
     assert execution(api, job)["state"] == "CANCELED"
     assert len(world.publisher.frames("dev-1")) == 4
+
+
+class BrokenRepository:
+    """Every read fails, as DynamoDB does during an outage."""
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise RuntimeError("table unavailable")
+        return fail
+
+
+def test_infrastructure_failure_raises_so_sqs_retries_then_dead_letters(world, rollout):
+    _, doc = rollout
+    world.container.repository = BrokenRepository()
+    with pytest.raises(RuntimeError):
+        send(("dev-1", "status", status(doc.execution_id, "IN_PROGRESS", "DOWNLOADING", 1)))
