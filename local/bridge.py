@@ -108,6 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device-handler", default=DEVICE_HANDLER)
     p.add_argument("--sweep-handler", default=SWEEP_HANDLER)
     p.add_argument("--sweep-every", type=float, default=5.0, help="seconds between sweeps (default 5)")
+    p.add_argument("--device-workers", type=int, default=1,
+                   help="concurrent pollers of the device queue (default 1)")
     p.add_argument("--retry-delay", type=int, default=5, help="seconds before a failed message is retried")
     p.add_argument("--forward-only", action="store_true", help="only forward MQTT to SQS; call no handler")
     p.add_argument("--mqtt-cert", default=env.get("OTA_BRIDGE_MQTT_CERT") or env.get("OTA_MQTT_CLIENT_CERT"))
@@ -145,9 +147,11 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region),
                                _need("OTA_STAGING_QUEUE"), load_handler(args.staging_handler),
                                function_name="on_staging_object", retry_delay=args.retry_delay, region=region))
-        workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region), device_queue,
-                               load_handler(args.device_handler), function_name="on_device_message",
-                               retry_delay=args.retry_delay, region=region))
+        device_handler = load_handler(args.device_handler)
+        for _ in range(args.device_workers):  # like Lambda's concurrent pollers on one queue
+            workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region), device_queue,
+                                   device_handler, function_name="on_device_message",
+                                   retry_delay=args.retry_delay, region=region))
         workers.append(Scheduler(load_handler(args.sweep_handler), args.sweep_every, region))
     ca_dir = os.environ.get("OTA_LOCAL_CA_DIR")
     if args.broker_pid and ca_dir:

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "up":
             p.add_argument("--foreground", action="store_true", help="stay, and stop everything on Ctrl-C")
             p.add_argument("--sweep-every", type=float, default=5.0, help="seconds between sweeps")
+            p.add_argument("--device-workers", type=int, default=1, help="bridge pollers of the device queue")
             p.add_argument("--timeout", type=float, default=60.0, help="seconds each process may take to start")
     return parser
 
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     directory: Path = args.dir
     try:
         if args.command == "up":
-            options = StackOptions(directory, sweep_every=args.sweep_every, timeout=args.timeout)
+            options = StackOptions(directory, sweep_every=args.sweep_every, timeout=args.timeout,
+                                   device_workers=args.device_workers)
             signal.signal(signal.SIGTERM, _interrupt)  # stopped while starting: clean up as on Ctrl-C
             try:
                 state = up(options)

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=float, default=4.0, help="payload size of the packages")
     parser.add_argument("--block-size", type=int, default=16384)
     parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--device-workers", type=int, default=1, help="bridge pollers of the device queue")
     parser.add_argument("--keep", action="store_true", help="leave the stack and agents running")
     args = parser.parse_args(argv)
     work = args.dir.resolve()
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     agents: list[procs.Started] = []
     py = sys.executable
     try:
-        state = stack.up(stack.StackOptions(stack_dir, sweep_every=2.0))
+        state = stack.up(stack.StackOptions(stack_dir, sweep_every=2.0, device_workers=args.device_workers))
         print(stack.summary(state), flush=True)
         env = dict(os.environ, OTA_API_URL=state["api_url"], OTA_TOKEN=state["token"],
                    PYTHONPATH=os.pathsep.join([str(stack.PROJECT_DIR), os.environ.get("PYTHONPATH", "")]))
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
             epn = f"demo-dev-{n}"
             made = json.loads(_run([*ota, "--json", "devices", "add", epn, "--model", MODEL], env, quiet=True))
             home = work / epn
-            home.mkdir(exist_ok=True)
+            shutil.rmtree(home, ignore_errors=True)  # credentials of an earlier run belong to another stack
+            home.mkdir()
             config = home / "agent.toml"
             config.write_text(
                 f'epn = "{epn}"\nmodel = "{MODEL}"\ndata_dir = "data"\ninstall_root = "root"\n'

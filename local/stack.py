@@ -46,6 +46,7 @@ class StackOptions:
     bridge: bool = True
     handlers: bool = True  # False: the bridge only forwards MQTT to SQS
     sweep_every: float = 5.0
+    device_workers: int = 1  # concurrent pollers of the device-message queue in the bridge
     timeout: float = 60.0
 
 
@@ -163,6 +164,7 @@ def _start_all(options: StackOptions, directory: Path, state: dict[str, Any], to
         ready.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "local.bridge", "--ready-file", str(ready),
                 "--sweep-every", str(options.sweep_every), "--broker-pid", str(broker.pid),
+                "--device-workers", str(options.device_workers),
                 "--mqtt-cert", str(certs / "rule.pem"), "--mqtt-key", str(certs / "rule.key")]
         if broker.start_time:
             argv += ["--broker-start-time", broker.start_time]
