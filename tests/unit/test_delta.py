@@ -10,6 +10,7 @@ import struct
 
 import bsdiff4.core as bscore
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -115,6 +116,21 @@ def test_bsdiff_block_bomb_is_capped():
     patch = _bsdiff_patch(control, b"", b"\x00" * (8 << 20), 4)
     with pytest.raises(UnsafeArchiveError) as info:
         apply_delta("bsdiff4", b"", patch, 4)
+    assert info.value.code == "bomb"
+
+
+@pytest.mark.parametrize("encoding", ["bsdiff4-zstd", "bsdiff4-xz"])
+def test_compressed_block_larger_than_declared_is_a_bomb(encoding):
+    pack = delta_mod._zstd if encoding == "bsdiff4-zstd" else delta_mod._xz
+    magic = delta_mod.BSZ_MAGIC if encoding == "bsdiff4-zstd" else delta_mod.BSX_MAGIC
+    small_window = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
+        3, window_log=10, write_content_size=0))  # a window the decoder accepts, so only the count stops it
+    bomb = b"\x00" * (4 << 20)
+    ze = small_window.compress(bomb) if encoding == "bsdiff4-zstd" else pack(bomb)
+    zc, zd = pack(_triple(0, 4, 0)), pack(b"")
+    patch = struct.pack(">8s6Q", magic, 4, 24, 0, 4, len(zc), len(zd)) + zc + zd + ze
+    with pytest.raises(UnsafeArchiveError) as info:
+        apply_delta(encoding, b"", patch, 4)
     assert info.value.code == "bomb"
 
 

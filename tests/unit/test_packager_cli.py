@@ -209,6 +209,15 @@ def test_build_refuses_symlinks_and_bad_keys(tmp_path, source, keys):
     assert both.code == 2 and "either" in both.err
 
 
+def test_inspect_escapes_terminal_control_characters(tmp_path, source, keys):
+    key, _ = keys
+    pkg = _build(tmp_path, source, key, "1.0.0", "esc.otapkg", "--label", "note=\x1b[31mred\x07")
+    for argv in (["inspect", pkg], ["inspect", pkg, "--json"]):
+        result = run(*argv)
+        assert result.code == 0 and "\x1b" not in result.out and "\x07" not in result.out
+        assert "\\u001b[31mred" in result.out
+
+
 def test_help_for_every_subcommand(capsys):
     for sub in ("keygen", "build", "delta", "verify", "inspect"):
         assert main([sub, "--help"]) == 0
