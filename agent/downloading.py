@@ -92,8 +92,7 @@ class Downloading:
         assert self.spool is not None and self.acks is not None and self.job is not None
         self.spool.flush()  # a block is acknowledged only once it is durable
         self.last_flush = self.clock()
-        ack = wire.make_ack(self.job.execution_id, self.job.stream, self.spool.held(), self.spool.block_count)
-        self.publish("ack", wire.encode_ack(ack))
+        self.publish("ack", wire.encode_ack(self.spool.ack(self.job.execution_id)))
         self.acks.acked()
 
     def finish_download(self: Agent) -> None:

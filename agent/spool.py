@@ -36,6 +36,7 @@ class Spool:
         self.have = bytearray((block_count + 7) // 8)
         self.count = 0
         self.dirty = 0
+        self._floor = 0
         os.makedirs(directory, mode=0o700, exist_ok=True)
         self.path = os.path.join(directory, PACKAGE)
         self.bitmap_path = os.path.join(directory, BITMAP)
@@ -100,6 +101,32 @@ class Spool:
                 self.have[index >> 3] |= 1 << (index & 7)
                 self.count += 1
                 self.dirty += 1
+
+    def contiguous(self) -> int:
+        """Number of leading blocks held; the scan cursor only moves forward (bits are never cleared)."""
+        j = self._floor
+        while j < len(self.have) and self.have[j] == 0xFF:
+            j += 1
+        self._floor = j
+        n = j * 8
+        if j < len(self.have):
+            byte = self.have[j]
+            while byte & 1:
+                byte >>= 1
+                n += 1
+        return min(n, self.block_count)
+
+    def ack(self, execution_id: str) -> wire.Ack:
+        """The ack for what is held, as `wire.make_ack` would build it, in O(bitmap window) not O(blocks)."""
+        n = self.contiguous()
+        span = min(self.block_count - n, wire.MAX_BITMAP_BYTES * 8)
+        if span <= 0:
+            return wire.Ack(execution_id, self.stream, n, b"")
+        first, shift = divmod(n, 8)
+        chunk = bytes(self.have[first : first + (span + shift + 7) // 8 + 1])
+        bits = (int.from_bytes(chunk, "little") >> shift) & ((1 << span) - 1)
+        bitmap = bits.to_bytes((span + 7) // 8, "little").rstrip(b"\x00")
+        return wire.Ack(execution_id, self.stream, n, bitmap)
 
     @property
     def complete(self) -> bool:

@@ -157,3 +157,22 @@ def test_mqtt_transport_sets_tcp_nodelay():
     with socket.socket() as sock:
         transport._on_socket_open(transport.client, None, sock)
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_spool_ack_equals_wire_make_ack(tmp_path, seed):
+    import random
+
+    rng = random.Random(seed)
+    bs = 256
+    count = rng.choice([1, 7, 8, 9, 64, 300, 70000])
+    size = bs * (count - 1) + rng.randint(1, bs)
+    spool = Spool(str(tmp_path / "s"), package_size=size, block_size=bs, block_count=count, stream=3)
+    density = rng.random()
+    prefix = rng.randint(0, count)
+    for i in range(count):
+        if i < prefix or rng.random() < density * 0.3:
+            spool.have[i >> 3] |= 1 << (i & 7)
+    for _ in range(2):
+        assert spool.ack("x") == wire.make_ack("x", 3, spool.held(), count)
+        spool.have[prefix >> 3 if prefix < count else 0] |= 1 << (prefix & 7 if prefix < count else 0)
