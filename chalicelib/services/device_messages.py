@@ -99,6 +99,9 @@ def handle_batch(
     inventories: dict[str, tuple[DeviceMessage, messages.Inventory]] = {}
     malformed = 0
     for message in batch:
+        if message.leaf == "cmd/result":
+            log.info("command result ignored by the job service", extra={"epn": message.epn})
+            continue
         try:
             decoded = decode(message)
         except FormatError as err:
