@@ -6,7 +6,9 @@ import bz2
 import dataclasses
 import hashlib
 import random
+import shutil
 import struct
+import subprocess
 
 import bsdiff4.core as bscore
 import pytest
@@ -205,3 +207,20 @@ def test_full_package_is_not_a_delta(packages):
 def test_window_log_is_bounded():
     assert delta_mod._window_log(0) >= 10
     assert delta_mod._window_log(1 << 40) == 31
+
+
+def test_bsdiff4_encoding_is_the_standard_bsdiff4_format():
+    import bsdiff4
+
+    _, patch = make_delta(BASE, SHIFTED, ("bsdiff4",))
+    assert bsdiff4.patch(BASE, patch) == SHIFTED
+
+
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="zstd CLI not installed")
+def test_zstd_dict_patch_applies_with_the_zstd_cli(tmp_path):
+    _, patch = make_delta(BASE, SHIFTED, ("zstd-dict",))
+    (tmp_path / "base").write_bytes(BASE)
+    (tmp_path / "patch.zst").write_bytes(patch)
+    subprocess.run(["zstd", "-q", "-d", "--long=31", f"--patch-from={tmp_path / 'base'}", str(tmp_path / "patch.zst"),
+                    "-o", str(tmp_path / "out")], check=True, timeout=120)
+    assert (tmp_path / "out").read_bytes() == SHIFTED
