@@ -68,7 +68,10 @@ def _expires(arg: str | None, created: datetime) -> str:
         days = DEFAULT_EXPIRY_DAYS if arg is None else int(arg)
         if not 1 <= days <= MAX_DAYS:
             raise UsageError(f"--expires {days} days must be within 1..{MAX_DAYS}")
-        return format_timestamp(created + timedelta(days=days))
+        try:
+            return format_timestamp(created + timedelta(days=days))
+        except OverflowError as err:
+            raise UsageError(f"--expires {days} days after {format_timestamp(created)} is out of range") from err
     return format_timestamp(_parse_time(arg, "--expires"))
 
 
@@ -264,4 +267,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
         return 2
     except FormatError as error:
         print(f"{PROG}: error: {error.code}: {error.reason}", file=err)
+        return 2
+    except (OSError, ValueError, OverflowError, MemoryError) as error:  # last line of defence: still one line
+        print(f"{PROG}: error: {type(error).__name__}: {str(error)[:200]}", file=err)
         return 2

@@ -185,6 +185,8 @@ def test_usage_and_input_errors_exit_2_with_one_line(argv):
         (["--version", "1.0"], "version"),
         (["--version", "1.0.0", "--expires", "2020-01-01T00:00:00Z"], "expires"),
         (["--version", "1.0.0", "--label", "novalue"], "KEY=VALUE"),
+        (["--version", "1.0.0", "--created", "253402300000", "--expires", "365"], "out of range"),
+        (["--version", "1.0.0", "--expires", "0"], "days"),
     ],
 )
 def test_build_input_errors(tmp_path, source, keys, extra, message):
