@@ -25,7 +25,7 @@ def watch(api: ApiClient, out: Output, job_id: str, interval: float, timeout: fl
     drawn = 0
     executions: list[dict[str, Any]] = []
     job = api.get(f"/jobs/{seg(job_id)}")
-    if not out.json and not out.tty:
+    if not out.json:
         out.stream.write(f"job {job_id}: package {job.get('package_id', '?')}, mode {job.get('mode', '?')}\n")
     while True:
         executions = sorted(api.get(f"/jobs/{seg(job_id)}/executions").get("executions", []),
