@@ -119,3 +119,43 @@ def test_scheduled_event_looks_like_eventbridge() -> None:
 def test_load_handler_refuses_bad_names(spec: str) -> None:
     with pytest.raises((ValueError, AttributeError, ImportError)):
         load_handler(spec)
+
+
+def test_scheduler_keeps_ticking_after_a_failing_sweep() -> None:
+    import threading
+
+    from local.bridge import Scheduler
+
+    calls: list[dict[str, Any]] = []
+    enough = threading.Event()
+
+    def sweep(event: dict[str, Any], _context: Any) -> None:
+        calls.append(event)
+        if len(calls) >= 3:
+            enough.set()
+        if len(calls) == 1:
+            raise RuntimeError("first sweep fails")
+
+    scheduler = Scheduler(sweep, 0.01, "us-east-1")
+    thread = threading.Thread(target=scheduler.run, daemon=True)
+    thread.start()
+    assert enough.wait(30)
+    scheduler.stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert all(c["source"] == "aws.events" for c in calls)
+    assert len({c["id"] for c in calls}) == len(calls)
+
+
+@pytest.mark.parametrize("module", ["local.cli", "local.bridge", "local.apiserver", "local.demo", "cli.main",
+                                    "local.provisioner"])
+def test_every_entry_point_answers_help(module: str) -> None:
+    import subprocess
+    import sys
+
+    from local.stack import PROJECT_DIR
+
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=PROJECT_DIR, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout
