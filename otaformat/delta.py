@@ -287,13 +287,15 @@ def _zdict_tables(base_len: int, target_len: int) -> tuple[int, int]:
     """(chain_log, hash_log): level 19's tables, shrunk so the encoder stays near 16x the target.
 
     The tables exist twice (the dictionary's and the compressor's): about 8 * (2**chain + 2**hash) bytes.
-    Small inputs keep at least 2**20 entries (about 10 MB), where patch size still gains from them.
+    The chain (a binary tree at level 19) keeps covering base + target for small inputs (below about
+    1 MiB), where the patch still gains from it; the hash table matters much less (chain - 3).
     """
     default = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, source_size=target_len, dict_size=base_len)
-    chain = default.chain_log
-    while chain > 20 and 10 * (1 << chain) > 16 * target_len:
+    floor = min(20, max((base_len + target_len).bit_length(), 12))
+    chain = min(default.chain_log, max(floor, (base_len + target_len).bit_length()))
+    while chain > floor and 10 * (1 << chain) > 16 * target_len:
         chain -= 1
-    return chain, min(default.hash_log, chain - 2)
+    return chain, min(default.hash_log, chain - 3)
 
 
 def _zdict_apply(base: bytes, patch: bytes, max_output: int) -> bytes:
