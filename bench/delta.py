@@ -68,8 +68,11 @@ def fetch(project: str, version: str) -> bytes:
     stem = project.replace("-", "_")
     found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
     if not found:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        *WHEEL_TAGS, "-d", str(wheels), f"{project}=={version}"], check=True)
+        try:
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                            *WHEEL_TAGS, "-d", str(wheels), f"{project}=={version}"], check=True)
+        except subprocess.CalledProcessError as err:
+            raise SystemExit(f"bench.delta: cannot download {project}=={version} from the package index") from err
         found = sorted(wheels.glob(f"{stem}-{version}-*.whl"))
     with zipfile.ZipFile(found[0]) as wheel:
         libs = sorted((i for i in wheel.infolist() if i.filename.endswith(".so")), key=lambda i: -i.file_size)
