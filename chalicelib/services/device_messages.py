@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import Any
@@ -46,20 +47,30 @@ class HotCache:
         self.limit = limit
         self.jobs: dict[str, Job] = {}
         self.executions: dict[str, Execution] = {}
+        self._lock = threading.Lock()
+
+    def execution(self, execution_id: str) -> Execution | None:
+        return self.executions.get(execution_id)
+
+    def forget(self, execution_id: str) -> None:
+        with self._lock:
+            self.executions.pop(execution_id, None)
 
     def remember(self, execution: Execution) -> None:
-        if len(self.executions) >= self.limit:
-            self.executions.pop(next(iter(self.executions)))
-        self.executions[execution.execution_id] = execution
+        with self._lock:
+            if len(self.executions) >= self.limit:
+                self.executions.pop(next(iter(self.executions)))
+            self.executions[execution.execution_id] = execution
 
     def job(self, repo: Repository, job_id: str) -> Job | None:
         job = self.jobs.get(job_id)
         if job is None:
             job = repo.get_job(job_id)
             if job is not None:
-                if len(self.jobs) >= self.limit:
-                    self.jobs.pop(next(iter(self.jobs)))
-                self.jobs[job_id] = job
+                with self._lock:
+                    if len(self.jobs) >= self.limit:
+                        self.jobs.pop(next(iter(self.jobs)))
+                    self.jobs[job_id] = job
         return job
 
 
@@ -139,7 +150,7 @@ def handle_batch(
 def _apply(
     repo: Repository, cache: HotCache, execution_id: str, items: list[tuple[DeviceMessage, Any]]
 ) -> tuple[Execution, Job, list[int], bool, int] | None:
-    original = cache.executions.get(execution_id) or repo.get_execution(execution_id)
+    original = cache.execution(execution_id) or repo.get_execution(execution_id)
     if original is None or original.epn != items[0][0].epn:
         log.warning("message for an unknown execution or another device ignored",
                     extra={"execution_id": execution_id, "epn": items[0][0].epn})
@@ -192,7 +203,7 @@ def _apply(
     try:
         repo.save_execution(saved)
     except ConcurrentUpdate:
-        cache.executions.pop(execution_id, None)
+        cache.forget(execution_id)
         raise
     cache.remember(saved)
     return saved, job, blocks, republish, changed

@@ -12,6 +12,8 @@ from chalicelib.adapters.dynamo import DynamoRepository
 from chalicelib.adapters.memory import MemoryRepository
 from chalicelib.adapters.provision import ensure_table
 
+from ..functional.fakes import AtomicRequests
+
 
 @pytest.fixture(params=["memory", "dynamodb"])
 def repo(request) -> Iterator[object]:
@@ -21,4 +23,4 @@ def repo(request) -> Iterator[object]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
         ensure_table(client, "contract")
-        yield DynamoRepository(client, "contract")
+        yield DynamoRepository(AtomicRequests(client), "contract")

@@ -15,10 +15,11 @@ from chalice.test import Client
 from moto import mock_aws
 
 from chalicelib import bootstrap
+from chalicelib.adapters.dynamo import DynamoRepository
 from chalicelib.adapters.provision import ensure_resources
 from chalicelib.settings import Settings
 
-from .fakes import FakeClock, FakeSigner, RecordingPublisher
+from .fakes import AtomicRequests, FakeClock, FakeSigner, RecordingPublisher
 
 TOKEN = "operator-secret-token"
 REGION = "us-east-1"
@@ -54,6 +55,7 @@ def world(env: dict[str, str]) -> Iterator[World]:
         settings = Settings.from_env(env)
         queues = ensure_resources(settings, session)
         container = bootstrap.build(settings, session)
+        container.repository = DynamoRepository(AtomicRequests(session.client("dynamodb")), settings.table_name)
         publisher, signer, clock = RecordingPublisher(), FakeSigner(), FakeClock()
         container.publisher, container.signer, container.clock = publisher, signer, clock
         bootstrap.configure(container)

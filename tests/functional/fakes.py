@@ -151,3 +151,27 @@ def scheduled_event() -> dict[str, Any]:
     return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
             "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1",
             "resources": [], "detail": {}}
+
+
+class AtomicRequests:
+    """Wraps a boto3 client so each request is atomic, as it is on the real service.
+
+    In-process moto checks a condition expression and then writes without a lock, so two threads can
+    both pass `attribute_not_exists`; DynamoDB itself evaluates every request (and every transaction)
+    atomically. Requests from different threads still interleave freely between calls."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._client, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with AtomicRequests._lock:
+                return target(*args, **kwargs)
+
+        return call

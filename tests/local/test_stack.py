@@ -118,9 +118,12 @@ def test_a_failing_start_stops_what_had_started(tmp_path: Path) -> None:
     (tmp_path / "no-project").mkdir()  # no app.py: the API cannot start
     broken = stack.StackOptions(directory, api=True, handlers=False, project_dir=tmp_path / "no-project",
                                 timeout=30)
-    with pytest.raises(procs.ProcessError, match="api exited"):
-        stack.up(broken)
-    assert _processes_logging_under(directory) == []
+    try:
+        with pytest.raises(procs.ProcessError, match="api exited"):
+            stack.up(broken)
+        assert _processes_logging_under(directory) == []
+    finally:
+        stack.stop_all(directory)
 
 
 @pytest.mark.parametrize(("argv", "code", "out"), [
@@ -166,6 +169,7 @@ def test_foreground_stack_stops_everything_on_ctrl_c(tmp_path: Path, sig: signal
         if up.poll() is None:
             up.kill()
             up.wait()
+        stack.stop_all(directory)  # whatever happened above, leave nothing running
     if when == "running":
         assert up.returncode == 0, out
         assert "stopping: bridge, api, mosquitto, moto" in out
