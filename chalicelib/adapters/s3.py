@@ -22,8 +22,10 @@ def upload_key(upload_id: str) -> str:
 
 
 class S3Storage:
-    def __init__(self, client: Any, staging_bucket: str, repository_bucket: str) -> None:
+    def __init__(self, client: Any, staging_bucket: str, repository_bucket: str, *,
+                 cache_limit: int = CACHE_LIMIT) -> None:
         self._s3 = client
+        self._cache_limit = cache_limit
         self._staging = staging_bucket
         self._repository = repository_bucket
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -73,7 +75,7 @@ class S3Storage:
             if key in self._large:
                 return None
         head = self._s3.head_object(Bucket=self._repository, Key=key)
-        if int(head["ContentLength"]) > CACHE_LIMIT:
+        if int(head["ContentLength"]) > self._cache_limit:
             with self._lock:
                 self._large.add(key)
             return None
