@@ -8,6 +8,7 @@ and prints our goodput divided by this ceiling. Not a test; prints figures only.
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +56,26 @@ def nodelay(client: mqtt.Client) -> None:
 def plain_factory(host: str, port: int) -> ClientFactory:
     def make(client_id: str) -> mqtt.Client:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(0)
+        nodelay(client)
+        client.connect(host, port)
+        return client
+
+    return make
+
+
+def tls_factory(host: str, port: int, ca: str, credentials: Callable[[str], tuple[str, str]]) -> ClientFactory:
+    """Clients for a broker with mutual TLS; `credentials(client_id)` gives the (cert, key) files to use.
+
+    On a broker with `use_username_as_clientid` (the local stack) the certificate's CN is the client id.
+    """
+
+    def make(client_id: str) -> mqtt.Client:
+        cert, key = credentials(client_id)
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
+                       tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
         nodelay(client)
