@@ -60,6 +60,7 @@ def _foreground(directory: Path) -> int:
         signal.signal(sig, lambda *_: stop.set())
     state = load(directory)
     watched = [procs.Started.from_dict(p) for p in state["processes"]]
+    print("running in the foreground; Ctrl-C stops everything", flush=True)
     code = 0
     while not stop.wait(1.0):
         dead = [p for p in watched if not procs.is_alive(p.pid)]
@@ -67,8 +68,26 @@ def _foreground(directory: Path) -> int:
             print(f"error: {dead[0].name} stopped; see {dead[0].log}; stopping the stack", file=sys.stderr)
             code = 1
             break
-    print("stopping: " + ", ".join(stop_all(directory)))
+    print("stopping: " + ", ".join(stop_all(directory)), flush=True)
     return code
+
+
+def _up(args: argparse.Namespace, directory: Path) -> int:
+    options = StackOptions(directory, sweep_every=args.sweep_every, timeout=args.timeout,
+                           device_workers=args.device_workers)
+    # stopped while starting: clean up as on Ctrl-C (set explicitly: a parent may have ignored SIGINT)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        state = up(options)  # stops what it started when interrupted, and so does the handler below
+        print(summary(state))
+        print(f"use it: eval \"$(ota-local env --dir {directory})\"; ota devices list", flush=True)
+        return _foreground(directory.resolve()) if args.foreground else 0
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("interrupted; stopping: " + ", ".join(stop_all(directory)), flush=True)
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,17 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     directory: Path = args.dir
     try:
         if args.command == "up":
-            options = StackOptions(directory, sweep_every=args.sweep_every, timeout=args.timeout,
-                                   device_workers=args.device_workers)
-            signal.signal(signal.SIGTERM, _interrupt)  # stopped while starting: clean up as on Ctrl-C
-            try:
-                state = up(options)
-            except KeyboardInterrupt:
-                print("interrupted; stopped what had started", file=sys.stderr)
-                return 130
-            print(summary(state))
-            print(f"use it: eval \"$(ota-local env --dir {directory})\"; ota devices list")
-            return _foreground(directory.resolve()) if args.foreground else 0
+            return _up(args, directory)
         if args.command == "down":
             stopped = stop_all(directory)
             print("stopped: " + ", ".join(stopped) if stopped else f"nothing runs in {directory}")

@@ -123,6 +123,31 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def logging_under(directory: Path) -> list[Started]:
+    """Live processes whose stdout is a file under `directory` (Linux /proc; [] elsewhere).
+
+    Every process the stack starts writes its log there, so this finds one even if the starter was
+    interrupted between creating it and recording it.
+    """
+    root = str(directory.resolve()) + os.sep
+    found = []
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            target = os.readlink(entry / "fd" / "1")
+        except OSError:
+            continue
+        pid = int(entry.name)
+        if target.startswith(root) and is_alive(pid):
+            found.append(Started(f"pid {pid}", pid, proc_start_time(pid), target, ()))
+    return found
+
+
 def stop(started: Started, grace: float = 5.0) -> bool:
     """SIGTERM the process group, SIGKILL after `grace` seconds; True when the process is gone."""
     if not is_alive(started.pid):

@@ -199,14 +199,19 @@ def stop_all(directory: Path, grace: float = 5.0) -> list[str]:
     try:
         state = load(directory)
     except StackError:
-        return []
-    stopped = []
+        state = {"processes": []}
+    stopped: list[str] = []
     left = []
     for started in reversed([procs.Started.from_dict(p) for p in state.get("processes", [])]):
         if procs.stop(started, grace):
             stopped.append(started.name)
         else:
             left.append(started.to_dict())
+    for stray in procs.logging_under(directory):  # started, but interrupted before it was recorded
+        if procs.stop(stray, grace):
+            stopped.append(stray.name)
+        else:
+            left.append(stray.to_dict())
     state["processes"] = left
     if left:
         _save(directory, state)

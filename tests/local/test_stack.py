@@ -154,7 +154,7 @@ def test_foreground_stack_stops_everything_on_ctrl_c(tmp_path: Path, sig: signal
     try:
         if when == "running":
             lines = [up.stdout.readline()]
-            while lines[-1] and not lines[-1].startswith("use it:"):
+            while lines[-1] and not lines[-1].startswith("running in the foreground"):
                 lines.append(up.stdout.readline())
             assert lines[-1], "".join(lines)
         else:
@@ -177,3 +177,17 @@ def test_foreground_stack_stops_everything_on_ctrl_c(tmp_path: Path, sig: signal
         assert up.returncode == 130, out
     assert [pid for pid in pids if procs.is_alive(pid)] == []
     assert _processes_logging_under(directory) == []
+
+
+def test_stop_all_also_stops_a_process_that_was_never_recorded(tmp_path: Path) -> None:
+    directory = tmp_path / "stack"
+    stray = procs.start("stray", [sys.executable, "-c", "import time; time.sleep(300)"], directory / "stray.log")
+    elsewhere = procs.start("other", [sys.executable, "-c", "import time; time.sleep(300)"], tmp_path / "other.log")
+    try:
+        assert [p.pid for p in procs.logging_under(directory)] == [stray.pid]
+        assert stack.stop_all(directory) == [f"pid {stray.pid}"]
+        assert not procs.is_alive(stray.pid)
+        assert procs.is_alive(elsewhere.pid)
+    finally:
+        procs.stop(stray)
+        procs.stop(elsewhere)
