@@ -111,6 +111,7 @@ def test_staging_handler_drops_foreign_messages(world, body):
 
 def test_list_filters_and_retire(api, world, key):
     first = publish(api, world, key, app="demo", version="1.0.0")
+    world.clock.advance(1)  # listings are ordered by creation time
     second = publish(api, world, key, app="other", version="2.0.0", models=("model-b",))
     def ids(query):
         return [p["upload_id"] for p in api.call("GET", f"/packages{query}").json["packages"]]
