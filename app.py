@@ -6,10 +6,12 @@ Tracing switches itself off outside Lambda (and with POWERTOOLS_TRACE_DISABLED=t
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice
 
@@ -20,6 +22,8 @@ app = Chalice(app_name="ota-control-plane")
 logger = Logger(service="ota")
 metrics = Metrics(namespace="OTA", service="ota")
 tracer = Tracer(service="ota")  # patches boto3/botocore in Lambda; disabled locally
+logging.getLogger("chalicelib")  # register the package logger so it gets the structured JSON handler
+copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})
 
 for blueprint in (auth.bp, devices.bp, keys.bp, packages.bp, jobs.bp, staging.bp, device_messages.bp, schedules.bp):
     app.register_blueprint(blueprint)
