@@ -29,6 +29,9 @@ DEFAULT_DIR = Path(".local-stack")
 def env_lines(state: dict[str, Any]) -> list[str]:
     """Shell lines exporting what `ota`, `ota-agent` and the cloud-side code need to use the stack."""
     env = dict(state.get("env", {}))
+    operator = state.get("certs", {}).get("operator")
+    if operator:  # a process run by hand must not share the API's MQTT identity (it would kick it off)
+        env["OTA_MQTT_CLIENT_CERT"], env["OTA_MQTT_CLIENT_KEY"] = operator["cert"], operator["key"]
     if state.get("api_url"):
         env["OTA_API_URL"] = state["api_url"]
     env["OTA_TOKEN"] = state["token"]

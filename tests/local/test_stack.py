@@ -138,6 +138,13 @@ def test_ota_local_without_a_stack(tmp_path: Path, capsys: pytest.CaptureFixture
     assert out in captured.out + captured.err
 
 
+def test_env_gives_processes_run_by_hand_the_operator_identity(forwarding_stack: dict[str, Any]) -> None:
+    lines = cli.env_lines(forwarding_stack)
+    cert = forwarding_stack["certs"]["operator"]["cert"]
+    assert f"export OTA_MQTT_CLIENT_CERT={cert}" in lines
+    assert forwarding_stack["env"]["OTA_MQTT_CLIENT_CERT"] != cert  # the API keeps its own
+
+
 def test_env_lines_can_be_evaluated_by_a_shell() -> None:
     lines = cli.env_lines({"env": {"OTA_X": "a b'c"}, "api_url": "http://127.0.0.1:1", "token": "t"})
     assert lines == ["export OTA_API_URL=http://127.0.0.1:1", "export OTA_TOKEN=t",
