@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from otaformat import verdict
+from otaformat import messages, verdict
 from otaformat.container import split_container
 from otaformat.manifest import Manifest
 from otaformat.signing import parse_envelope
@@ -28,6 +28,8 @@ from ..domain.ports import MalwareScanner, Repository, Storage
 from .keys import trusted_keys
 
 log = logging.getLogger(__name__)
+# the envelope travels inside the job document (one MQTT message, otaformat.messages.MAX_JOB_DOCUMENT)
+MAX_ENVELOPE_IN_JOB = messages.MAX_JOB_DOCUMENT - 4096
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
@@ -59,8 +61,12 @@ def judge_package(data: bytes, trusted: Mapping[str, ec.EllipticCurvePublicKey],
     result = verdict.judge(data, trusted, now=dt.datetime.fromtimestamp(now, dt.UTC), model=None)
     if not result.accepted:
         return Judgement((f"{result.code}: {result.reason}",), result.manifest, None, None, None)
-    envelope = parse_envelope(split_container(data).envelope)
-    return Judgement((), result.manifest, envelope, result.key_id, result.content)
+    raw_envelope = split_container(data).envelope
+    if len(raw_envelope) > MAX_ENVELOPE_IN_JOB:
+        reason = (f"size: signed manifest is {len(raw_envelope)} bytes; a job document carries at most "
+                  f"{MAX_ENVELOPE_IN_JOB} (split the package)")
+        return Judgement((reason,), result.manifest, None, None, None)
+    return Judgement((), result.manifest, parse_envelope(raw_envelope), result.key_id, result.content)
 
 
 def repository_key(manifest: Manifest, sha256: str) -> str:

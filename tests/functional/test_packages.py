@@ -144,3 +144,15 @@ def test_golden_fixtures_scan_as_expected(api, world, name, expect):
     else:
         assert shown["state"] == "REJECTED"
         assert shown["reasons"][0].split(":")[0] == expect["code"], shown["reasons"]
+
+
+def test_manifest_too_big_for_a_job_document_is_rejected(api, world, key):
+    from otaformat.build import BuildSpec, SourceFile, build_full
+
+    trust(api, key)
+    spec = BuildSpec(app="demo", version="1.0.0", models=("model-a",), created="2026-11-01T00:00:00Z",
+                     expires="2030-01-01T00:00:00Z", compression="none")
+    files = [SourceFile(f"data/file-{n:05d}.bin", n.to_bytes(4, "big")) for n in range(1200)]
+    upload_id = upload(api, world, build_full(spec, files, key))
+    shown = api.call("GET", f"/packages/{upload_id}").json
+    assert shown["state"] == "REJECTED" and "job document" in shown["reasons"][0]
