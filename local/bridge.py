@@ -107,6 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--staging-handler", default=STAGING_HANDLER)
     p.add_argument("--device-handler", default=DEVICE_HANDLER)
     p.add_argument("--sweep-handler", default=SWEEP_HANDLER)
+    p.add_argument("--app-module", default="app", help="module of the Chalice app to import first ('' for none)")
     p.add_argument("--sweep-every", type=float, default=5.0, help="seconds between sweeps (default 5)")
     p.add_argument("--device-workers", type=int, default=1,
                    help="concurrent pollers of the device queue (default 1)")
@@ -143,6 +144,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     forwarder = Forwarder(sqs, device_queue, endpoint, client_id=f"ota-rule-{os.getpid()}")
     forwarder.start()
     if not args.forward_only:
+        if args.app_module:  # registers the blueprints, so handlers run through the app's middleware as in Lambda
+            importlib.import_module(args.app_module)
         # one client per thread: boto3 clients are thread-safe, but separate ones keep pools apart
         workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region),
                                _need("OTA_STAGING_QUEUE"), load_handler(args.staging_handler),
