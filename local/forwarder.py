@@ -5,7 +5,8 @@ A paho client with the cloud's own certificate subscribes (QoS 1) to `ota/+/ack`
 `{"topic": ..., "payload_b64": base64(payload), "received_at": epoch ms}`, the shape the rule's SQL
 produces on AWS. A sender thread drains what arrived and sends it with SendMessageBatch (up to 10
 entries and 256 KiB per call), so a burst of acks costs few SQS calls. TCP_NODELAY is set on the
-MQTT socket. Messages over the SQS size limit are dropped and counted, as a failing rule would.
+MQTT socket. Messages over the SQS size limit, or beyond MAX_WAITING not yet sent, are dropped and counted, as a
+failing rule action would.
 It does not decode or judge payloads.
 """
 
@@ -27,6 +28,7 @@ import paho.mqtt.client as mqtt
 TOPIC_FILTERS = ("ota/+/ack", "ota/+/get", "ota/+/status", "ota/+/cmd/result")
 SQS_MAX_BATCH = 10
 SQS_MAX_BYTES = 256 * 1024
+MAX_WAITING = 10000  # bounded memory: at most this many device messages wait for SQS
 log = logging.getLogger("local.bridge")
 
 
@@ -88,7 +90,7 @@ class Forwarder:
     def __init__(self, sqs: Any, queue_name: str, endpoint: MqttEndpoint, *, client_id: str = "ota-rule") -> None:
         self._sqs = sqs
         self.queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-        self._inbox: queue.Queue[str | None] = queue.Queue()
+        self._inbox: queue.Queue[str | None] = queue.Queue(maxsize=MAX_WAITING)
         self._client = tls_client(endpoint, client_id)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
@@ -110,7 +112,7 @@ class Forwarder:
     def stop(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
-        self._inbox.put(None)
+        self._inbox.put(None)  # blocks only while the sender drains a full inbox
         self._sender.join(timeout=10)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -126,7 +128,11 @@ class Forwarder:
             self.dropped += 1
             log.warning("dropped a %d-byte message on %s: over the SQS limit", len(message.payload), message.topic)
             return
-        self._inbox.put(body)
+        try:
+            self._inbox.put_nowait(body)
+        except queue.Full:  # SQS is not keeping up or is down: drop, as a failing rule action would
+            self.dropped += 1
+            log.warning("dropped a message on %s: %d messages already wait for SQS", message.topic, MAX_WAITING)
 
     def _send_loop(self) -> None:
         while True:
