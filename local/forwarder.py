@@ -84,57 +84,34 @@ def set_nodelay(client: mqtt.Client) -> None:
             log.warning("could not set TCP_NODELAY on the MQTT socket")
 
 
-class Forwarder:
-    """MQTT device topics -> device-message queue, until stopped."""
+class BatchSender:
+    """A thread that drains a bounded inbox into SendMessageBatch calls, retrying failed entries."""
 
-    def __init__(self, sqs: Any, queue_name: str, endpoint: MqttEndpoint, *, client_id: str = "ota-rule") -> None:
-        self._sqs = sqs
-        self.queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    def __init__(self, sqs: Any, queue_url: str, *, retry_pause: float = 0.2) -> None:
+        self._sqs, self.queue_url, self._pause = sqs, queue_url, retry_pause
         self._inbox: queue.Queue[str | None] = queue.Queue(maxsize=MAX_WAITING)
-        self._client = tls_client(endpoint, client_id)
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        self._endpoint = endpoint
-        self._subscribed = threading.Event()
-        self._client.on_subscribe = lambda *_args: self._subscribed.set()
-        self._sender = threading.Thread(target=self._send_loop, name="forwarder-send", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="forwarder-send", daemon=True)
         self.forwarded = 0
         self.dropped = 0
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Connect, subscribe, start sending; returns once the subscription is acknowledged."""
-        self._sender.start()
-        self._client.connect(self._endpoint.host, self._endpoint.port, keepalive=30)
-        self._client.loop_start()
-        if not self._subscribed.wait(timeout):
-            raise RuntimeError(f"no SUBACK from the broker at {self._endpoint.host}:{self._endpoint.port}")
+    def start(self) -> None:
+        self._thread.start()
 
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-        self._inbox.put(None)  # blocks only while the sender drains a full inbox
-        self._sender.join(timeout=10)
-
-    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            log.error("broker refused the rule connection: %s", reason)
-            return
-        set_nodelay(client)
-        client.subscribe([(f, 1) for f in TOPIC_FILTERS])
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        body = rule_body(message.topic, message.payload, int(time.time() * 1000))
-        if len(body.encode()) > SQS_MAX_BYTES:
-            self.dropped += 1
-            log.warning("dropped a %d-byte message on %s: over the SQS limit", len(message.payload), message.topic)
-            return
+    def put(self, body: str) -> bool:
+        """Queue one body; False (and counted as dropped) when MAX_WAITING bodies already wait."""
         try:
             self._inbox.put_nowait(body)
-        except queue.Full:  # SQS is not keeping up or is down: drop, as a failing rule action would
+        except queue.Full:
             self.dropped += 1
-            log.warning("dropped a message on %s: %d messages already wait for SQS", message.topic, MAX_WAITING)
+            return False
+        return True
 
-    def _send_loop(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what waits, then stop."""
+        self._inbox.put(None)  # blocks only while the sender drains a full inbox
+        self._thread.join(timeout=timeout)
+
+    def _loop(self) -> None:
         while True:
             first = self._inbox.get()
             if first is None:
@@ -159,7 +136,7 @@ class Forwarder:
                     reply = self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
                 except Exception:
                     log.exception("SendMessageBatch failed (attempt %d)", attempt + 1)
-                    time.sleep(0.2 * (attempt + 1))
+                    time.sleep(self._pause * (attempt + 1))
                     continue
                 failed = {f["Id"] for f in reply.get("Failed", [])}
                 self.forwarded += len(entries) - len(failed)
@@ -169,3 +146,53 @@ class Forwarder:
             else:
                 self.dropped += len(entries)
                 log.error("dropped %d device message(s) after 5 failed sends", len(entries))
+
+
+class Forwarder:
+    """MQTT device topics -> device-message queue, until stopped."""
+
+    def __init__(self, sqs: Any, queue_name: str, endpoint: MqttEndpoint, *, client_id: str = "ota-rule") -> None:
+        self.sender = BatchSender(sqs, sqs.get_queue_url(QueueName=queue_name)["QueueUrl"])
+        self._client = tls_client(endpoint, client_id)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._endpoint = endpoint
+        self._subscribed = threading.Event()
+        self._client.on_subscribe = lambda *_args: self._subscribed.set()
+        self.too_big = 0
+
+    @property
+    def forwarded(self) -> int:
+        return self.sender.forwarded
+
+    @property
+    def dropped(self) -> int:
+        return self.sender.dropped + self.too_big
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Connect, subscribe, start sending; returns once the subscription is acknowledged."""
+        self.sender.start()
+        self._client.connect(self._endpoint.host, self._endpoint.port, keepalive=30)
+        self._client.loop_start()
+        if not self._subscribed.wait(timeout):
+            raise RuntimeError(f"no SUBACK from the broker at {self._endpoint.host}:{self._endpoint.port}")
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.sender.close()
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the rule connection: %s", reason)
+            return
+        set_nodelay(client)
+        client.subscribe([(f, 1) for f in TOPIC_FILTERS])
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        body = rule_body(message.topic, message.payload, int(time.time() * 1000))
+        if len(body.encode()) > SQS_MAX_BYTES:
+            self.too_big += 1
+            log.warning("dropped a %d-byte message on %s: over the SQS limit", len(message.payload), message.topic)
+        elif not self.sender.put(body):  # SQS is not keeping up or is down: drop, as a failing rule would
+            log.warning("dropped a message on %s: %d messages already wait for SQS", message.topic, MAX_WAITING)

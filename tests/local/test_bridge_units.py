@@ -159,3 +159,48 @@ def test_every_entry_point_answers_help(module: str) -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "usage:" in done.stdout
+
+
+class FlakySqs:
+    """SendMessageBatch that fails the first entry of every call once, and raises on one call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.failed_once: set[str] = set()
+        self.raised = False
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:
+        self.calls.append([e["MessageBody"] for e in Entries])
+        if not self.raised:
+            self.raised = True
+            raise ConnectionError("moto went away for a moment")
+        first = Entries[0]["MessageBody"]
+        if first not in self.failed_once:
+            self.failed_once.add(first)
+            return {"Failed": [{"Id": Entries[0]["Id"], "Code": "InternalError"}]}
+        return {}
+
+
+def test_batch_sender_retries_failed_entries_and_sends_each_body_once() -> None:
+    from local.forwarder import BatchSender
+
+    sqs = FlakySqs()
+    sender = BatchSender(sqs, "http://sqs/q", retry_pause=0)
+    bodies = [f"m{i}" for i in range(25)]
+    for body in bodies:
+        assert sender.put(body)
+    sender.start()
+    sender.close(timeout=30)
+    delivered = [b for call in sqs.calls[1:] for b in call]  # the first call raised: nothing delivered
+    assert sorted(set(delivered)) == sorted(bodies)
+    assert all(len(call) <= 10 for call in sqs.calls)
+    assert (sender.forwarded, sender.dropped) == (25, 0)
+
+
+def test_batch_sender_drops_beyond_its_bound() -> None:
+    from local.forwarder import MAX_WAITING, BatchSender
+
+    sender = BatchSender(FlakySqs(), "http://sqs/q")  # not started: nothing drains
+    assert all(sender.put("x") for _ in range(MAX_WAITING))
+    assert not sender.put("one too many")
+    assert sender.dropped == 1
