@@ -83,7 +83,7 @@ def progress_line(execution: Mapping[str, Any], name_width: int = 16) -> str:
     status = f"{state}/{step}" if step and state == "IN_PROGRESS" else state
     line = f"{str(execution.get('epn', '?')).ljust(name_width)} {bar(pct / 100)} {pct:5.1f}%  {status}"
     done, total = execution.get("blocks_acked"), execution.get("blocks_total")
-    if isinstance(done, int) and isinstance(total, int):
+    if isinstance(done, int) and isinstance(total, int) and execution.get("mode") != "url":
         line += f"  {done}/{total} blocks"
     reason = execution.get("reason") or execution.get("last_reason")
     if reason and state in TERMINAL and state != "SUCCEEDED":

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=float, default=4.0, help="payload size of the packages")
     parser.add_argument("--block-size", type=int, default=16384)
     parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--mode", choices=("block", "url"), default="block")
     parser.add_argument("--device-workers", type=int, default=1, help="bridge pollers of the device queue")
     parser.add_argument("--keep", action="store_true", help="leave the stack and agents running")
     args = parser.parse_args(argv)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         _run([*ota, "devices", "list"], env)
         for upload_id in upload_ids:
             job = json.loads(_run([*ota, "--json", "jobs", "create", "--package", upload_id, "--model", MODEL,
-                                   "--mode", "block", "--block-size", str(args.block_size), "--window",
+                                   "--mode", args.mode, "--block-size", str(args.block_size), "--window",
                                    str(args.window)], env, quiet=True))
             began = time.monotonic()
             _run([*ota, "jobs", "watch", job["job_id"], "--interval", "0.5", "--timeout", "600"], env, check=False)
