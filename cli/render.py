@@ -61,13 +61,15 @@ def block(record: Mapping[str, Any], order: Sequence[str] = ()) -> str:
 
 
 def percent_of(execution: Mapping[str, Any]) -> float:
+    if execution.get("state") == "SUCCEEDED":
+        return 100.0
     value = execution.get("percent")
     if isinstance(value, int | float) and not isinstance(value, bool):
         return max(0.0, min(100.0, float(value)))
     done, total = execution.get("blocks_acked"), execution.get("blocks_total")
     if isinstance(done, int) and isinstance(total, int) and total > 0:
         return max(0.0, min(100.0, 100.0 * done / total))
-    return 100.0 if execution.get("state") == "SUCCEEDED" else 0.0
+    return 0.0
 
 
 def bar(fraction: float, width: int = 30) -> str:
