@@ -48,6 +48,7 @@ class Unreachable(CliError):
 class Target:
     api: str
     token: str | None
+    hint: str = ""  # said when the API cannot be reached
 
 
 def resolve(api: str | None, token: str | None, stack_dir: Path | None,
@@ -63,8 +64,11 @@ def resolve(api: str | None, token: str | None, stack_dir: Path | None,
             state = {}
         except (OSError, ValueError) as err:
             raise UsageError(f"cannot read {stack_file}: {err}") from err
+        hint = "" if api else f" (from {stack_file}: is the local stack running? try 'ota-local status')"
         api = api or state.get("api_url")
         token = token or state.get("token")
+        if api:
+            return Target(api.rstrip("/"), token, hint)
     if not api:
         raise UsageError("no API URL: pass --api URL, set OTA_API_URL, or start a local stack with 'ota-local up'")
     return Target(api.rstrip("/"), token)
@@ -102,7 +106,8 @@ class ApiClient:
             reply = self._session.request(method, url, json=body, params=params, headers=all_headers,
                                           timeout=self._timeout)
         except requests.RequestException as err:
-            raise Unreachable(f"cannot reach the API at {self.target.api}: {type(err).__name__}") from err
+            raise Unreachable(f"cannot reach the API at {self.target.api}: {type(err).__name__}"
+                              f"{self.target.hint}") from err
         if reply.status_code >= 400:
             message, code = _message(reply)
             raise ApiError(reply.status_code, message, code)

@@ -238,3 +238,13 @@ def test_jobs_watch_gives_up_at_its_timeout(fake_api: FakeApi, capsys: pytest.Ca
     fake_api.routes[("GET", "/jobs/j-1/executions")] = _executions(("dev-1", "IN_PROGRESS", 5))
     assert _run(fake_api, ["jobs", "watch", "j-1", "--interval", "0", "--timeout", "5"], out) == 1
     assert capsys.readouterr().err.startswith("error: job j-1 not finished after 5s (1 IN_PROGRESS)")
+
+
+def test_unreachable_stack_api_suggests_checking_the_stack(tmp_path: Path, output: Output,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from local.procs import free_port
+
+    (tmp_path / "stack.json").write_text(json.dumps({"api_url": f"http://127.0.0.1:{free_port()}", "token": "t"}))
+    assert main(["--stack-dir", str(tmp_path), "keys", "list"], out=output) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach the API") and "ota-local status" in err
