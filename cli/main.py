@@ -14,7 +14,9 @@ Exit status: 0 ok; 1 the API refused (4xx), the package was REJECTED or a job di
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from cli import commands as c
@@ -125,12 +127,13 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
     return watch(api, out, args.job_id, args.interval, args.timeout)
 
 
-def main(argv: list[str] | None = None, out: c.Output | None = None) -> int:
+def main(argv: list[str] | None = None, out: c.Output | None = None,
+         environ: Mapping[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = out or c.Output()
     out.json = bool(args.json)
     try:
-        api = ApiClient(resolve(args.api, args.token, args.stack_dir))
+        api = ApiClient(resolve(args.api, args.token, args.stack_dir, os.environ if environ is None else environ))
         return run(args, api, out)
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)

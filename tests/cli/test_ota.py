@@ -86,7 +86,7 @@ def test_json_output_is_the_api_answer(fake_api: FakeApi, output: Output, argv: 
 
 def test_json_flag_may_follow_the_command(fake_api: FakeApi, output: Output) -> None:
     fake_api.routes[("GET", "/keys")] = (200, {"keys": []})
-    assert main(["keys", "list", "--json", "--api", fake_api.url], out=output) == 0
+    assert main(["keys", "list", "--json", "--api", fake_api.url], out=output, environ={}) == 0
     assert json.loads(output.stream.getvalue()) == {"keys": []}  # type: ignore[attr-defined]
 
 
@@ -245,6 +245,6 @@ def test_unreachable_stack_api_suggests_checking_the_stack(tmp_path: Path, outpu
     from local.procs import free_port
 
     (tmp_path / "stack.json").write_text(json.dumps({"api_url": f"http://127.0.0.1:{free_port()}", "token": "t"}))
-    assert main(["--stack-dir", str(tmp_path), "keys", "list"], out=output) == 3
+    assert main(["--stack-dir", str(tmp_path), "keys", "list"], out=output, environ={}) == 3
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach the API") and "ota-local status" in err
