@@ -22,6 +22,7 @@ from otaformat.topics import parse_device_topic
 
 from .. import bootstrap
 from ..services.device_messages import DeviceMessage, handle_batch
+from . import attach_app_middleware
 
 bp = Blueprint(__name__)
 log = logging.getLogger(__name__)
@@ -61,3 +62,6 @@ def on_device_message(event: Any) -> dict[str, Any]:
     outcome = handle_batch(c.repository, c.storage, c.publisher, batch, c.cache)
     return {"applied": outcome.applied, "ignored": outcome.ignored, "malformed": outcome.malformed,
             "blocks_sent": outcome.blocks_sent}
+
+
+attach_app_middleware()

@@ -8,6 +8,7 @@ from chalice import Blueprint, Rate
 
 from .. import bootstrap
 from ..services.sweep import sweep as run_sweep
+from . import attach_app_middleware
 
 bp = Blueprint(__name__)
 
@@ -18,3 +19,6 @@ def sweep(event: Any) -> dict[str, Any]:
     result = run_sweep(c.repository, c.storage, c.publisher, c.clock())
     return {"timed_out": result.timed_out, "resent_blocks": result.resent_blocks,
             "completed_jobs": result.completed_jobs}
+
+
+attach_app_middleware()

@@ -17,6 +17,7 @@ from chalice import Blueprint
 
 from .. import bootstrap
 from ..services.scan import scan_upload
+from . import attach_app_middleware
 
 bp = Blueprint(__name__)
 log = logging.getLogger(__name__)
@@ -58,3 +59,6 @@ def on_staging_object(event: Any) -> dict[str, Any]:
             if package is not None:
                 decided.append({"upload_id": upload_id, "state": package.state})
     return {"scanned": decided}
+
+
+attach_app_middleware()
