@@ -248,3 +248,17 @@ def test_unreachable_stack_api_suggests_checking_the_stack(tmp_path: Path, outpu
     assert main(["--stack-dir", str(tmp_path), "keys", "list"], out=output, environ={}) == 3
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach the API") and "ota-local status" in err
+
+
+@pytest.mark.parametrize(("json_flag", "calls", "text"), [
+    (False, ["/devices/dev-1", "/devices/dev-1/executions"], "j-9"),
+    (True, ["/devices/dev-1"], '"model": "m1"'),
+])
+def test_devices_show_adds_executions_for_people_only(fake_api: FakeApi, output: Output, json_flag: bool,
+                                                      calls: list[str], text: str) -> None:
+    fake_api.routes[("GET", "/devices/dev-1")] = (200, DEVICE)
+    fake_api.routes[("GET", "/devices/dev-1/executions")] = (200, {"executions": [
+        {"epn": "dev-1", "job_id": "j-9", "state": "SUCCEEDED", "percent": 100}]})
+    assert _run(fake_api, [*(["--json"] if json_flag else []), "devices", "show", "dev-1"], output) == 0
+    assert [s.path for s in fake_api.seen] == calls
+    assert text in output.stream.getvalue()  # type: ignore[attr-defined]
