@@ -1,137 +1,296 @@
 """`python -m local.demo` (make demo): the whole service on one machine, end to end, with real processes.
 
-It starts the local stack, makes a publisher key and two signed packages with ota-pack, registers the
-key and uploads the packages with `ota` (plus a tampered copy, which the scan rejects), pre-authorises
-devices, starts one `ota-agent` per device (each registers with its token and gets its certificate),
-rolls the first package out to every device of the model in block mode, then the second one, watching
-progress; finally it stops every process it started (also on errors and Ctrl-C) unless --keep.
-Each command is printed before it runs, so the demo doubles as a tutorial. It asserts nothing.
+The scenario (`run_scenario`, also run by tests/e2e): a publisher key and signed packages 1.0.0 and
+1.1.0 plus a delta 1.0.0 -> 1.1.0 made with ota-pack; the key registered and the packages uploaded
+with `ota` (scan verdicts shown); one agent process per device (each registers with its one-time
+token and gets its own certificate), N of one model and M of another; a delta job refused while the
+devices lack its base; 1.0.0 to the first model by one job in block mode, then the delta, with live
+progress; an unsigned package REJECTED at the scan; a downgrade job refused with a 4xx; the other
+model untouched. `observe` collects what happened, `judge` turns it into the checklist (in one place);
+main prints it and exits 0 only if every item holds. Every process is stopped by PID at the end, also
+on errors and Ctrl-C/SIGTERM, unless --keep.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
+import re
 import shutil
-import subprocess
+import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from local import procs, stack
+from local.scenario import ScenarioError, Session, strip_signatures
 
-MODEL = "demo-m1"
-
-
-def _run(argv: list[str], env: dict[str, str], *, check: bool = True, quiet: bool = False) -> str:
-    shown = " ".join(shlex.quote(a) for a in argv).replace(f"{sys.executable} -m cli.main", "ota")
-    shown = shown.replace(f"{sys.executable} -m packager", "ota-pack")
-    print(f"$ {shown}", flush=True)
-    done = subprocess.run(argv, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if not quiet and done.stdout:
-        print(done.stdout.rstrip(), flush=True)
-    if check and done.returncode != 0:
-        raise SystemExit(f"error: step failed ({done.returncode}): {shown}")
-    return done.stdout
+APP = "demo"
+MODEL, OTHER_MODEL = "demo-m1", "demo-m2"
+V1, V2 = "1.0.0", "1.1.0"
 
 
-def _payload(directory: Path, size: int, version: str) -> Path:
-    (directory / "bin").mkdir(parents=True, exist_ok=True)
-    (directory / "bin" / "data").write_bytes(os.urandom(size))
-    (directory / "VERSION").write_text(version + "\n")
-    return directory
+@dataclass(frozen=True)
+class Options:
+    devices: int = 5
+    others: int = 1
+    size: int = 1 << 20
+    block_size: int = 16384
+    window: int = 32
+    timeout: float = 120.0
+
+
+@dataclass
+class Facts:
+    """What the scenario observed; judged only in `judge`."""
+
+    devices: int = 0
+    verdicts: dict[str, str] = field(default_factory=dict)  # v1, v2, delta, unsigned -> state
+    unsigned_reasons: list[str] = field(default_factory=list)
+    delta_before_base: tuple[int, str] = (0, "")
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # v1, delta -> job view
+    watch_codes: dict[str, int] = field(default_factory=dict)
+    downgrade: tuple[int, str] = (0, "")
+    histories: dict[str, list[str]] = field(default_factory=dict)
+    current: dict[str, str | None] = field(default_factory=dict)  # install_root/<app>/current
+    inventory: dict[str, str | None] = field(default_factory=dict)  # the API's device apps
+    other_executions: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    items: tuple[Outcome, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.items) and all(o.ok for o in self.items)
+
+    def checklist(self) -> str:
+        return "\n".join(f"{'✔' if o.ok else '✘'} {o.name}" + (f"  ({o.detail})" if o.detail else "")
+                         for o in self.items)
+
+
+def _succeeded(job: dict[str, Any] | None, count: int) -> tuple[bool, str]:
+    counts = (job or {}).get("counts", {})
+    return counts.get("SUCCEEDED") == count == sum(counts.values()), str({k: v for k, v in counts.items() if v})
+
+
+def judge(f: Facts, model_epns: list[str], other_epns: list[str]) -> Outcomes:
+    """The checklist: every expected outcome, checked explicitly."""
+    v1_ok, v1_counts = _succeeded(f.jobs.get("v1"), len(model_epns))
+    d_ok, d_counts = _succeeded(f.jobs.get("delta"), len(model_epns))
+    order_bad = [e for e in model_epns if [ln.split()[-1] for ln in f.histories.get(e, [])] != [V1, V2]]
+    not_current = [e for e in model_epns if f.current.get(e) != V2 or f.inventory.get(e) != V2]
+    touched = [e for e in other_epns if f.histories.get(e) or f.current.get(e) or f.inventory.get(e)
+               or f.other_executions.get(e, 1)]
+    signed = ("v1", "v2", "delta")
+    items = [
+        Outcome(f"{len(model_epns)} + {len(other_epns)} agents registered", f.devices == len(model_epns)
+                + len(other_epns), f"{f.devices} REGISTERED"),
+        Outcome("signed 1.0.0, 1.1.0 and the delta AVAILABLE after the scan",
+                all(f.verdicts.get(k) == "AVAILABLE" for k in signed),
+                ", ".join(f"{k} {f.verdicts.get(k)}" for k in signed)),
+        Outcome("delta job refused while devices lack its base version (4xx)",
+                400 <= f.delta_before_base[0] < 500, f"HTTP {f.delta_before_base[0]}"),
+        Outcome(f"job 1.0.0 (block mode, by model): all {len(model_epns)} SUCCEEDED",
+                v1_ok and f.watch_codes.get("v1") == 0, v1_counts),
+        Outcome(f"delta job 1.0.0 -> 1.1.0: all {len(model_epns)} SUCCEEDED",
+                d_ok and f.watch_codes.get("delta") == 0, d_counts),
+        Outcome("every history.txt lists 1.0.0 then 1.1.0", not order_bad, ", ".join(order_bad)),
+        Outcome("installed and reported current version is 1.1.0 everywhere", not not_current,
+                ", ".join(not_current)),
+        Outcome("unsigned package REJECTED at the scan with reasons",
+                f.verdicts.get("unsigned") == "REJECTED" and bool(f.unsigned_reasons), "; ".join(f.unsigned_reasons)),
+        Outcome("downgrade job (1.0.0 to devices on 1.1.0) refused with a 4xx", 400 <= f.downgrade[0] < 500,
+                f"HTTP {f.downgrade[0]}"),
+        Outcome(f"other model ({OTHER_MODEL}) untouched: no execution, no history, no app", not touched,
+                ", ".join(touched)),
+    ]
+    return Outcomes(tuple(items))
+
+
+# steps ---------------------------------------------------------------------------------------------
+
+def make_packages(s: Session, size: int) -> dict[str, Path]:
+    s.say("\n== publisher key and packages (ota-pack)")
+    keys = s.work / "keys"
+    s.pack("keygen", "--out", str(keys), "--force")
+    base = os.urandom(size)
+    made = {"key": keys / "publisher.key", "pub": keys / "publisher.pub"}
+    for name, version in (("v1", V1), ("v2", V2)):
+        src = s.work / f"src-{version}"
+        (src / "bin").mkdir(parents=True, exist_ok=True)
+        data = base if version == V1 else base[: size // 2] + os.urandom(16384) + base[size // 2 + 16384:]
+        (src / "bin" / "data").write_bytes(data)
+        (src / "VERSION").write_text(version + "\n")
+        made[name] = s.work / f"{APP}-{version}.otapkg"
+        s.pack("build", str(src), "--app", APP, "--version", version, "--model", MODEL, "--key", str(made["key"]),
+               "--compression", "none", "--out", str(made[name]))
+    made["delta"] = s.work / f"{APP}-{V1}-{V2}.delta.otapkg"
+    s.pack("delta", "--from", str(made["v1"]), "--to", str(made["v2"]), "--key", str(made["key"]),
+           "--out", str(made["delta"]))
+    made["unsigned"] = strip_signatures(made["v1"], s.work / f"{APP}-{V1}.unsigned.otapkg")
+    s.say(f"(made {made['unsigned'].name}: {made['v1'].name} with its signatures removed)")
+    return made
+
+
+def upload(s: Session, f: Facts, files: dict[str, Path]) -> dict[str, str]:
+    s.say("\n== register the key, upload the packages (the scan decides)")
+    if s.ota("keys", "add", str(files["pub"]), "--name", "demo-publisher").code != 0:
+        raise ScenarioError("the publisher key was not registered")
+    ids = {}
+    for name in ("v1", "v2", "delta", "unsigned"):
+        done = s.ota("packages", "upload", str(files[name]), "--timeout", "120")
+        found = re.search(r" as (up-[0-9a-f]+)", done.out)
+        if found is None:
+            raise ScenarioError(f"upload of {files[name].name} failed: {done.err.strip()}")
+        package = s.api.get(f"/packages/{found.group(1)}")
+        ids[name] = package["upload_id"]
+        f.verdicts[name] = package["state"]
+        if name == "unsigned":
+            f.unsigned_reasons = list(package.get("reasons") or [])
+    return ids
+
+
+def start_fleet(s: Session, f: Facts, model_epns: list[str], other_epns: list[str], pub: Path,
+                timeout: float) -> None:
+    s.say("\n== devices: pre-authorise, then one agent process each (it registers with its token)")
+    for epn in model_epns:
+        s.start_agent(epn, MODEL, pub)
+    for epn in other_epns:
+        s.start_agent(epn, OTHER_MODEL, pub)
+    everyone = set(model_epns + other_epns)
+
+    def registered() -> bool:
+        devices = s.api.get("/devices").get("devices", [])
+        f.devices = sum(d.get("state") == "REGISTERED" and d.get("epn") in everyone for d in devices)
+        return f.devices == len(everyone)
+
+    s.wait_for("registration", registered, timeout)
+    s.ota("devices", "list")
+
+
+def refuse(s: Session, what: str, upload_id: str) -> tuple[int, str]:
+    s.say(f"\n== {what}")
+    shown = s.ota("jobs", "create", "--package", upload_id, "--model", MODEL)
+    status, message = s.refusal("POST", "/jobs", {"package_id": upload_id, "targets": {"model": MODEL}})
+    s.say(f"(ota exit status {shown.code}; the API answered HTTP {status})")
+    return status, message
+
+
+def rollout(s: Session, f: Facts, name: str, upload_id: str, o: Options) -> None:
+    s.say(f"\n== roll out {name}: one job for every {MODEL} device, block mode, live progress")
+    made = s.ota("jobs", "create", "--package", upload_id, "--model", MODEL, "--mode", "block",
+                 "--block-size", str(o.block_size), "--window", str(o.window))
+    found = re.search(r"job (job-[0-9a-f]+)", made.out)
+    if made.code != 0 or found is None:
+        raise ScenarioError(f"job for {name} not created: {made.err.strip()}")
+    job_id = found.group(1)
+    began = time.monotonic()
+    f.watch_codes[name] = s.ota("jobs", "watch", job_id, "--interval", "0.5", "--timeout", str(o.timeout)).code
+    s.say(f"({time.monotonic() - began:.1f}s)")
+    f.jobs[name] = s.api.get(f"/jobs/{job_id}")
+
+
+def wait_inventory(s: Session, epns: list[str], version: str, timeout: float) -> None:
+    s.wait_for(f"inventories reporting {version}",
+               lambda: all(s.device(e).get("apps", {}).get(APP) == version for e in epns), timeout)
+
+
+def report(s: Session, f: Facts, model_epns: list[str], other_epns: list[str]) -> None:
+    s.say("\n== what each device installed (<data_dir>/history.txt)")
+    for agent in s.agents:
+        f.histories[agent.epn] = agent.history_lines()
+        f.current[agent.epn] = agent.current(APP)
+        f.inventory[agent.epn] = s.device(agent.epn).get("apps", {}).get(APP)
+        lines = f.histories[agent.epn] or ["(empty)"]
+        s.say(f"{agent.epn} ({agent.model}) {agent.history}:\n" + "\n".join(f"    {ln}" for ln in lines))
+    for epn in other_epns:
+        f.other_executions[epn] = len(s.api.get(f"/devices/{epn}/executions").get("executions", []))
+        s.ota("devices", "show", epn)
+    s.say("\n== job summaries")
+    for job in f.jobs.values():
+        s.ota("jobs", "show", job["job_id"])
+
+
+def run_scenario(s: Session, o: Options) -> Outcomes:
+    """The whole scenario on a running stack; returns the judged outcomes (agents are left to the caller)."""
+    f = Facts()
+    model_epns = [f"demo-dev-{n}" for n in range(1, o.devices + 1)]
+    other_epns = [f"demo-other-{n}" for n in range(1, o.others + 1)]
+    files = make_packages(s, o.size)
+    ids = upload(s, f, files)
+    start_fleet(s, f, model_epns, other_epns, files["pub"], o.timeout)
+    f.delta_before_base = refuse(s, "a delta job while the devices lack 1.0.0 (must be refused)", ids["delta"])
+    rollout(s, f, "v1", ids["v1"], o)
+    wait_inventory(s, model_epns, V1, o.timeout)
+    rollout(s, f, "delta", ids["delta"], o)
+    wait_inventory(s, model_epns, V2, o.timeout)
+    s.say("\n== the unsigned upload, as the scan judged it")
+    s.ota("packages", "show", ids["unsigned"])
+    f.downgrade = refuse(s, "a downgrade: 1.0.0 to devices on 1.1.0 (must be refused)", ids["v1"])
+    report(s, f, model_epns, other_epns)
+    return judge(f, model_epns, other_epns)
+
+
+# main ----------------------------------------------------------------------------------------------
+
+def _terminate(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path(".demo"))
-    parser.add_argument("--devices", type=int, default=3)
-    parser.add_argument("--size-mb", type=float, default=4.0, help="payload size of the packages")
+    parser.add_argument("--devices", type=int, default=5, help=f"agents of model {MODEL}")
+    parser.add_argument("--others", type=int, default=1, help=f"agents of model {OTHER_MODEL}")
+    parser.add_argument("--size-mb", type=float, default=1.0, help="payload size of the packages")
     parser.add_argument("--block-size", type=int, default=16384)
-    parser.add_argument("--window", type=int, default=64)
-    parser.add_argument("--mode", choices=("block", "url"), default="block")
-    parser.add_argument("--device-workers", type=int, default=1, help="bridge pollers of the device queue")
+    parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--keep", action="store_true", help="leave the stack and agents running")
     args = parser.parse_args(argv)
+    options = Options(args.devices, args.others, int(args.size_mb * (1 << 20)), args.block_size, args.window)
     work = args.dir.resolve()
-    work.mkdir(parents=True, exist_ok=True)
     stack_dir = work / "stack"
-    agents: list[procs.Started] = []
-    py = sys.executable
+    signal.signal(signal.SIGTERM, _terminate)
+    session: Session | None = None
+    began = time.monotonic()
     try:
-        state = stack.up(stack.StackOptions(stack_dir, sweep_every=2.0, device_workers=args.device_workers))
+        stack.stop_all(stack_dir)  # leftovers of an interrupted earlier run, by their recorded PIDs
+        for old in work.glob("demo-*"):
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)  # credentials of an earlier run belong to another stack
+        state = stack.up(stack.StackOptions(stack_dir, sweep_every=2.0))
         print(stack.summary(state), flush=True)
-        env = dict(os.environ, OTA_API_URL=state["api_url"], OTA_TOKEN=state["token"],
-                   PYTHONPATH=os.pathsep.join([str(stack.PROJECT_DIR), os.environ.get("PYTHONPATH", "")]))
-        ota = [py, "-m", "cli.main"]
-        pack = [py, "-m", "packager"]
-        size = int(args.size_mb * 1024 * 1024)
-        _run([*pack, "keygen", "--out", str(work / "keys"), "--force"], env)
-        packages = []
-        for version in ("1.0.0", "1.1.0"):
-            source = _payload(work / f"src-{version}", size, version)
-            out = work / f"demo-{version}.otapkg"
-            _run([*pack, "build", str(source), "--app", "demo", "--version", version, "--model", MODEL,
-                  "--key", str(work / "keys" / "publisher.key"), "--compression", "none", "--out", str(out)], env)
-            packages.append(out)
-        _run([*ota, "keys", "add", str(work / "keys" / "publisher.pub"), "--name", "demo-publisher"], env)
-        upload_ids = []
-        for package in packages:
-            answer = json.loads(_run([*ota, "--json", "packages", "upload", str(package)], env, quiet=True))
-            print(f"  {answer['state']}: {answer['upload_id']}", flush=True)
-            upload_ids.append(answer["upload_id"])
-        tampered = work / "tampered.otapkg"
-        data = bytearray(packages[0].read_bytes())
-        data[len(data) // 2] ^= 0xFF
-        tampered.write_bytes(bytes(data))
-        _run([*ota, "packages", "upload", str(tampered)], env, check=False)
-        for n in range(1, args.devices + 1):
-            epn = f"demo-dev-{n}"
-            made = json.loads(_run([*ota, "--json", "devices", "add", epn, "--model", MODEL], env, quiet=True))
-            home = work / epn
-            shutil.rmtree(home, ignore_errors=True)  # credentials of an earlier run belong to another stack
-            home.mkdir()
-            config = home / "agent.toml"
-            config.write_text(
-                f'epn = "{epn}"\nmodel = "{MODEL}"\ndata_dir = "data"\ninstall_root = "root"\n'
-                f'[registration]\napi_url = "{state["api_url"]}"\ntoken = "{made["registration_token"]}"\n'
-                f'[trust]\npublisher_keys = ["{work / "keys" / "publisher.pub"}"]\n')
-            agents.append(procs.start(f"agent {epn}", [py, "-m", "agent", "--config", str(config)],
-                                      home / "agent.log", env=env))
-            print(f"started ota-agent for {epn} (pid {agents[-1].pid}, log {home / 'agent.log'})", flush=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            devices = json.loads(_run([*ota, "--json", "devices", "list"], env, quiet=True))["devices"]
-            if sum(d.get("state") == "REGISTERED" for d in devices) >= args.devices:
-                break
-            time.sleep(0.5)
-        _run([*ota, "devices", "list"], env)
-        for upload_id in upload_ids:
-            job = json.loads(_run([*ota, "--json", "jobs", "create", "--package", upload_id, "--model", MODEL,
-                                   "--mode", args.mode, "--block-size", str(args.block_size), "--window",
-                                   str(args.window)], env, quiet=True))
-            began = time.monotonic()
-            _run([*ota, "jobs", "watch", job["job_id"], "--interval", "0.5", "--timeout", "600"], env, check=False)
-            took = time.monotonic() - began
-            print(f"  {args.devices} x {size / 1e6:.1f} MB in {took:.1f}s "
-                  f"({args.devices * size / 1e6 / took:.1f} MB/s in total, watch polling included)", flush=True)
-        _run([*ota, "devices", "show", "demo-dev-1"], env)
+        session = Session(state, work)
+        outcomes = run_scenario(session, options)
+        print(f"\n== checklist ({time.monotonic() - began:.0f}s)\n{outcomes.checklist()}", flush=True)
         if args.keep:
             print(f"left running; stop with: ota-local down --dir {stack_dir} and kill "
-                  + " ".join(str(a.pid) for a in agents))
-            agents = []
-        return 0
+                  + " ".join(str(a.process.pid) for a in session.agents))
+            session.agents = []
+        print("demo: every expected outcome happened" if outcomes.ok else "demo: some outcome did NOT happen")
+        return 0 if outcomes.ok else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (stack.StackError, procs.ProcessError) as err:
+    except (stack.StackError, procs.ProcessError, ScenarioError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
-        for agent in agents:
-            procs.stop(agent)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the cleanup short
+        if session is not None:
+            session.stop_agents()
         if not args.keep:
             stopped = stack.stop_all(stack_dir)
             if stopped:

@@ -100,7 +100,8 @@ def _targets(repo: Repository, spec: dict[str, Any], package: Package) -> list[s
             problems.append(f"{device.epn} has {package.app} {installed}, newer than {package.version_label} "
                             "(no downgrades)")
         elif package.is_delta and installed != package.base_version:
-            problems.append(f"{device.epn} has {package.app} {installed}, the delta needs {package.base_version}")
+            has = f"{package.app} {installed}" if installed else f"no {package.app}"
+            problems.append(f"{device.epn} has {has}, the delta needs {package.base_version}")
     if problems:
         raise Conflict("field 'targets': " + "; ".join(problems[:10]), field="targets")
     return sorted(d.epn for d in devices if d is not None)
