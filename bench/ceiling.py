@@ -1,8 +1,9 @@
 """The raw transfer ceiling: a bare paho sender and a bare paho receiver on one broker.
 
 Same scheme as the service (QoS 1, up to W blocks in flight, selective acks sent every W/2 blocks or
-on completion) with no cloud processing in between. `bench.transfer` runs it beside the real path
-and prints our goodput divided by this ceiling. Not a test; prints figures only.
+on completion) with no cloud processing in between. `bench.transfer` runs it beside the real path, on
+the local stack's broker with `tls_factory` (certificates from the stack's CA), and prints our goodput
+divided by this ceiling. Not a test; prints figures only.
 """
 
 from __future__ import annotations

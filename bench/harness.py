@@ -96,7 +96,8 @@ class Profiler:
     def __init__(self, pids: dict[str, int], out_dir: Path | None) -> None:
         self.pids, self.out_dir = pids, out_dir
         self.spies: list[subprocess.Popen[bytes]] = []
-        self.cpu: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds used inside the block, per process
+        self.began = self.seconds = 0.0
 
     def __enter__(self) -> Profiler:
         self.cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
