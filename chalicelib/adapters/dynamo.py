@@ -1,21 +1,26 @@
 """DynamoDB repository (single-table design): the key layout lives here and nowhere else.
 
-Items: pk/sk primary key, two sparse indexes (gsi1 lists by collection or by job, gsi2 lists a
-device's executions), `ver` (optimistic concurrency, checked by condition expressions) and `doc`
-(the entity as JSON, see domain.models.to_record). Does not: business rules; those are in services.
+Items: pk/sk primary key, three sparse indexes (gsi1 lists by collection or by job, gsi2 lists a
+device's executions, gsi3 holds only what is active: ACTIVE jobs under one key and QUEUED/IN_PROGRESS
+executions spread over ACTIVE_SHARDS keys; a put without gsi3 keys drops the item from it), `ver`
+(optimistic concurrency, checked by condition expressions) and `doc` (the entity as JSON, see
+domain.models.to_record). Does not: business rules; those are in services.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from ..domain.errors import ConcurrentUpdate, Conflict
+from ..domain.executions import ACTIVE
 from ..domain.models import Device, E, Execution, Job, Package, PublisherKey, from_record, to_record
 
+ACTIVE_SHARDS = 8  # spreads the writes of many live executions over several index partitions
 _ROOT = {Device: "DEV", PublisherKey: "KEY", Package: "PKG", Job: "JOB", Execution: "EXEC"}
 
 
@@ -39,11 +44,18 @@ def _indexes(entity: Any) -> dict[str, str]:
     if isinstance(entity, Package):
         return {"gsi1pk": "PACKAGES", "gsi1sk": f"{entity.created_at:020.6f}#{entity.upload_id}"}
     if isinstance(entity, Job):
-        return {"gsi1pk": "JOBS", "gsi1sk": f"{entity.created_at:020.6f}#{entity.job_id}"}
-    return {
+        keys = {"gsi1pk": "JOBS", "gsi1sk": f"{entity.created_at:020.6f}#{entity.job_id}"}
+        if entity.state == "ACTIVE":
+            keys.update(gsi3pk="ACTIVEJOB", gsi3sk=entity.job_id)
+        return keys
+    keys = {
         "gsi1pk": f"JOBEXEC#{entity.job_id}", "gsi1sk": entity.epn,
         "gsi2pk": f"DEVEXEC#{entity.epn}", "gsi2sk": f"{entity.created_at:020.6f}#{entity.execution_id}",
     }
+    if entity.state in ACTIVE:
+        shard = zlib.crc32(entity.execution_id.encode()) % ACTIVE_SHARDS
+        keys.update(gsi3pk=f"ACTIVEEXEC#{shard}", gsi3sk=entity.execution_id)
+    return keys
 
 
 class DynamoRepository:
@@ -186,6 +198,14 @@ class DynamoRepository:
 
     def list_jobs(self) -> list[Job]:
         return self._list(Job, "gsi1", "gsi1pk", "JOBS")
+
+    def list_active_jobs(self) -> list[Job]:
+        return sorted(self._list(Job, "gsi3", "gsi3pk", "ACTIVEJOB"), key=lambda j: (j.created_at, j.job_id))
+
+    def list_active_executions(self) -> list[Execution]:
+        found = [e for shard in range(ACTIVE_SHARDS)
+                 for e in self._list(Execution, "gsi3", "gsi3pk", f"ACTIVEEXEC#{shard}")]
+        return sorted(found, key=lambda e: (e.job_id, e.epn))
 
     def get_execution(self, execution_id: str) -> Execution | None:
         return self._get(Execution, execution_id)

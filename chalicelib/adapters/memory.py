@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..domain.errors import ConcurrentUpdate, Conflict
+from ..domain.executions import ACTIVE
 from ..domain.models import Device, Execution, Job, Package, PublisherKey
 
 
@@ -95,6 +96,12 @@ class MemoryRepository:
 
     def list_jobs(self) -> list[Job]:
         return sorted(self._all("job"), key=lambda j: (j.created_at, j.job_id))
+
+    def list_active_jobs(self) -> list[Job]:
+        return [j for j in self.list_jobs() if j.state == "ACTIVE"]
+
+    def list_active_executions(self) -> list[Execution]:
+        return [e for e in self._all("execution") if e.state in ACTIVE]
 
     def get_execution(self, execution_id: str) -> Execution | None:
         return self._items.get(("execution", execution_id))

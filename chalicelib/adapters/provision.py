@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError
 from ..settings import Settings
 
 MAX_RECEIVE_COUNT = 3
-TABLE_KEYS = (("pk", "sk"), ("gsi1pk", "gsi1sk"), ("gsi2pk", "gsi2sk"))
-INDEXES = ("gsi1", "gsi2")
+TABLE_KEYS = (("pk", "sk"), ("gsi1pk", "gsi1sk"), ("gsi2pk", "gsi2sk"), ("gsi3pk", "gsi3sk"))
+INDEXES = ("gsi1", "gsi2", "gsi3")
 
 
 def ensure_resources(settings: Settings, session: boto3.session.Session | None = None) -> dict[str, str]:
@@ -41,11 +41,13 @@ def ensure_resources(settings: Settings, session: boto3.session.Session | None =
 
 def ensure_table(dynamodb: Any, name: str) -> None:
     try:
-        dynamodb.describe_table(TableName=name)
-        return
+        described = dynamodb.describe_table(TableName=name)["Table"]
     except ClientError as err:
         if err.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
+    else:
+        _add_missing_indexes(dynamodb, name, described)
+        return
     attributes = [{"AttributeName": a, "AttributeType": "S"} for pair in TABLE_KEYS for a in pair]
     indexes = [
         {
@@ -67,6 +69,22 @@ def ensure_table(dynamodb: Any, name: str) -> None:
         if err.response["Error"]["Code"] != "ResourceInUseException":
             raise
     dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def _add_missing_indexes(dynamodb: Any, name: str, described: dict[str, Any]) -> None:
+    """A table made by an older version gains the indexes added since (e.g. gsi3, the active work list)."""
+    present = {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])}
+    for index, (h, r) in zip(INDEXES, TABLE_KEYS[1:], strict=True):
+        if index in present:
+            continue
+        dynamodb.update_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in (h, r)],
+            GlobalSecondaryIndexUpdates=[{"Create": {
+                "IndexName": index, "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [{"AttributeName": h, "KeyType": "HASH"}, {"AttributeName": r, "KeyType": "RANGE"}],
+            }}],
+        )
 
 
 def ensure_bucket(s3: Any, name: str, region: str | None) -> None:

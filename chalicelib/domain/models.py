@@ -16,7 +16,7 @@ from .window import Transfer
 
 DEVICE_STATES = ("PREAUTHORIZED", "REGISTERED", "DEREGISTERED")
 PACKAGE_STATES = ("PENDING", "AVAILABLE", "REJECTED", "RETIRED")
-JOB_STATES = ("ACTIVE", "COMPLETED", "CANCELED")
+JOB_STATES = ("ACTIVE", "COMPLETED", "CANCELED", "ABORTED")
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,9 @@ class Job:
     block_count: int
     body_sha256: str = ""
     idempotency_key: str | None = None
+    max_retries: int = 0
+    abort_percent: int = 50
+    abort_min_executed: int = 10
     version: int = 1
 
 
@@ -119,6 +122,7 @@ class Execution:
     timeline: tuple[TimelineEntry, ...] = ()
     transfer: Transfer | None = None
     started_at: float | None = None
+    attempt: int = 0
     version: int = 1
 
 

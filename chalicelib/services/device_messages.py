@@ -23,6 +23,8 @@ from ..domain import executions as ex
 from ..domain.errors import ConcurrentUpdate
 from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository, Storage
+from ..domain.retries import FAILURES, can_retry, retry, split_wire_id
+from .abort import check_abort
 from .common import retrying
 from .delivery import ensure_transfer, send_blocks
 from .jobs import publish_job_document
@@ -123,8 +125,9 @@ def handle_batch(
         if isinstance(decoded, messages.Inventory):
             inventories[message.epn] = (message, decoded)
         else:
-            per_execution[decoded.execution_id].append((message, decoded))
+            per_execution[split_wire_id(decoded.execution_id)[0]].append((message, decoded))
     applied = ignored = sent = 0
+    failed_jobs: dict[str, float] = {}
     for execution_id, items in per_execution.items():
         result = retrying(lambda eid=execution_id, its=items: _apply(repo, cache, eid, its))
         if result is None:
@@ -133,12 +136,16 @@ def handle_batch(
         execution, job, blocks, republish, changed = result
         applied += changed
         ignored += len(items) - changed
+        if execution.state in FAILURES:
+            failed_jobs[job.job_id] = execution.last_activity
         if blocks:
             sent += send_blocks(publisher, storage, job, execution, blocks)
         if republish:
             package = repo.get_package(job.upload_id)
             if package is not None:
                 publish_job_document(publisher, storage, job, package, execution, execution.last_activity)
+    for job_id, now in failed_jobs.items():
+        check_abort(repo, publisher, job_id, now)
     for epn, (message, inventory) in inventories.items():
         sent_docs = _inventory(repo, storage, publisher, epn, inventory, message.received_at)
         applied += 1
@@ -169,13 +176,21 @@ def _apply(
             log.info("message after a terminal state ignored",
                      extra={"execution_id": execution_id, "state": execution.state, "leaf": message.leaf})
             continue
+        if split_wire_id(decoded.execution_id)[1] != execution.attempt:
+            log.info("message of an earlier attempt ignored",
+                     extra={"execution_id": execution_id, "attempt": execution.attempt, "leaf": message.leaf})
+            continue
         if isinstance(decoded, messages.Status):
             moved = ex.apply_status(execution, decoded.state, decoded.step, decoded.reason, decoded.seq, now)
             if moved is None:
                 log.info("stale or duplicate status ignored", extra={"execution_id": execution_id, "seq": decoded.seq})
                 continue
             execution = moved
-            if block_mode and decoded.state == ex.IN_PROGRESS and decoded.step == "DOWNLOADING":
+            if moved.state == ex.FAILED and can_retry(moved, job, decoded.reason):
+                execution = retry(moved, now, decoded.reason, wire.new_stream())
+                republish = True
+                log.info("execution retried", extra={"execution_id": execution_id, "attempt": execution.attempt})
+            elif block_mode and decoded.state == ex.IN_PROGRESS and decoded.step == "DOWNLOADING":
                 execution = replace(execution, transfer=ensure_transfer(execution, job))
         elif isinstance(decoded, messages.UrlRefresh):
             republish = job.mode == "url"

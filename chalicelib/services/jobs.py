@@ -22,7 +22,9 @@ from ..domain import executions as ex
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..domain.models import Execution, Job, Package, TimelineEntry, bumped
 from ..domain.ports import Publisher, Repository, Storage
+from ..domain.retries import wire_id
 from ..domain.window import MAX_TRANSFER_BLOCKS, Transfer
+from .abort import cancel_executions, normalise_policy, policy_view
 from .common import checked, integer, iso, retrying
 
 DEFAULT_BLOCK_SIZE = 32 * 1024
@@ -34,7 +36,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def _normalise(body: dict[str, Any]) -> dict[str, Any]:
-    allowed = {"package_id", "targets", "mode", "block_size", "window", "timeouts"}
+    allowed = {"package_id", "targets", "mode", "block_size", "window", "timeouts", "max_retries", "abort"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
@@ -64,7 +66,7 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     stall = integer(timeouts, "stall_seconds", 5, 86400, 300)
     total = integer(timeouts, "total_seconds", 60, 30 * 86400, 7 * 86400)
     return {"package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size, "window": window,
-            "timeouts": {"stall_seconds": stall, "total_seconds": total}}
+            "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body)}
 
 
 def _available(repo: Repository, upload_id: str) -> Package:
@@ -131,10 +133,12 @@ def create_job(
               targets=tuple(epns), target_spec=normal["targets"], state="ACTIVE", created_at=now,
               app=package.app or "", app_version=package.version_label or "", package_size=size,
               package_sha256=package.sha256 or "", repository_key=package.repository_key or "",
-              block_count=block_count, body_sha256=body_sha, idempotency_key=idempotency_key)
+              block_count=block_count, body_sha256=body_sha, idempotency_key=idempotency_key,
+              max_retries=normal["max_retries"], abort_percent=normal["abort"]["failure_threshold_percent"],
+              abort_min_executed=normal["abort"]["min_executed"])
     executions = [
         Execution(execution_id="ex-" + secrets.token_hex(8), job_id=job.job_id, epn=epn, state=ex.QUEUED,
-                  stream=secrets.randbits(32), mode=job.mode, created_at=now, last_activity=now,
+                  stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now,
                   timeline=(TimelineEntry(at=now, state=ex.QUEUED, reason="job created"),))
         for epn in epns
     ]
@@ -155,7 +159,7 @@ def job_document(storage: Storage, job: Job, package: Package, execution: Execut
         url = storage.download_url(job.repository_key, URL_SECONDS)
         url_expires = iso(now + URL_SECONDS)
     doc = messages.JobDocument(
-        job_id=job.job_id, execution_id=execution.execution_id, epn=execution.epn, stream=execution.stream,
+        job_id=job.job_id, execution_id=wire_id(execution), epn=execution.epn, stream=execution.stream,
         mode=job.mode, envelope=package.envelope or {}, package_size=job.package_size,
         package_sha256=job.package_sha256, block_size=job.block_size, block_count=job.block_count,
         window=job.window, url=url, url_expires=url_expires, stall_timeout=job.stall_seconds,
@@ -178,19 +182,7 @@ def get_job(repo: Repository, job_id: str) -> Job:
 
 def cancel_job(repo: Repository, publisher: Publisher, now: float, job_id: str) -> Job:
     get_job(repo, job_id)
-    for execution in repo.list_job_executions(job_id):
-        def stop(execution_id: str = execution.execution_id) -> Execution | None:
-            current = repo.get_execution(execution_id)
-            moved = current and ex.cancel(current, now)
-            if not moved:
-                return None
-            saved = bumped(moved)
-            repo.save_execution(saved)
-            return saved
-
-        if retrying(stop) is not None:
-            publisher.publish(topics.topic(execution.epn, "job"),
-                              messages.encode(messages.Cancel(execution.execution_id)))
+    cancel_executions(repo, publisher, repo.list_job_executions(job_id), now, "canceled by operator")
     publisher.flush()
 
     def mark() -> Job:
@@ -227,7 +219,7 @@ def job_view(job: Job, executions: list[Execution]) -> dict[str, Any]:
         "timeouts": {"stall_seconds": job.stall_seconds, "total_seconds": job.total_seconds},
         "app": job.app, "version": job.app_version, "targets": list(job.targets), "created_at": iso(job.created_at),
         "counts": {s: counts.get(s, 0) for s in ex.STATES}, "bytes_done": done, "bytes_total": total,
-        "percent": round(100.0 * done / total, 1) if total else 100.0,
+        "percent": round(100.0 * done / total, 1) if total else 100.0, **policy_view(job),
     }
 
 

@@ -1,21 +1,28 @@
-"""The scheduled sweeper: times out silent executions, resends overdue blocks, completes finished jobs.
+"""The scheduled sweeper: times out silent executions (or retries them), resends overdue blocks,
+aborts jobs past their failure threshold and completes finished jobs.
 
-Runs from a schedule (EventBridge on AWS, the local bridge's timer locally). Every change is a
-conditional write, so two sweeps running at once cannot double count or resurrect a terminal state.
+Runs from a schedule (EventBridge on AWS, the local bridge's timer locally). It reads only what is
+still active (`list_active_executions`, `list_active_jobs`: sparse indexes in DynamoDB), so its cost
+follows the live rollouts, not the history. Every change is a conditional write, so two sweeps
+running at once cannot double count or resurrect a terminal state.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, replace
 
-from otaformat import messages, topics
+from otaformat import messages, topics, wire
 
 from ..domain import executions as ex
 from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository, Storage
+from ..domain.retries import can_retry, retry, wire_id
+from .abort import check_abort
 from .common import retrying
 from .delivery import ACK_TIMEOUT_SECONDS, send_blocks
+from .jobs import publish_job_document
 
 log = logging.getLogger(__name__)
 
@@ -25,50 +32,76 @@ class SweepResult:
     timed_out: int = 0
     resent_blocks: int = 0
     completed_jobs: int = 0
+    retried: int = 0
+    aborted_jobs: int = 0
 
 
 def sweep(
     repo: Repository, storage: Storage, publisher: Publisher, now: float, ack_timeout: float = ACK_TIMEOUT_SECONDS
 ) -> SweepResult:
-    timed_out = resent = completed = 0
-    for job in repo.list_jobs():
-        if job.state != "ACTIVE":
+    timed_out = resent = completed = retried = aborted = 0
+    by_job: dict[str, list[Execution]] = defaultdict(list)
+    still_active: set[str] = set()
+    for execution in repo.list_active_executions():
+        by_job[execution.job_id].append(execution)
+    for job_id, executions in by_job.items():
+        job = repo.get_job(job_id)
+        if job is None or job.state != "ACTIVE":
             continue
-        executions = repo.list_job_executions(job.job_id)
+        failures = False
         for execution in executions:
-            if ex.is_terminal(execution.state):
-                continue
             outcome = retrying(lambda j=job, eid=execution.execution_id: _sweep_one(repo, j, eid, now, ack_timeout))
+            if outcome is None or outcome[2] != "timeout":
+                still_active.add(job_id)
             if outcome is None:
                 continue
-            saved, kind, blocks = outcome
+            before, saved, kind, blocks = outcome
+            if kind in ("timeout", "retry"):
+                cancel = messages.Cancel(wire_id(before))
+                publisher.publish(topics.topic(saved.epn, "job"), messages.encode(cancel))
             if kind == "timeout":
                 timed_out += 1
-                publisher.publish(topics.topic(saved.epn, "job"), messages.encode(messages.Cancel(saved.execution_id)))
+                failures = True
+            elif kind == "retry":
+                retried += 1
+                package = repo.get_package(job.upload_id)
+                if package is not None:
+                    publish_job_document(publisher, storage, job, package, saved, now)
             elif blocks:
                 resent += send_blocks(publisher, storage, job, saved, blocks)
-        finished = executions and all(ex.is_terminal(e.state) for e in repo.list_job_executions(job.job_id))
+        if failures and check_abort(repo, publisher, job_id, now):
+            aborted += 1
+    for job in repo.list_active_jobs():
+        if job.job_id in still_active:
+            continue  # something of it is still running: no need to list all of its executions
+        finished = all(ex.is_terminal(e.state) for e in repo.list_job_executions(job.job_id))
         if finished and retrying(lambda jid=job.job_id: _complete(repo, jid)):
             completed += 1
     publisher.flush()
-    return SweepResult(timed_out, resent, completed)
+    return SweepResult(timed_out, resent, completed, retried, aborted)
 
 
 def _sweep_one(
     repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float
-) -> tuple[Execution, str, list[int]] | None:
+) -> tuple[Execution, Execution, str, list[int]] | None:
     execution = repo.get_execution(execution_id)
     if execution is None or ex.is_terminal(execution.state):
         return None
     reason = ex.overdue_reason(execution, now, job.stall_seconds, job.total_seconds)
     if reason is not None:
+        stalled = "stall timeout" in reason
+        if stalled and can_retry(execution, job, reason):
+            saved = bumped(retry(execution, now, reason, wire.new_stream()))
+            repo.save_execution(saved)
+            log.info("stalled execution retried", extra={"execution_id": execution_id, "attempt": saved.attempt})
+            return execution, saved, "retry", []
         moved = ex.time_out(execution, now, reason)
         if moved is None:
             return None
         saved = bumped(moved)
         repo.save_execution(saved)
         log.info("execution timed out", extra={"execution_id": execution_id, "reason": reason})
-        return saved, "timeout", []
+        return execution, saved, "timeout", []
     transfer = execution.transfer
     if job.mode != "block" or transfer is None or transfer.complete:
         return None
@@ -77,7 +110,7 @@ def _sweep_one(
         return None
     saved = bumped(replace(execution, transfer=transfer))
     repo.save_execution(saved)
-    return saved, "resend", blocks
+    return execution, saved, "resend", blocks
 
 
 def _complete(repo: Repository, job_id: str) -> bool:

@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from moto import mock_aws
 
 from chalicelib.adapters.certificates import LocalCaSigner
-from chalicelib.adapters.provision import ensure_resources
+from chalicelib.adapters.provision import ensure_resources, ensure_table
 from chalicelib.domain.errors import InvalidInput
 from chalicelib.settings import Settings, SettingsError
 
@@ -65,13 +65,27 @@ def test_provisioning_is_idempotent_and_wires_dlqs_and_notification(env):
             redrive = json.loads(attributes["RedrivePolicy"])
             assert int(redrive["maxReceiveCount"]) == 3 and redrive["deadLetterTargetArn"].endswith("-dlq")
         table = session.client("dynamodb").describe_table(TableName="ota-test")["Table"]
-        assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"gsi1", "gsi2"}
+        assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"gsi1", "gsi2", "gsi3"}
         s3 = session.client("s3")
         s3.put_object(Bucket="ota-staging", Key="uploads/up-1", Body=b"x")
         bodies = [m["Body"] for m in sqs.receive_message(QueueUrl=first["staging_queue_url"],
                                                           MaxNumberOfMessages=10)["Messages"]]
         keys = [unquote_plus(r["s3"]["object"]["key"]) for b in bodies for r in json.loads(b).get("Records", [])]
         assert keys == ["uploads/up-1"]
+
+
+def test_a_table_of_an_older_layout_gains_the_missing_index():
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t")
+        client.create_table(
+            TableName="old", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "gsi1pk", "gsi1sk")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[{"IndexName": "gsi1", "Projection": {"ProjectionType": "ALL"}, "KeySchema": [
+                {"AttributeName": "gsi1pk", "KeyType": "HASH"}, {"AttributeName": "gsi1sk", "KeyType": "RANGE"}]}])
+        ensure_table(client, "old")
+        table = client.describe_table(TableName="old")["Table"]
+        assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == {"gsi1", "gsi2", "gsi3"}
 
 
 @pytest.fixture
