@@ -1,7 +1,8 @@
 """First-boot registration: EC P-256 key and CSR (CN = EPN ID), POST /devices/{epn}/register (docs/api.md).
 
-Stores the key (0600), certificate and CA under data_dir/tls and the broker address the API returned
-in data_dir/tls/broker.json. Does nothing when a certificate is already stored. The registration
+Stores the key (0600, before the request, so a retry after a crash uses the same key and the API
+accepts the token again), certificate and CA under data_dir/tls and the broker address the API
+returned in data_dir/tls/broker.json. Does nothing when a certificate is already stored. The registration
 token is sent once and never stored or logged.
 """
 
@@ -52,8 +53,12 @@ def stored_credentials(data_dir: str) -> Credentials | None:
     return Credentials(*paths, host, port)
 
 
-def make_csr(epn: str) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
+def make_csr(epn: str, key_pem: bytes | None = None) -> tuple[bytes, bytes]:
+    """(key PEM, CSR PEM) for `epn`, with a new key unless `key_pem` gives the one to use."""
+    key = ec.generate_private_key(ec.SECP256R1()) if key_pem is None else \
+        serialization.load_pem_private_key(key_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise RegistrationError("the stored device key is not an EC key")
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, epn)]))
            .sign(key, hashes.SHA256()))
@@ -62,9 +67,26 @@ def make_csr(epn: str) -> tuple[bytes, bytes]:
     return key_pem, csr.public_bytes(serialization.Encoding.PEM)
 
 
+def _device_key(data_dir: str) -> bytes | None:
+    try:
+        with open(os.path.join(tls_dir(data_dir), "device.key"), "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
 def register(api_url: str, token: str, epn: str, data_dir: str, agent_version: str, apps: dict[str, str],
              *, timeout: float = 30.0) -> Credentials:
-    key_pem, csr_pem = make_csr(epn)
+    # The key is stored before the request and reused by a retry: the API accepts the token again for
+    # the same key, so a crash after it answered (token used) but before the certificate was stored
+    # does not lock the device out.
+    try:
+        key_pem, csr_pem = make_csr(epn, _device_key(data_dir))
+    except ValueError as err:
+        raise RegistrationError(f"the stored device key is unusable: {err}") from err
+    d = tls_dir(data_dir)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    atomic_write(os.path.join(d, "device.key"), key_pem, 0o600)
     url = f"{api_url.rstrip('/')}/devices/{epn}/register"
     body = {"token": token, "csr": csr_pem.decode(), "agent_version": agent_version, "apps": apps}
     try:
@@ -85,9 +107,6 @@ def register(api_url: str, token: str, epn: str, data_dir: str, agent_version: s
         x509.load_pem_x509_certificate(ca.encode())
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise RegistrationError(f"registration answer is not usable: {err}") from err
-    d = tls_dir(data_dir)
-    os.makedirs(d, mode=0o700, exist_ok=True)
-    atomic_write(os.path.join(d, "device.key"), key_pem, 0o600)
     atomic_write(os.path.join(d, "device.crt"), cert.encode(), 0o644)
     atomic_write(os.path.join(d, "ca.pem"), ca.encode(), 0o644)
     broker = {"host": mqtt.get("host"), "port": mqtt.get("port")}

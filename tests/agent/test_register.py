@@ -103,3 +103,12 @@ def test_unreachable_api_is_a_clear_error(tmp_path):
     with pytest.raises(RegistrationError) as info:
         register("http://127.0.0.1:9", "t", "dev-1", str(tmp_path), "1.0.0", {}, timeout=5)
     assert "failed" in str(info.value)
+
+
+def test_a_retry_after_a_crash_before_the_certificate_was_stored_uses_the_same_key(tmp_path, api):
+    register(api.url, "secret", "dev-1", str(tmp_path), "1.0.0", {})
+    (tmp_path / "tls" / "device.crt").unlink()  # as if the agent died after the API answered
+    assert stored_credentials(str(tmp_path)) is None
+    register(api.url, "secret", "dev-1", str(tmp_path), "1.0.0", {})
+    keys = [x509.load_pem_x509_csr(b["csr"].encode()).public_key().public_numbers() for b in api.bodies]
+    assert len(keys) == 2 and keys[0] == keys[1]
