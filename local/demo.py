@@ -70,6 +70,7 @@ class Outcome:
 @dataclass(frozen=True)
 class Outcomes:
     items: tuple[Outcome, ...]
+    facts: Facts = field(default_factory=Facts)
 
     @property
     def ok(self) -> bool:
@@ -116,7 +117,7 @@ def judge(f: Facts, model_epns: list[str], other_epns: list[str]) -> Outcomes:
         Outcome(f"other model ({OTHER_MODEL}) untouched: no execution, no history, no app", not touched,
                 ", ".join(touched)),
     ]
-    return Outcomes(tuple(items))
+    return Outcomes(tuple(items), f)
 
 
 # steps ---------------------------------------------------------------------------------------------
