@@ -13,7 +13,7 @@ from .canonical import canonical_json, parse_json
 from .errors import MalformedError
 from .ids import check_app, check_epn, check_model
 from .versions import Version
-from .wire import MAX_BLOCKS, check_block_size
+from .wire import MAX_BLOCKS, MAX_STREAM, check_block_size
 
 MAX_JOB_DOCUMENT = 120 * 1024
 MAX_STATUS_MESSAGE = 16384
@@ -167,7 +167,7 @@ def _job(d: dict[str, Any]) -> JobDocument:
         job_id=_text(d, "job_id", 64),
         execution_id=_text(d, "execution_id", 64),
         epn=check_epn(d.get("epn")),
-        stream=_nat(d, "stream", 0xFFFFFFFF),
+        stream=_nat(d, "stream", MAX_STREAM),
         mode=mode,
         envelope=envelope,
         package_size=_nat(d, "package_size", 4 << 30),

@@ -1,13 +1,15 @@
 """Wire protocol v1 codecs: binary block frames, selective acks, repair requests, bitmaps. No I/O.
 
-Block frame (big-endian), 17-byte header then the block bytes:
+Block frame (big-endian), 13-byte header then the block bytes:
 
     0  u8   protocol version (1)
-    1  u32  stream id: the execution's 32-bit transfer id from the job document
-    5  u32  block index (0-based)
-    9  u32  total number of blocks
-    13 u32  CRC-32 (zlib/IEEE) of bytes 0..12 followed by the block bytes
-    17 ...  block bytes (block_size, except the last block)
+    1  u16  stream id: the execution's 16-bit transfer id from the job document
+    3  u24  block index (0-based)
+    6  u24  total number of blocks
+    9  u32  CRC-32 (zlib/IEEE) of bytes 0..8 followed by the block bytes
+    13 ...  block bytes (block_size, except the last block)
+
+The header is kept this small so that a 4 KB block costs under 1% in header and MQTT framing.
 
 Acks and repair requests are small JSON objects (see docs/protocol.md):
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 import struct
 import zlib
 from collections.abc import Iterable
@@ -31,10 +34,11 @@ from .canonical import canonical_json, parse_json
 from .errors import MalformedError
 
 PROTOCOL_VERSION = 1
-FRAME_HEADER = struct.Struct(">BIIII")
+FRAME_HEADER = struct.Struct(">BH3s3sI")
 MIN_BLOCK_SIZE = 256
 MAX_BLOCK_SIZE = 120 * 1024
-MAX_BLOCKS = 1 << 24
+MAX_BLOCKS = (1 << 24) - 1  # index and total are u24
+MAX_STREAM = 0xFFFF
 MAX_BITMAP_BYTES = 8192  # one ack or request covers at most 65536 blocks
 MAX_CONTROL_MESSAGE = 16384
 
@@ -47,8 +51,13 @@ class BlockFrame:
     data: bytes
 
 
+def new_stream() -> int:
+    """A random stream id for a new execution (or a retry of one)."""
+    return secrets.randbelow(MAX_STREAM + 1)
+
+
 def encode_frame(stream: int, index: int, total: int, data: bytes) -> bytes:
-    head = struct.pack(">BIII", PROTOCOL_VERSION, stream, index, total)
+    head = struct.pack(">BH", PROTOCOL_VERSION, stream) + index.to_bytes(3, "big") + total.to_bytes(3, "big")
     crc = zlib.crc32(data, zlib.crc32(head)) & 0xFFFFFFFF
     return head + struct.pack(">I", crc) + data
 
@@ -59,11 +68,12 @@ def decode_frame(message: bytes, *, max_block: int = MAX_BLOCK_SIZE) -> BlockFra
         raise MalformedError(f"frame of {len(message)} bytes exceeds the limit", code="oversized")
     if len(message) < FRAME_HEADER.size + 1:
         raise MalformedError("frame shorter than its header plus one byte", code="short")
-    version, stream, index, total, crc = FRAME_HEADER.unpack_from(message)
+    version, stream, raw_index, raw_total, crc = FRAME_HEADER.unpack_from(message)
     if version != PROTOCOL_VERSION:
         raise MalformedError(f"frame version {version} is not supported", code="version")
+    index, total = int.from_bytes(raw_index, "big"), int.from_bytes(raw_total, "big")
     data = bytes(message[FRAME_HEADER.size :])
-    expected = zlib.crc32(data, zlib.crc32(message[:13])) & 0xFFFFFFFF
+    expected = zlib.crc32(data, zlib.crc32(message[: FRAME_HEADER.size - 4])) & 0xFFFFFFFF
     if crc != expected:
         raise MalformedError("frame CRC mismatch", code="crc")
     if total == 0 or total > MAX_BLOCKS or index >= total:
@@ -178,7 +188,7 @@ def decode_ack(message: bytes) -> Ack:
     if not isinstance(d, dict):
         raise MalformedError("ack must be a JSON object")
     bitmap = _unb64(d["b"], "b") if "b" in d else b""
-    return Ack(_exec_id(d), _nat(d, "s"), _nat(d, "n", MAX_BLOCKS), bitmap)
+    return Ack(_exec_id(d), _nat(d, "s", MAX_STREAM), _nat(d, "n", MAX_BLOCKS), bitmap)
 
 
 # -- repair / resume requests --------------------------------------------------------------------
@@ -216,4 +226,4 @@ def decode_request(message: bytes) -> BlockRequest:
     d = parse_json(message, max_bytes=MAX_CONTROL_MESSAGE)
     if not isinstance(d, dict):
         raise MalformedError("block request must be a JSON object")
-    return BlockRequest(_exec_id(d), _nat(d, "s"), _nat(d, "o", MAX_BLOCKS), _unb64(d.get("b", ""), "b"))
+    return BlockRequest(_exec_id(d), _nat(d, "s", MAX_STREAM), _nat(d, "o", MAX_BLOCKS), _unb64(d.get("b", ""), "b"))

@@ -63,6 +63,9 @@ def test_duplicates_and_reordering_change_nothing(harness, publisher, seed):
     assert harness.agent.store.data["apps"] == {"demo": "1.0.0"}
 
 
+HEAD = wire.FRAME_HEADER.size
+
+
 def _corrupt(f: bytes) -> bytes:
     return f[:-1] + bytes([f[-1] ^ 0xFF])
 
@@ -71,10 +74,10 @@ def _corrupt(f: bytes) -> bytes:
     ("bad", "code"),
     [
         (lambda job, f: _corrupt(f), "crc"),
-        (lambda job, f: wire.encode_frame(job.stream, job.block_count, job.block_count + 1, f[17:]), "range"),
-        (lambda job, f: wire.encode_frame(job.stream + 1, 0, job.block_count, f[17:]), "stream"),
-        (lambda job, f: wire.encode_frame(job.stream, 0, job.block_count, f[17:-1]), "size"),
-        (lambda job, f: wire.encode_frame(job.stream, 0, job.block_count, f[17:] + b"x"), "oversized"),
+        (lambda job, f: wire.encode_frame(job.stream, job.block_count, job.block_count + 1, f[HEAD:]), "range"),
+        (lambda job, f: wire.encode_frame((job.stream + 1) % 65536, 0, job.block_count, f[HEAD:]), "stream"),
+        (lambda job, f: wire.encode_frame(job.stream, 0, job.block_count, f[HEAD:-1]), "size"),
+        (lambda job, f: wire.encode_frame(job.stream, 0, job.block_count, f[HEAD:] + b"x"), "oversized"),
         (lambda job, f: f[:10], "short"),
     ],
 )

@@ -217,7 +217,7 @@ def test_same_version_again_is_already_installed(harness, publisher):
         assert len(f.read().splitlines()) == 1  # nothing was installed the second time
 
 
-@pytest.mark.parametrize(("leaf", "size"), [("blk", 17 + 120 * 1024 + 1), ("job", 120 * 1024 + 1)])
+@pytest.mark.parametrize(("leaf", "size"), [("blk", wire.FRAME_HEADER.size + 120 * 1024 + 1), ("job", 120 * 1024 + 1)])
 def test_oversized_messages_dropped_before_decoding(harness, leaf, size):
     harness.send(leaf, b"\xff" * size)
     assert harness.agent.dropped == {"oversized": 1}

@@ -20,7 +20,7 @@ def test_python_check_block_runs():
 
 def test_hex_dump_matches_encode_frame():
     text = DOC.read_text()
-    dump = re.search(r"gives 27 bytes:\n\n```\n(.*?)```", text, re.S)
+    dump = re.search(r"gives 23 bytes:\n\n```\n(.*?)```", text, re.S)
     assert dump
     hex_bytes = "".join(line.split("  ")[0].replace(" ", "") for line in dump.group(1).strip().splitlines())
     assert bytes.fromhex(hex_bytes) == wire.encode_frame(42, 2, 3, b"last block")

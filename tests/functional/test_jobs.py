@@ -43,7 +43,7 @@ def test_create_job_publishes_a_signed_job_document(api, world, package, key):
     assert doc.block_count == -(-shown["size"] // 1024) and doc.window == 4
     verified = signing.verify_envelope(doc.envelope, {signing.key_id(key.public_key()): key.public_key()})
     assert verified.manifest.version == "1.1.0"
-    assert 0 <= doc.stream <= 0xFFFFFFFF
+    assert 0 <= doc.stream <= 0xFFFF
 
 
 def test_url_mode_document_has_a_presigned_get(api, world, package):
