@@ -24,7 +24,7 @@ import pytest
 from local import procs, stack
 from local.ca import Issued
 from local.scenario import Agent, Session
-from tests.local.conftest import Client, connect
+from tests.local.conftest import Client, connect, mosquitto_sub  # noqa: F401 (a fixture used here too)
 
 WAIT = 120.0  # generous: a loaded 2-core machine runs the stack, agents and the other worker
 PAYLOAD = 512 * 1024
