@@ -4,6 +4,10 @@ A `Transfer` says which blocks the device acknowledged (LSB-first bitmap, like o
 have been sent at least once (every index below `next_index`), and when. Acks are idempotent: a
 duplicated or reordered ack never counts a block twice. Planning answers "which blocks go out now":
 new blocks up to the window, blocks a device asked for again, or blocks whose ack is overdue.
+`recent` remembers when blocks were last sent (runs `(first, end, at)`, newest last, pruned after
+RECENT_HORIZON seconds): a request for a block sent less than `guard` seconds ago is already answered
+by that send (e.g. the device's first `get`, published before the first window reached it, landing in
+a later SQS batch than its DOWNLOADING status) and does not send it twice.
 No I/O, no clock: callers pass `now`.
 """
 
@@ -15,6 +19,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 MAX_TRANSFER_BLOCKS = 1 << 20  # the acked bitmap (128 KiB) must fit one table item
+RECENT_HORIZON = 60.0  # seconds a send is remembered (longer than any guard)
+MAX_RECENT_RUNS = 32
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class Transfer:
     sent_count: int = 0
     last_send_at: float = 0.0
     last_ack_at: float = 0.0
+    recent: tuple[tuple[int, int, float], ...] = ()
 
     @classmethod
     def start(cls, total: int, window: int) -> Transfer:
@@ -75,15 +82,40 @@ class Transfer:
             return self, []
         end = min(self.total, self.next_index + room)
         chosen = [i for i in range(self.next_index, end) if not self.is_acked(i)]
-        return replace(self, next_index=end, sent_count=self.sent_count + len(chosen), last_send_at=now), chosen
+        return replace(self, next_index=end, sent_count=self.sent_count + len(chosen), last_send_at=now,
+                       recent=self._remember(chosen, now)), chosen
 
-    def plan_requested(self, wanted: Iterable[int], now: float) -> tuple[Transfer, list[int]]:
-        """Blocks the device asked for again: already sent, not acked; at most one window. Counted as resends."""
-        chosen = sorted({i for i in wanted if 0 <= i < self.next_index and not self.is_acked(i)})[: self.window]
+    def sent_at(self, index: int) -> float | None:
+        """When `index` was last sent, if within the remembered horizon."""
+        for first, end, at in reversed(self.recent):
+            if first <= index < end:
+                return at
+        return None
+
+    def plan_requested(self, wanted: Iterable[int], now: float, guard: float = 0.0) -> tuple[Transfer, list[int]]:
+        """Blocks the device asked for again: already sent, not acked, not sent within the last `guard`
+        seconds; at most one window. Counted as resends."""
+        candidates = sorted({i for i in wanted if 0 <= i < self.next_index and not self.is_acked(i)})
+        chosen = []
+        for i in candidates:
+            if len(chosen) >= self.window:
+                break
+            at = self.sent_at(i) if guard > 0 else None
+            if at is None or now - at >= guard:
+                chosen.append(i)
         if not chosen:
             return self, []
         return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
-                       sent_count=self.sent_count + len(chosen)), chosen
+                       sent_count=self.sent_count + len(chosen), recent=self._remember(chosen, now)), chosen
+
+    def _remember(self, indices: list[int], now: float) -> tuple[tuple[int, int, float], ...]:
+        runs = [r for r in self.recent if now - r[2] < RECENT_HORIZON]
+        for i in indices:
+            if runs and runs[-1][1] == i and runs[-1][2] == now:
+                runs[-1] = (runs[-1][0], i + 1, now)
+            else:
+                runs.append((i, i + 1, now))
+        return tuple(runs[-MAX_RECENT_RUNS:])
 
     def plan_overdue(self, now: float, ack_timeout: float) -> tuple[Transfer, list[int]]:
         """If nothing was acked or sent for `ack_timeout`, resend the oldest unacked window."""
@@ -93,13 +125,14 @@ class Transfer:
         if not chosen:
             return self, []
         return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
-                       sent_count=self.sent_count + len(chosen)), chosen
+                       sent_count=self.sent_count + len(chosen), recent=self._remember(chosen, now)), chosen
 
     def to_record(self) -> dict[str, Any]:
         return {
             "total": self.total, "window": self.window, "acked": base64.b64encode(self.acked).decode(),
             "acked_count": self.acked_count, "next_index": self.next_index, "retransmissions": self.retransmissions,
             "sent_count": self.sent_count, "last_send_at": self.last_send_at, "last_ack_at": self.last_ack_at,
+            "recent": [list(run) for run in self.recent],
         }
 
     @classmethod
@@ -107,7 +140,8 @@ class Transfer:
         acked = record["acked"]
         if isinstance(acked, dict):
             acked = acked["b64"]
-        return cls(**{**record, "acked": base64.b64decode(acked)})
+        recent = tuple((int(a), int(b), float(c)) for a, b, c in record.get("recent", ()))
+        return cls(**{**record, "acked": base64.b64decode(acked), "recent": recent})
 
 
 def _count_below(bitmap: bytes, end: int) -> int:

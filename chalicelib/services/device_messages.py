@@ -26,7 +26,7 @@ from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import FAILURES, can_retry, retry, split_wire_id
 from .abort import check_abort
 from .common import retrying
-from .delivery import ensure_transfer, send_blocks
+from .delivery import ACK_TIMEOUT_SECONDS, ensure_transfer, send_blocks
 from .jobs import publish_job_document
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,10 @@ def handle_batch(
 def _apply(
     repo: Repository, cache: HotCache, execution_id: str, items: list[tuple[DeviceMessage, Any]]
 ) -> tuple[Execution, Job, list[int], bool, int] | None:
-    original = cache.execution(execution_id) or repo.get_execution(execution_id)
+    cached = cache.execution(execution_id)
+    original = cached or repo.get_execution(execution_id)
+    if cached is not None and any(split_wire_id(d.execution_id)[1] > cached.attempt for _, d in items):
+        original = repo.get_execution(execution_id)  # retried elsewhere (sweeper): the cache is behind
     if original is None or original.epn != items[0][0].epn:
         log.warning("message for an unknown execution or another device ignored",
                     extra={"execution_id": execution_id, "epn": items[0][0].epn})
@@ -200,7 +203,7 @@ def _apply(
             if isinstance(decoded, wire.Ack):
                 transfer, _ = transfer.ack(decoded.received(job.block_count), now)
             else:
-                transfer, resend = transfer.plan_requested(decoded.wanted(job.block_count), now)
+                transfer, resend = transfer.plan_requested(decoded.wanted(job.block_count), now, ACK_TIMEOUT_SECONDS)
                 blocks.extend(resend)
             execution = replace(ex.touch(execution, now), transfer=transfer,
                                 started_at=execution.started_at or now)

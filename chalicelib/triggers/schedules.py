@@ -18,7 +18,7 @@ def sweep(event: Any) -> dict[str, Any]:
     c = bootstrap.get()
     result = run_sweep(c.repository, c.storage, c.publisher, c.clock())
     return {"timed_out": result.timed_out, "resent_blocks": result.resent_blocks,
-            "completed_jobs": result.completed_jobs}
+            "completed_jobs": result.completed_jobs, "retried": result.retried, "aborted_jobs": result.aborted_jobs}
 
 
 attach_app_middleware()

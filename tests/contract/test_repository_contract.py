@@ -174,3 +174,25 @@ def test_acks_from_concurrent_batches_never_double_count(repo):
         t.join(120)
     final = repo.get_execution("ex-1")
     assert final.transfer.acked_count == 64 and final.transfer.complete
+
+
+def test_active_listings_hold_only_unfinished_work(repo):
+    repo.create_job(job("job-1"), [execution("job-1", f"ex-{i}", f"dev-{i}") for i in range(12)])
+    repo.create_job(job("job-2"), [execution("job-2", "ex-x", "dev-x")])
+    assert [j.job_id for j in repo.list_active_jobs()] == ["job-1", "job-2"]
+    assert len(repo.list_active_executions()) == 13
+    for i in range(12):
+        current = repo.get_execution(f"ex-{i}")
+        state = ex.IN_PROGRESS if i < 4 else ex.SUCCEEDED if i < 8 else ex.CANCELED
+        repo.save_execution(bumped(current, state=state))
+    active = repo.list_active_executions()
+    assert sorted(e.execution_id for e in active) == ["ex-0", "ex-1", "ex-2", "ex-3", "ex-x"]
+    assert {e.state for e in active} == {ex.IN_PROGRESS, ex.QUEUED}
+    assert all(isinstance(e, Execution) and e.version >= 1 for e in active)
+    back = repo.get_execution("ex-9")
+    repo.save_execution(bumped(back, state=ex.QUEUED))  # a state back to active (a retry) re-enters the list
+    assert "ex-9" in {e.execution_id for e in repo.list_active_executions()}
+    repo.save_job(bumped(repo.get_job("job-2"), state="COMPLETED"))
+    repo.save_job(bumped(repo.get_job("job-1"), state="ABORTED"))
+    assert repo.list_active_jobs() == []
+    assert len(repo.list_jobs()) == 2

@@ -118,11 +118,18 @@ class Agent:
     def request_all(self):
         missing = [i for i in range(self.doc.block_count) if i not in self.have]
         request = wire.make_request(self.doc.execution_id, self.doc.stream, missing)
-        return send((self.epn, "get", wire.encode_request(request)))
+        return send((self.epn, "get", wire.encode_request(request)), received_ms=self.at())
+
+    def at(self):
+        return int(self.world.clock.now * 1000)
+
+    def status(self, state, step=None, seq=1, reason=None):
+        return send((self.epn, "status", status(self.doc.execution_id, state, step, seq, reason)),
+                    received_ms=self.at())
 
     def ack(self, indices, *, copies=1):
         payload = wire.encode_ack(wire.make_ack(self.doc.execution_id, self.doc.stream, indices, self.doc.block_count))
-        return send(*[(self.epn, "ack", payload)] * copies)
+        return send(*[(self.epn, "ack", payload)] * copies, received_ms=self.at())
 
     def take(self, frames):
         for frame in frames:
@@ -179,9 +186,28 @@ def test_get_resends_requested_blocks_and_counts_retransmissions(api, world, rol
     agent = Agent(world, doc)
     agent.request_all()
     agent.new_frames()  # lost on the way
-    agent.request_all()
+    world.clock.advance(1)
+    agent.request_all()  # asked again before the ack timeout: those blocks are on their way, not resent
+    assert agent.new_frames() == []
+    world.clock.advance(5)
+    agent.request_all()  # asked again after the ack timeout: resent
     assert sorted(f.index for f in agent.new_frames()) == [0, 1, 2, 3]
     assert execution(api, job)["retransmissions"] == 4
+
+
+def test_first_window_goes_out_once_when_status_and_first_get_land_in_separate_batches(api, world, rollout):
+    """The agent publishes DOWNLOADING, then `get` for every block; when SQS hands them to two handler
+    calls, the status already sent the first window and the get must not send it again."""
+    job, doc = rollout
+    agent = Agent(world, doc)
+    agent.status("IN_PROGRESS", "DOWNLOADING")
+    assert sorted(f.index for f in agent.new_frames()) == [0, 1, 2, 3]
+    world.clock.advance(0.2)
+    agent.request_all()
+    assert agent.new_frames() == []
+    shown = execution(api, job)
+    assert shown["blocks_sent"] == 4 and shown["retransmissions"] == 0
+    assert len(world.publisher.on("dev-1", "blk")) == 4
 
 
 def test_sweeper_resends_overdue_blocks_then_times_out(api, world, rollout):

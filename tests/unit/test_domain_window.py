@@ -99,3 +99,35 @@ def test_window_protocol_always_finishes_and_never_exceeds_the_window(total, win
             break
         now += 3.0
     assert transfer.complete and transfer.acked_count == total
+
+
+@pytest.mark.parametrize(("asked_after", "guard", "resent"), [
+    (0.1, 5.0, []),               # the request crossed the first window: nothing goes twice
+    (4.9, 5.0, []),
+    (5.0, 5.0, [0, 1, 2, 3]),     # asked again after the ack timeout: resent
+    (0.1, 0.0, [0, 1, 2, 3]),     # no guard: the old behaviour
+])
+def test_recently_sent_blocks_are_not_resent_on_request(asked_after, guard, resent):
+    transfer, _ = Transfer.start(10, 4).plan_new(100.0)
+    _, chosen = transfer.plan_requested(range(10), 100.0 + asked_after, guard)
+    assert chosen == resent
+
+
+def test_guard_follows_each_blocks_own_last_send():
+    transfer, _ = Transfer.start(10, 4).plan_new(0.0)             # 0..3 at t=0
+    transfer, again = transfer.plan_requested([1], 6.0, 5.0)       # 1 resent at t=6
+    assert again == [1]
+    _, chosen = transfer.plan_requested(range(4), 8.0, 5.0)        # 0, 2, 3 are old; 1 is recent
+    assert chosen == [0, 2, 3]
+    assert transfer.sent_at(1) == 6.0 and transfer.sent_at(0) == 0.0 and transfer.sent_at(9) is None
+
+
+def test_recent_sends_are_bounded_and_survive_the_record():
+    transfer = Transfer.start(200, 100)
+    transfer, _ = transfer.plan_new(0.0)
+    for n in range(50):
+        transfer, _ = transfer.plan_requested([2 * n], 10.0 + n, 1.0)
+    assert len(transfer.recent) <= 32
+    assert Transfer.from_record(transfer.to_record()) == transfer
+    transfer, _ = transfer.plan_requested([1], 1000.0, 1.0)        # older than the horizon: forgotten
+    assert transfer.recent == ((1, 2, 1000.0),)
