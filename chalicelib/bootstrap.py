@@ -60,6 +60,7 @@ def build(settings: Settings, session: Any = None) -> Container:
 
     from .adapters.certificates import IotRegistry, IotSigner, LocalCaSigner
     from .adapters.dynamo import DynamoRepository
+    from .adapters.pacing import PacedPublisher
     from .adapters.publisher import IotDataPublisher, MqttPublisher
     from .adapters.s3 import S3Storage
     from .services.scan import BuiltinScanner
@@ -74,6 +75,8 @@ def build(settings: Settings, session: Any = None) -> Container:
         # the account's ATS data endpoint is the device-facing host; moto (AWS_ENDPOINT_URL) serves all
         endpoint = None if os.environ.get("AWS_ENDPOINT_URL") else f"https://{settings.mqtt_host}"
         publisher = IotDataPublisher(session.client("iot-data", endpoint_url=endpoint))
+    if settings.device_publish_rate or settings.device_byte_rate:
+        publisher = PacedPublisher(publisher, settings.device_publish_rate, settings.device_byte_rate)
     signer: CertificateSigner
     if settings.signer == "local-ca":
         signer = LocalCaSigner(settings.local_ca_dir or "")

@@ -41,6 +41,8 @@ class Settings:
     mqtt_ca: str | None = None
     iot_policy_name: str = "ota-device"
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
+    device_publish_rate: int = 0  # cloud->device publishes per second per device; 0 = unlimited
+    device_byte_rate: int = 0  # cloud->device bytes per second per device; 0 = unlimited
 
     @property
     def staging_dlq(self) -> str:
@@ -101,6 +103,8 @@ class Settings:
         max_bytes = DEFAULT_MAX_PACKAGE_BYTES
         if max_bytes_text:
             max_bytes = integer("OTA_MAX_PACKAGE_BYTES", max_bytes_text, 1, 4 << 30)
+        publish_rate = integer("OTA_DEVICE_PUBLISH_RATE", opt("OTA_DEVICE_PUBLISH_RATE"), 0, 100_000)
+        byte_rate = integer("OTA_DEVICE_BYTE_RATE", opt("OTA_DEVICE_BYTE_RATE"), 0, 1 << 30)
         if auth == "token":
             if token_hash is None:
                 problems.append("OTA_OPERATOR_TOKEN_SHA256 is missing (required when OTA_AUTH=token)")
@@ -122,4 +126,5 @@ class Settings:
             operator_token_sha256=token_hash.lower() if token_hash else None, local_ca_dir=ca_dir,
             mqtt_client_cert=client_cert, mqtt_client_key=client_key, mqtt_ca=mqtt_ca,
             iot_policy_name=opt("OTA_IOT_POLICY_NAME") or "ota-device", max_package_bytes=max_bytes,
+            device_publish_rate=publish_rate, device_byte_rate=byte_rate,
         )
