@@ -136,6 +136,8 @@ class Session:
                             out=Output(stream=_Tee(out, self.stream if show else None)), environ={})
         if show and err.getvalue():
             self.say(err.getvalue().rstrip())
+        if code == 130:  # `ota` caught Ctrl-C (or the demo's SIGTERM): the scenario stops too
+            raise KeyboardInterrupt
         return Result(code, out.getvalue(), err.getvalue())
 
     def pack(self, *argv: str) -> None:
