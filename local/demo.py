@@ -20,17 +20,13 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from local import procs, stack
+from local.outcomes import APP, MODEL, OTHER_MODEL, V1, V2, Facts, Outcomes, judge
 from local.scenario import ScenarioError, Session, strip_signatures
-
-APP = "demo"
-MODEL, OTHER_MODEL = "demo-m1", "demo-m2"
-V1, V2 = "1.0.0", "1.1.0"
 
 
 @dataclass(frozen=True)
@@ -41,83 +37,6 @@ class Options:
     block_size: int = 16384
     window: int = 32
     timeout: float = 120.0
-
-
-@dataclass
-class Facts:
-    """What the scenario observed; judged only in `judge`."""
-
-    devices: int = 0
-    verdicts: dict[str, str] = field(default_factory=dict)  # v1, v2, delta, unsigned -> state
-    unsigned_reasons: list[str] = field(default_factory=list)
-    delta_before_base: tuple[int, str] = (0, "")
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # v1, delta -> job view
-    watch_codes: dict[str, int] = field(default_factory=dict)
-    downgrade: tuple[int, str] = (0, "")
-    histories: dict[str, list[str]] = field(default_factory=dict)
-    current: dict[str, str | None] = field(default_factory=dict)  # install_root/<app>/current
-    inventory: dict[str, str | None] = field(default_factory=dict)  # the API's device apps
-    other_executions: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    name: str
-    ok: bool
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Outcomes:
-    items: tuple[Outcome, ...]
-    facts: Facts = field(default_factory=Facts)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.items) and all(o.ok for o in self.items)
-
-    def checklist(self) -> str:
-        return "\n".join(f"{'✔' if o.ok else '✘'} {o.name}" + (f"  ({o.detail})" if o.detail else "")
-                         for o in self.items)
-
-
-def _succeeded(job: dict[str, Any] | None, count: int) -> tuple[bool, str]:
-    counts = (job or {}).get("counts", {})
-    return counts.get("SUCCEEDED") == count == sum(counts.values()), str({k: v for k, v in counts.items() if v})
-
-
-def judge(f: Facts, model_epns: list[str], other_epns: list[str]) -> Outcomes:
-    """The checklist: every expected outcome, checked explicitly."""
-    v1_ok, v1_counts = _succeeded(f.jobs.get("v1"), len(model_epns))
-    d_ok, d_counts = _succeeded(f.jobs.get("delta"), len(model_epns))
-    order_bad = [e for e in model_epns if [ln.split()[-1] for ln in f.histories.get(e, [])] != [V1, V2]]
-    not_current = [e for e in model_epns if f.current.get(e) != V2 or f.inventory.get(e) != V2]
-    touched = [e for e in other_epns if f.histories.get(e) or f.current.get(e) or f.inventory.get(e)
-               or f.other_executions.get(e, 1)]
-    signed = ("v1", "v2", "delta")
-    items = [
-        Outcome(f"{len(model_epns)} + {len(other_epns)} agents registered", f.devices == len(model_epns)
-                + len(other_epns), f"{f.devices} REGISTERED"),
-        Outcome("signed 1.0.0, 1.1.0 and the delta AVAILABLE after the scan",
-                all(f.verdicts.get(k) == "AVAILABLE" for k in signed),
-                ", ".join(f"{k} {f.verdicts.get(k)}" for k in signed)),
-        Outcome("delta job refused while devices lack its base version (4xx)",
-                400 <= f.delta_before_base[0] < 500, f"HTTP {f.delta_before_base[0]}"),
-        Outcome(f"job 1.0.0 (block mode, by model): all {len(model_epns)} SUCCEEDED",
-                v1_ok and f.watch_codes.get("v1") == 0, v1_counts),
-        Outcome(f"delta job 1.0.0 -> 1.1.0: all {len(model_epns)} SUCCEEDED",
-                d_ok and f.watch_codes.get("delta") == 0, d_counts),
-        Outcome("every history.txt lists 1.0.0 then 1.1.0", not order_bad, ", ".join(order_bad)),
-        Outcome("installed and reported current version is 1.1.0 everywhere", not not_current,
-                ", ".join(not_current)),
-        Outcome("unsigned package REJECTED at the scan with reasons",
-                f.verdicts.get("unsigned") == "REJECTED" and bool(f.unsigned_reasons), "; ".join(f.unsigned_reasons)),
-        Outcome("downgrade job (1.0.0 to devices on 1.1.0) refused with a 4xx", 400 <= f.downgrade[0] < 500,
-                f"HTTP {f.downgrade[0]}"),
-        Outcome(f"other model ({OTHER_MODEL}) untouched: no execution, no history, no app", not touched,
-                ", ".join(touched)),
-    ]
-    return Outcomes(tuple(items), f)
 
 
 # steps ---------------------------------------------------------------------------------------------
@@ -137,6 +56,9 @@ def make_packages(s: Session, size: int) -> dict[str, Path]:
         made[name] = s.work / f"{APP}-{version}.otapkg"
         s.pack("build", str(src), "--app", APP, "--version", version, "--model", MODEL, "--key", str(made["key"]),
                "--compression", "none", "--out", str(made[name]))
+    made["m2"] = s.work / f"{APP}-{V1}-{OTHER_MODEL}.otapkg"
+    s.pack("build", str(s.work / f"src-{V1}"), "--app", APP, "--version", V1, "--model", OTHER_MODEL, "--key",
+           str(made["key"]), "--compression", "none", "--out", str(made["m2"]))
     made["delta"] = s.work / f"{APP}-{V1}-{V2}.delta.otapkg"
     s.pack("delta", "--from", str(made["v1"]), "--to", str(made["v2"]), "--key", str(made["key"]),
            "--out", str(made["delta"]))
@@ -150,7 +72,7 @@ def upload(s: Session, f: Facts, files: dict[str, Path]) -> dict[str, str]:
     if s.ota("keys", "add", str(files["pub"]), "--name", "demo-publisher").code != 0:
         raise ScenarioError("the publisher key was not registered")
     ids = {}
-    for name in ("v1", "v2", "delta", "unsigned"):
+    for name in ("v1", "v2", "delta", "m2", "unsigned"):
         done = s.ota("packages", "upload", str(files[name]), "--timeout", "120")
         found = re.search(r" as (up-[0-9a-f]+)", done.out)
         if found is None:
@@ -189,9 +111,9 @@ def refuse(s: Session, what: str, upload_id: str) -> tuple[int, str]:
     return status, message
 
 
-def rollout(s: Session, f: Facts, name: str, upload_id: str, o: Options) -> None:
-    s.say(f"\n== roll out {name}: one job for every {MODEL} device, block mode, live progress")
-    made = s.ota("jobs", "create", "--package", upload_id, "--model", MODEL, "--mode", "block",
+def rollout(s: Session, f: Facts, name: str, upload_id: str, o: Options, model: str = MODEL) -> None:
+    s.say(f"\n== roll out {name}: one job for every {model} device, block mode, live progress")
+    made = s.ota("jobs", "create", "--package", upload_id, "--model", model, "--mode", "block",
                  "--block-size", str(o.block_size), "--window", str(o.window))
     found = re.search(r"job (job-[0-9a-f]+)", made.out)
     if made.code != 0 or found is None:
@@ -208,6 +130,16 @@ def wait_inventory(s: Session, epns: list[str], version: str, timeout: float) ->
                lambda: all(s.device(e).get("apps", {}).get(APP) == version for e in epns), timeout)
 
 
+def other_model_untouched(s: Session, f: Facts, other_epns: list[str]) -> None:
+    s.say(f"\n== the {OTHER_MODEL} device(s) after the {MODEL} jobs (expected: nothing happened)")
+    for agent in [a for a in s.agents if a.epn in other_epns]:
+        executions = len(s.api.get(f"/devices/{agent.epn}/executions").get("executions", []))
+        f.other_before[agent.epn] = (executions, len(agent.history_lines()), agent.current(APP),
+                                     s.device(agent.epn).get("apps", {}).get(APP))
+        s.ota("devices", "show", agent.epn)
+        s.say(f"{agent.history}: {len(agent.history_lines())} line(s)")
+
+
 def report(s: Session, f: Facts, model_epns: list[str], other_epns: list[str]) -> None:
     s.say("\n== what each device installed (<data_dir>/history.txt)")
     for agent in s.agents:
@@ -216,9 +148,6 @@ def report(s: Session, f: Facts, model_epns: list[str], other_epns: list[str]) -
         f.inventory[agent.epn] = s.device(agent.epn).get("apps", {}).get(APP)
         lines = f.histories[agent.epn] or ["(empty)"]
         s.say(f"{agent.epn} ({agent.model}) {agent.history}:\n" + "\n".join(f"    {ln}" for ln in lines))
-    for epn in other_epns:
-        f.other_executions[epn] = len(s.api.get(f"/devices/{epn}/executions").get("executions", []))
-        s.ota("devices", "show", epn)
     s.say("\n== job summaries")
     for job in f.jobs.values():
         s.ota("jobs", "show", job["job_id"])
@@ -240,6 +169,9 @@ def run_scenario(s: Session, o: Options) -> Outcomes:
     s.say("\n== the unsigned upload, as the scan judged it")
     s.ota("packages", "show", ids["unsigned"])
     f.downgrade = refuse(s, "a downgrade: 1.0.0 to devices on 1.1.0 (must be refused)", ids["v1"])
+    other_model_untouched(s, f, other_epns)
+    if other_epns:
+        rollout(s, f, "m2", ids["m2"], o, OTHER_MODEL)
     report(s, f, model_epns, other_epns)
     return judge(f, model_epns, other_epns)
 
