@@ -112,7 +112,8 @@ def refuse(s: Session, what: str, upload_id: str) -> tuple[int, str]:
 
 
 def rollout(s: Session, f: Facts, name: str, upload_id: str, o: Options, model: str = MODEL) -> None:
-    s.say(f"\n== roll out {name}: one job for every {model} device, block mode, live progress")
+    what = {"v1": V1, "delta": f"the delta {V1} -> {V2}", "m2": f"{V1} built for {OTHER_MODEL}"}.get(name, name)
+    s.say(f"\n== roll out {what}: one job for every {model} device, block mode, live progress")
     made = s.ota("jobs", "create", "--package", upload_id, "--model", model, "--mode", "block",
                  "--block-size", str(o.block_size), "--window", str(o.window))
     found = re.search(r"job (job-[0-9a-f]+)", made.out)

@@ -9,6 +9,7 @@ data directory each) and stops them by PID. It decides nothing about outcomes (l
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -119,7 +120,7 @@ class Session:
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     agents: list[Agent] = field(default_factory=list)
 
-    @property
+    @functools.cached_property
     def api(self) -> ApiClient:
         return ApiClient(Target(self.state["api_url"], self.state["token"]))
 
