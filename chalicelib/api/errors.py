@@ -30,10 +30,17 @@ STATUS = {
 }
 
 
+MAX_MESSAGE = 500  # validators may quote the offending value; a hostile one must not come back whole
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    body: dict[str, Any] = {"error": code, "message": message}
+    body: dict[str, Any] = {"error": code, "message": _clip(message)}
     if field is not None:
-        body["field"] = field
+        body["field"] = _clip(field)
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
 
 

@@ -88,11 +88,8 @@ def normalise_policy(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(abort, dict) or not set(abort) <= {"failure_threshold_percent", "min_executed"}:
         raise InvalidInput("field 'abort' must be {\"failure_threshold_percent\": 1..100, \"min_executed\": n}",
                            field="abort")
-    try:
-        percent = integer(abort, "failure_threshold_percent", 1, 100, DEFAULT_ABORT_PERCENT)
-        minimum = integer(abort, "min_executed", 1, 100_000, DEFAULT_ABORT_MIN_EXECUTED)
-    except InvalidInput as err:
-        raise InvalidInput(f"field 'abort.{err.field}': {err.message}", field=f"abort.{err.field}") from err
+    percent = integer(abort, "failure_threshold_percent", 1, 100, DEFAULT_ABORT_PERCENT, parent="abort")
+    minimum = integer(abort, "min_executed", 1, 100_000, DEFAULT_ABORT_MIN_EXECUTED, parent="abort")
     return {"max_retries": retries, "abort": {"failure_threshold_percent": percent, "min_executed": minimum}}
 
 

@@ -39,10 +39,13 @@ def text(body: dict[str, Any], field: str, max_len: int, *, required: bool = Tru
     return value
 
 
-def integer(body: dict[str, Any], field: str, low: int, high: int, default: int | None = None) -> int:
+def integer(body: dict[str, Any], field: str, low: int, high: int, default: int | None = None, *,
+            parent: str | None = None) -> int:
+    """body[field] as an int in low..high (bools refused); errors name `parent.field` when nested."""
     value = body.get(field, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"field '{field}' must be an integer in {low}..{high}", field=field)
+        name = f"{parent}.{field}" if parent else field
+        raise InvalidInput(f"field '{name}' must be an integer in {low}..{high}", field=name)
     return value
 
 

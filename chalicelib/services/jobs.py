@@ -63,8 +63,8 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     timeouts = body.get("timeouts", {})
     if not isinstance(timeouts, dict) or not set(timeouts) <= {"stall_seconds", "total_seconds"}:
         raise InvalidInput("field 'timeouts' must be {\"stall_seconds\", \"total_seconds\"}", field="timeouts")
-    stall = integer(timeouts, "stall_seconds", 5, 86400, 300)
-    total = integer(timeouts, "total_seconds", 60, 30 * 86400, 7 * 86400)
+    stall = integer(timeouts, "stall_seconds", 5, 86400, 300, parent="timeouts")
+    total = integer(timeouts, "total_seconds", 60, 30 * 86400, 7 * 86400, parent="timeouts")
     return {"package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size, "window": window,
             "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body)}
 
