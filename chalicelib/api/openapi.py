@@ -19,7 +19,8 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/packages"): {"size": 1048576},
     ("POST", "/jobs"): {"package_id": "up-0123456789abcdef0123", "targets": {"devices": ["pump-0042"]},
                         "mode": "block", "block_size": 32768, "window": 16,
-                        "timeouts": {"stall_seconds": 300, "total_seconds": 604800}},
+                        "timeouts": {"stall_seconds": 300, "total_seconds": 604800}, "max_retries": 2,
+                        "abort": {"failure_threshold_percent": 20, "min_executed": 10}},
 }
 SUCCESS = {("POST", "/devices"): "201", ("POST", "/keys"): "201", ("POST", "/packages"): "201",
            ("POST", "/jobs"): "201"}
