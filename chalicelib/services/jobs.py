@@ -231,7 +231,7 @@ def execution_view(job: Job, execution: Execution) -> dict[str, Any]:
     done = bytes_done(job, execution)
     return {
         "execution_id": execution.execution_id, "job_id": execution.job_id, "epn": execution.epn,
-        "state": execution.state, "step": execution.step, "mode": execution.mode,
+        "state": execution.state, "step": execution.step, "mode": execution.mode, "attempt": execution.attempt,
         "blocks_acked": acked, "blocks_total": job.block_count,
         "blocks_sent": transfer.sent_count, "retransmissions": transfer.retransmissions,
         "percent": round(100.0 * done / job.package_size, 1) if job.package_size else 100.0,

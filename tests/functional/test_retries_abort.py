@@ -51,7 +51,7 @@ def test_failed_execution_is_retried_up_to_max_retries_then_terminal(api, world,
     assert [d.execution_id for d in docs] == [first.execution_id, first.execution_id + ".r1"]
     assert docs[1].stream != first.stream
     view = shown(api, job)
-    assert view["state"] == "QUEUED" and view["timeline"][-2]["state"] == "FAILED"
+    assert view["state"] == "QUEUED" and view["attempt"] == 1 and view["timeline"][-2]["state"] == "FAILED"
     assert "retry 1" in view["timeline"][-1]["reason"]
     # a late message of the earlier attempt changes nothing
     send(("dev-1", "status", status(first.execution_id, "IN_PROGRESS", "DOWNLOADING", 2)))
