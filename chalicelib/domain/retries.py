@@ -15,6 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 
+from otaformat import wire
+
 from .executions import FAILED, MAX_TIMELINE, QUEUED, REJECTED, TIMED_OUT
 from .models import Execution, Job, TimelineEntry
 
@@ -52,6 +54,8 @@ def can_retry(execution: Execution, job: Job, reason: str | None) -> bool:
 def retry(execution: Execution, now: float, reason: str | None, stream: int) -> Execution:
     """The execution queued again as its next attempt (caller republishes the job document)."""
     attempt = execution.attempt + 1
+    if stream == execution.stream:  # frames of the earlier attempt must never match the new one
+        stream = (stream + 1) % (wire.MAX_STREAM + 1)
     entry = TimelineEntry(at=now, state=QUEUED, step=None, reason=f"retry {attempt} after: {reason or 'failure'}")
     return replace(execution, state=QUEUED, step=None, attempt=attempt, stream=stream, transfer=None,
                    started_at=None, last_activity=now, timeline=(*execution.timeline, entry)[-MAX_TIMELINE:])

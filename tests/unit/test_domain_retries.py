@@ -74,3 +74,8 @@ def test_retry_starts_a_new_attempt_and_keeps_history():
 ])
 def test_abort_threshold(counts, percent, minimum, aborts):
     assert (retries.abort_reason(counts, percent, minimum) is not None) is aborts
+
+
+def test_a_retry_never_reuses_the_stream_of_the_earlier_attempt():
+    before = execution()
+    assert retries.retry(before, 10.0, "x", stream=before.stream).stream != before.stream
