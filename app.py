@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice
 
 from chalicelib.api import auth, devices, jobs, keys, packages
+from chalicelib.api.errors import in_house_shape
 from chalicelib.triggers import device_messages, schedules, staging
 
 app = Chalice(app_name="ota-control-plane")
@@ -34,7 +35,7 @@ def observe_http(event: Any, get_response: Any) -> Any:
     headers = event.headers or {}
     context = (event.context or {}) if isinstance(event.context, dict) else {}
     logger.set_correlation_id(headers.get("x-correlation-id") or context.get("requestId") or uuid.uuid4().hex)
-    response = get_response(event)
+    response = in_house_shape(get_response(event))
     logger.info("request", extra={"method": event.method, "path": event.path, "status": response.status_code})
     metrics.add_metric(name="HttpRequests", unit=MetricUnit.Count, value=1)
     response.headers.setdefault("x-correlation-id", logger.get_correlation_id() or "")

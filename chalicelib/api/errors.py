@@ -68,3 +68,12 @@ def handled(view: Callable[..., Any]) -> Callable[..., Any]:
             return to_response(err)
 
     return wrapper
+
+
+def in_house_shape(response: Response) -> Response:
+    """Chalice answers some requests itself (415 non-JSON body, 405 undeclared method, 403 from the
+    authorizer) with {"Code", "Message"}; give them the same {"error", "message"} shape as ours."""
+    body = response.body
+    if 400 <= response.status_code < 500 and isinstance(body, dict) and set(body) == {"Code", "Message"}:
+        response.body = {"error": str(body["Code"]), "message": _clip(str(body["Message"]))}
+    return response

@@ -18,7 +18,7 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/keys"): {"public_key": "-----BEGIN PUBLIC KEY-----...", "name": "release-2026"},
     ("POST", "/packages"): {"size": 1048576},
     ("POST", "/jobs"): {"package_id": "up-0123456789abcdef0123", "targets": {"devices": ["pump-0042"]},
-                        "mode": "block", "block_size": 32768, "window": 16,
+                        "mode": "block", "block_size": 32768, "window": 64,
                         "timeouts": {"stall_seconds": 300, "total_seconds": 604800}, "max_retries": 2,
                         "abort": {"failure_threshold_percent": 20, "min_executed": 10}},
 }

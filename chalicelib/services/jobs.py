@@ -28,7 +28,7 @@ from .abort import cancel_executions, normalise_policy, policy_view
 from .common import checked, integer, iso, retrying
 
 DEFAULT_BLOCK_SIZE = 32 * 1024
-DEFAULT_WINDOW = 16
+DEFAULT_WINDOW = 64  # bench.transfer: 3x the goodput of 16 and 0.03 acks per block (16 gives 0.13)
 MAX_WINDOW = 100  # IoT Core: at most 100 unacknowledged QoS 1 messages per connection
 MAX_TARGETS = 1000
 URL_SECONDS = 3600

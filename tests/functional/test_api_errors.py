@@ -62,3 +62,16 @@ def test_error_mapping(err, status):
     response = to_response(err)
     assert response.status_code == status
     assert set(response.body) >= {"error", "message"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("POST", "/devices", {"Content-Type": "text/plain"}, 415),
+        ("PUT", "/devices", {"Content-Type": "application/json"}, 405),
+    ],
+)
+def test_answers_chalice_gives_itself_have_our_shape(api, method, path, headers, status):
+    answer = api.call(method, path, raw=b"{}", headers=headers)
+    assert answer.status_code == status
+    assert set(answer.json) == {"error", "message"} and answer.json["message"]
