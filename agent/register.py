@@ -107,10 +107,12 @@ def register(api_url: str, token: str, epn: str, data_dir: str, agent_version: s
         x509.load_pem_x509_certificate(ca.encode())
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise RegistrationError(f"registration answer is not usable: {err}") from err
-    atomic_write(os.path.join(d, "device.crt"), cert.encode(), 0o644)
     atomic_write(os.path.join(d, "ca.pem"), ca.encode(), 0o644)
     broker = {"host": mqtt.get("host"), "port": mqtt.get("port")}
     atomic_write(os.path.join(d, "broker.json"), json.dumps(broker).encode(), 0o644)
+    # the certificate last: once it exists, everything stored_credentials reads is there (a crash
+    # in between registers again, with the same key)
+    atomic_write(os.path.join(d, "device.crt"), cert.encode(), 0o644)
     creds = stored_credentials(data_dir)
     assert creds is not None
     return creds

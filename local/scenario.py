@@ -133,7 +133,7 @@ class Session:
         self.say("$ ota " + " ".join(shlex.quote(a) for a in argv))
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stderr(err):
-            code = ota_main(["--api", self.state["api_url"], "--token", self.state["token"], *argv],
+            code = ota_main([f"--api={self.state['api_url']}", f"--token={self.state['token']}", *argv],
                             out=Output(stream=_Tee(out, self.stream if show else None)), environ={})
         if show and err.getvalue():
             self.say(err.getvalue().rstrip())

@@ -24,7 +24,7 @@ import pytest
 from local import procs, stack
 from local.ca import Issued
 from local.scenario import Agent, Session
-from tests.local.conftest import Client, connect, mosquitto_sub  # noqa: F401 (a fixture used here too)
+from tests.local.conftest import Client, connect
 
 WAIT = 120.0  # generous: a loaded 2-core machine runs the stack, agents and the other worker
 PAYLOAD = 512 * 1024
@@ -81,7 +81,8 @@ def release(e2e_stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture
-def session(e2e_stack: dict[str, Any], tmp_path: Path) -> Iterator[Session]:
+def on_stack(e2e_stack: dict[str, Any], tmp_path: Path) -> Iterator[Session]:
+    """A scenario session on the shared stack whose agents are stopped after the test."""
     s = Session(e2e_stack, tmp_path, stream=io.StringIO())
     yield s
     s.stop_agents()
@@ -93,11 +94,13 @@ def unique_epn(prefix: str) -> str:
 
 def _online(s: Session, agent: Agent) -> bool:
     device = s.device(agent.epn)
-    return device["state"] == "REGISTERED" and bool(device.get("last_seen")) and agent_identity(agent).cert.exists()
+    # registration sets last_seen = registered_at; the inventory the agent publishes once connected moves it
+    seen, registered = device.get("last_seen"), device.get("registered_at")
+    return device["state"] == "REGISTERED" and bool(seen and registered and seen > registered)
 
 
 def wait_registered(s: Session, *agents: Agent) -> None:
-    """Until every agent registered, stored its certificate and reported its inventory (it is connected)."""
+    """Until every agent registered and reported its inventory over MQTT (it is connected)."""
     assert s.wait_for("registration", lambda: all(_online(s, a) for a in agents), WAIT), \
         [procs.log_tail(a.process) for a in agents]
 

@@ -53,14 +53,14 @@ def _acked(sniffer: Client, epn: str, total: int) -> set[int]:
 
 
 def test_an_agent_killed_mid_transfer_resumes_and_asks_only_for_missing_blocks(
-        session: Session, release: Release, mqtt_as: Any) -> None:
-    agent = session.start_agent(unique_epn("kill"), "e2e-m", release.pub)
-    wait_registered(session, agent)
-    sniffer = mqtt_as(operator(session.state))
+        on_stack: Session, release: Release, mqtt_as: Any) -> None:
+    agent = on_stack.start_agent(unique_epn("kill"), "e2e-m", release.pub)
+    wait_registered(on_stack, agent)
+    sniffer = mqtt_as(operator(on_stack.state))
     assert isinstance(sniffer, Client), sniffer
     sniffer.subscribe(*(topics.topic(agent.epn, leaf) for leaf in ("blk", "get", "ack")))
     total = wire.block_count(release.size, SMALL_BLOCK)
-    job_id = create_job(session, release.upload_id, [agent.epn], SMALL_BLOCK, SMALL_WINDOW)
+    job_id = create_job(on_stack, release.upload_id, [agent.epn], SMALL_BLOCK, SMALL_WINDOW)
 
     assert sniffer.wait_for(lambda _: len(_frames(sniffer, agent.epn)) >= total // 3, WAIT), "no transfer"
     os.killpg(agent.process.pid, signal.SIGKILL)
@@ -69,9 +69,9 @@ def test_an_agent_killed_mid_transfer_resumes_and_asks_only_for_missing_blocks(
     held = _acked(sniffer, agent.epn, total)
     assert 0 < len(held) < total, f"killed too late or too early: {len(held)}/{total} blocks acknowledged"
     before_restart = len(sniffer.received)
-    session.restart_agent(agent)
+    on_stack.restart_agent(agent)
 
-    view = wait_execution(session, job_id, agent.epn, terminal)
+    view = wait_execution(on_stack, job_id, agent.epn, terminal)
     assert view["state"] == "SUCCEEDED", view
     asked = _requests(sniffer, agent.epn, before_restart)
     assert asked, "the restarted agent sent no block request"
@@ -91,37 +91,37 @@ def _dead(started: procs.Started) -> bool:
 
 
 def test_an_agent_offline_when_its_job_was_created_gets_it_when_it_comes_back(
-        session: Session, release: Release) -> None:
-    agent = session.start_agent(unique_epn("offline"), "e2e-m", release.pub)
-    wait_registered(session, agent)
-    session.stop_agents()
-    job_id = create_job(session, release.upload_id, [agent.epn])
+        on_stack: Session, release: Release) -> None:
+    agent = on_stack.start_agent(unique_epn("offline"), "e2e-m", release.pub)
+    wait_registered(on_stack, agent)
+    on_stack.stop_agents()
+    job_id = create_job(on_stack, release.upload_id, [agent.epn])
     time.sleep(2.0)  # the job document goes out while nobody listens
-    assert execution(session, job_id, agent.epn)["state"] == "QUEUED"
-    session.restart_agent(agent)
-    view = wait_execution(session, job_id, agent.epn, terminal)
+    assert execution(on_stack, job_id, agent.epn)["state"] == "QUEUED"
+    on_stack.restart_agent(agent)
+    view = wait_execution(on_stack, job_id, agent.epn, terminal)
     assert view["state"] == "SUCCEEDED", view
-    assert [line.split()[1:] for line in session.agents[0].history_lines()] == [["e2e", "1.0.0"]]
+    assert [line.split()[1:] for line in on_stack.agents[0].history_lines()] == [["e2e", "1.0.0"]]
 
 
 def test_a_job_succeeds_although_the_broker_restarts_mid_transfer(tmp_path: Path) -> None:
     with own_stack(tmp_path / "stack") as state:
-        session = Session(state, tmp_path, stream=io.StringIO())
+        s = Session(state, tmp_path, stream=io.StringIO())
         try:
-            release = make_release(session)
-            agent = session.start_agent(unique_epn("broker"), "e2e-m", release.pub)
-            wait_registered(session, agent)
+            release = make_release(s)
+            agent = s.start_agent(unique_epn("broker"), "e2e-m", release.pub)
+            wait_registered(s, agent)
             total = wire.block_count(release.size, SMALL_BLOCK)
-            job_id = create_job(session, release.upload_id, [agent.epn], SMALL_BLOCK, SMALL_WINDOW)
-            view = wait_execution(session, job_id, agent.epn,
+            job_id = create_job(s, release.upload_id, [agent.epn], SMALL_BLOCK, SMALL_WINDOW)
+            view = wait_execution(s, job_id, agent.epn,
                                   lambda v: terminal(v) or v["blocks_acked"] >= total // 4)
             assert view["state"] == "IN_PROGRESS", f"transfer not interrupted: {view['state']}"
             _restart_broker(state, tmp_path / "stack")
-            view = wait_execution(session, job_id, agent.epn, terminal)
+            view = wait_execution(s, job_id, agent.epn, terminal)
             assert view["state"] == "SUCCEEDED", view
             assert 0 < view["blocks_acked"] == total
         finally:
-            session.stop_agents()
+            s.stop_agents()
 
 
 def _restart_broker(state: dict[str, Any], directory: Path) -> None:

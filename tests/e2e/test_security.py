@@ -3,6 +3,7 @@ foreign certificates cannot connect, and a package the scan rejects never reache
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local import stack
+from local import mosquitto, stack
 from local.ca import Issued, LocalCA
 from local.scenario import Agent, Session, strip_signatures
 from otaformat import topics
@@ -44,24 +45,26 @@ def _mosquitto_sub(program: str, state: dict[str, Any], issued: Issued, topic: s
 
 
 def test_a_device_certificate_reads_nothing_of_another_device(
-        session: Session, release: Release, mqtt_as: Callable[..., Client | str], mosquitto_sub: str) -> None:
+        on_stack: Session, release: Release, mqtt_as: Callable[..., Client | str]) -> None:
     """Two spies (one through paho, one through mosquitto_sub: each identity connects once, since the
     broker takes the client id from the certificate) and the operator's mosquitto_sub as the control."""
-    spy_a, spy_b, victim = (session.start_agent(unique_epn(name), MODEL, release.pub)
+    mosquitto_sub = shutil.which("mosquitto_sub") or mosquitto.find_program("mosquitto_sub")
+    assert mosquitto_sub, "mosquitto_sub is not installed: run 'python -m local.osdeps'"
+    spy_a, spy_b, victim = (on_stack.start_agent(unique_epn(name), MODEL, release.pub)
                             for name in ("spy-a", "spy-b", "victim"))
-    wait_registered(session, spy_a, spy_b, victim)
-    session.stop_agents()  # the spies' certificates are used below, without their agents
-    session.restart_agent(victim)
+    wait_registered(on_stack, spy_a, spy_b, victim)
+    on_stack.stop_agents()  # the spies' certificates are used below, without their agents
+    on_stack.restart_agent(victim)
     spy = mqtt_as(agent_identity(spy_a))
     assert isinstance(spy, Client), spy
     wanted = [topics.topic(victim.epn, leaf) for leaf in ("job", "blk", "cmd", "ack", "get", "status")]
     spy.client.subscribe([(t, 1) for t in [*wanted, "ota/#", "ota/+/blk"]])
-    sub = _mosquitto_sub(mosquitto_sub, session.state, agent_identity(spy_b), f"ota/{victim.epn}/#", int(WAIT))
-    control = _mosquitto_sub(mosquitto_sub, session.state, operator(session.state), f"ota/{victim.epn}/job",
+    sub = _mosquitto_sub(mosquitto_sub, on_stack.state, agent_identity(spy_b), f"ota/{victim.epn}/#", int(WAIT))
+    control = _mosquitto_sub(mosquitto_sub, on_stack.state, operator(on_stack.state), f"ota/{victim.epn}/job",
                              int(WAIT))
     time.sleep(1.0)  # the subscriptions are in place before the job starts
-    job_id = create_job(session, release.upload_id, [victim.epn])
-    view = wait_execution(session, job_id, victim.epn, terminal)
+    job_id = create_job(on_stack, release.upload_id, [victim.epn])
+    view = wait_execution(on_stack, job_id, victim.epn, terminal)
     assert view["state"] == "SUCCEEDED", view
     assert sub.poll() is None, "mosquitto_sub with the spy's certificate did not stay connected"
     for process in (sub, control):
@@ -73,27 +76,27 @@ def test_a_device_certificate_reads_nothing_of_another_device(
     assert victim.epn not in out
 
 
-def _forbidden_after_revocation(session: Session, agent: Agent) -> Issued:
-    assert session.ota("devices", "rm", agent.epn).code == 0
+def _forbidden_after_revocation(on_stack: Session, agent: Agent) -> Issued:
+    assert on_stack.ota("devices", "rm", agent.epn).code == 0
     return agent_identity(agent)
 
 
-def _foreign(session: Session, agent: Agent) -> Issued:
-    other = LocalCA.create_or_load(session.work / "foreign-ca")  # same CN, another CA
-    return other.issue(session.work / "foreign", "device", agent.epn)
+def _foreign(on_stack: Session, agent: Agent) -> Issued:
+    other = LocalCA.create_or_load(on_stack.work / "foreign-ca")  # same CN, another CA
+    return other.issue(on_stack.work / "foreign", "device", agent.epn)
 
 
 @pytest.mark.parametrize("identity", [_forbidden_after_revocation, _foreign], ids=["revoked", "foreign-ca"])
 def test_a_revoked_or_foreign_certificate_cannot_connect(
-        session: Session, release: Release, mqtt_as: Callable[..., Client | str],
+        on_stack: Session, release: Release, mqtt_as: Callable[..., Client | str],
         identity: Callable[[Session, Agent], Issued]) -> None:
-    agent = session.start_agent(unique_epn("cut"), MODEL, release.pub)
-    wait_registered(session, agent)
-    session.stop_agents()
+    agent = on_stack.start_agent(unique_epn("cut"), MODEL, release.pub)
+    wait_registered(on_stack, agent)
+    on_stack.stop_agents()
     before = mqtt_as(agent_identity(agent))
     assert isinstance(before, Client), f"the genuine certificate must connect first: {before}"
     before.client.disconnect()
-    issued = identity(session, agent)
+    issued = identity(on_stack, agent)
     outcome: Client | str = before
     deadline = time.monotonic() + WAIT  # a revocation needs the bridge to make mosquitto reload the CRL
     while isinstance(outcome, Client) and time.monotonic() < deadline:
@@ -112,15 +115,15 @@ def _repository(state: dict[str, Any]) -> set[str]:
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
-def _unsigned(session: Session, release: Release) -> Path:
-    return strip_signatures(release.package, session.work / "unsigned.otapkg")
+def _unsigned(on_stack: Session, release: Release) -> Path:
+    return strip_signatures(release.package, on_stack.work / "unsigned.otapkg")
 
 
-def _tampered(session: Session, release: Release) -> Path:
+def _tampered(on_stack: Session, release: Release) -> Path:
     data = bytearray(release.package.read_bytes())
     data[-100] ^= 0xFF
-    (session.work / "tampered.otapkg").write_bytes(bytes(data))
-    return session.work / "tampered.otapkg"
+    (on_stack.work / "tampered.otapkg").write_bytes(bytes(data))
+    return on_stack.work / "tampered.otapkg"
 
 
 def _fixture(name: str) -> Callable[[Session, Release], Path]:
@@ -134,13 +137,13 @@ def _fixture(name: str) -> Callable[[Session, Release], Path]:
     (_fixture("hostile-dotdot-path.otapkg"), ""),
 ], ids=["unsigned", "tampered", "untrusted-key", "hostile-path"])
 def test_a_rejected_package_never_reaches_the_repository(
-        session: Session, release: Release, make: Callable[[Session, Release], Path], reason: str) -> None:
+        on_stack: Session, release: Release, make: Callable[[Session, Release], Path], reason: str) -> None:
     assert release.upload_id  # the release is in the repository already: the listing is not vacuous
-    before = _repository(session.state)
+    before = _repository(on_stack.state)
     assert before, "the repository bucket lists nothing: the listing proves nothing"
-    done = session.ota("--json", "packages", "upload", str(make(session, release)), "--timeout", str(WAIT))
+    done = on_stack.ota("--json", "packages", "upload", str(make(on_stack, release)), "--timeout", str(WAIT))
     package = done.json()
     assert (done.code, package["state"]) == (1, "REJECTED"), package
     assert package["reasons"] and reason in " ".join(package["reasons"]).lower(), package["reasons"]
     assert package.get("repository_key") is None
-    assert _repository(session.state) == before
+    assert _repository(on_stack.state) == before
