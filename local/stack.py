@@ -16,7 +16,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,13 +107,21 @@ def _process_env(stack_env: Mapping[str, str], project_dir: Path, **over: str) -
     return env
 
 
+def operator_token(make: Callable[[int], str] = secrets.token_urlsafe) -> str:
+    """A random operator token that never starts with '-' (so `ota --token T` cannot read it as an option)."""
+    token = make(32)
+    while token.startswith("-"):
+        token = make(32)
+    return token
+
+
 def up(options: StackOptions) -> dict[str, Any]:
     """Start the stack in options.directory; return the stack state (also written to stack.json)."""
     directory = options.directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if running(directory):
         raise StackError(f"a stack already runs in {directory}; stop it with 'ota-local down --dir {directory}'")
-    token = secrets.token_urlsafe(32)
+    token = operator_token()
     state: dict[str, Any] = {"directory": str(directory), "token": token, "processes": [],
                              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _save(directory, state)
