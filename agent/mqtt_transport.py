@@ -41,6 +41,7 @@ class MqttTransport:
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_socket_open = self._on_socket_open
         self.client = client
@@ -87,6 +88,9 @@ class MqttTransport:
         log.info("connected to %s:%s", self.host, self.port)
         if self.sink:
             self.sink(Connected())
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.warning("cannot reach the broker at %s:%s; retrying with backoff", self.host, self.port)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._connected = False
