@@ -82,7 +82,10 @@ def decompress(compression: str, data: bytes, limit: int) -> bytes:
     if compression == "none":
         out = data
     elif compression == "zstd":
-        out = _bounded_zstd(data, limit)
+        try:
+            out = bounded_zstd(data, limit)
+        except zstandard.ZstdError as err:
+            raise VerificationError(f"payload is not valid zstd: {err}", code="compression") from err
     elif compression == "xz":
         out = _bounded_xz(data, limit)
     else:
@@ -92,19 +95,22 @@ def decompress(compression: str, data: bytes, limit: int) -> bytes:
     return out
 
 
-def _bounded_zstd(data: bytes, limit: int) -> bytes:
-    reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+def bounded_zstd(data: bytes, limit: int, *, dict_data: zstandard.ZstdCompressionDict | None = None,
+                 max_window_size: int = 0) -> bytes:
+    """zstd-decompress, producing at most `limit` bytes (UnsafeArchiveError at limit + 1).
+
+    zstandard.ZstdError propagates: callers name what was malformed. Also used by otaformat.delta.
+    """
+    decomp = zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=max_window_size)
+    reader = decomp.stream_reader(data, read_across_frames=True)
     out = bytearray()
-    try:
-        while True:
-            chunk = reader.read(min(CHUNK, limit + 1 - len(out)) or 1)
-            if not chunk:
-                break
-            out += chunk
-            if len(out) > limit:
-                raise UnsafeArchiveError(f"payload expands beyond its declared {limit} bytes", code="bomb")
-    except zstandard.ZstdError as err:
-        raise VerificationError(f"payload is not valid zstd: {err}", code="compression") from err
+    while True:
+        chunk = reader.read(min(CHUNK, limit + 1 - len(out)) or 1)
+        if not chunk:
+            break
+        out += chunk
+        if len(out) > limit:
+            raise UnsafeArchiveError(f"zstd data expands beyond its declared {limit} bytes", code="bomb")
     return bytes(out)
 
 

@@ -30,7 +30,7 @@ import struct
 import bsdiff4.core as bscore
 import zstandard
 
-from .container import check_content
+from .container import bounded_zstd, check_content
 from .errors import UnsafeArchiveError, VerificationError
 from .manifest import DELTA_ENCODINGS, Manifest
 
@@ -40,7 +40,6 @@ BSZ_MAGIC = b"OTABSZ01"
 BSX_MAGIC = b"OTABSX01"
 _BSZ_HEADER = struct.Struct(">8s6Q")
 _MAX_LENGTH = (1 << 31) - 2  # bsdiff4's C core uses int lengths
-_CHUNK = 1 << 20
 
 
 def make_delta(base: bytes, target: bytes, encodings: tuple[str, ...] | None = None) -> tuple[str, bytes]:
@@ -254,17 +253,7 @@ def _bounded_xz(data: bytes, limit: int) -> bytes:
 def _bounded_zstd(data: bytes, limit: int, dict_data: zstandard.ZstdCompressionDict | None = None,
                   window_log: int | None = None) -> bytes:
     window = 1 << (window_log or _window_log(limit))
-    decomp = zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=max(window, 1 << 10))
-    reader = decomp.stream_reader(data, read_across_frames=True)
-    out = bytearray()
-    while True:
-        chunk = reader.read(min(_CHUNK, limit + 1 - len(out)) or 1)
-        if not chunk:
-            break
-        out += chunk
-        if len(out) > limit:
-            raise UnsafeArchiveError(f"zstd block expands beyond {limit} bytes", code="bomb")
-    return bytes(out)
+    return bounded_zstd(data, limit, dict_data=dict_data, max_window_size=max(window, 1 << 10))
 
 
 def _raw_dict(base: bytes) -> zstandard.ZstdCompressionDict:
