@@ -27,6 +27,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy otaformat chalicelib packager cli app.py
 
 demo: setup
 	$(PY) -m local.demo

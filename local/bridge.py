@@ -40,7 +40,7 @@ def load_handler(spec: str) -> Handler:
     module_name, _, attribute = spec.partition(":")
     if not attribute:
         raise ValueError(f"handler {spec!r} must look like 'package.module:function'")
-    return getattr(importlib.import_module(module_name), attribute)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 def scheduled_event(region: str, rule: str = "ota-sweep") -> dict[str, Any]:

@@ -188,7 +188,7 @@ class Session:
         self.agents = []
 
     def device(self, epn: str) -> dict[str, Any]:
-        return self.api.get(f"/devices/{epn}")  # type: ignore[no-any-return]
+        return self.api.get(f"/devices/{epn}")
 
     def wait_for(self, what: str, ready: Callable[[], bool], timeout: float) -> bool:
         """Poll `ready` until it holds (True) or `timeout` passes (False); agents must stay alive."""

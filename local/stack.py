@@ -57,7 +57,7 @@ def stack_file(directory: Path) -> Path:
 def load(directory: Path) -> dict[str, Any]:
     path = stack_file(directory)
     try:
-        return json.loads(path.read_text())  # type: ignore[no-any-return]
+        return json.loads(path.read_text())
     except FileNotFoundError as err:
         raise StackError(f"no stack in {directory} (no {STACK_FILE}); start one with 'ota-local up'") from err
     except (OSError, ValueError) as err:

@@ -234,7 +234,7 @@ def _xz_filters(raw_length: int, **extra: int) -> list[dict[str, int]]:
 def _xz(data: bytes) -> bytes:
     """Raw LZMA2, preset 9e, dictionary = block size; the smaller of default and lc0/lp0/pb0 literals."""
     preset = 9 | lzma.PRESET_EXTREME
-    options = ({}, {"lc": 0, "lp": 0, "pb": 0})
+    options: tuple[dict[str, int], ...] = ({}, {"lc": 0, "lp": 0, "pb": 0})
     outs = [lzma.compress(data, format=lzma.FORMAT_RAW, filters=_xz_filters(len(data), preset=preset, **o))
             for o in options]
     return min(outs, key=len)

@@ -11,6 +11,7 @@ import hmac
 import os
 
 from chalice import AuthResponse, Blueprint, IAMAuthorizer
+from chalice.app import AuthRequest
 
 from .. import bootstrap
 
@@ -18,7 +19,7 @@ bp = Blueprint(__name__)
 
 
 @bp.authorizer()
-def operator_token(auth_request):  # type: ignore[no-untyped-def]
+def operator_token(auth_request: AuthRequest) -> AuthResponse:
     """Allow everything for a valid operator bearer token; deny otherwise (403; 401 without the header)."""
     token = auth_request.token or ""
     scheme, _, secret = token.partition(" ")

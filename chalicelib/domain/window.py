@@ -96,7 +96,7 @@ class Transfer:
         """Blocks the device asked for again: already sent, not acked, not sent within the last `guard`
         seconds; at most one window. Counted as resends."""
         candidates = sorted({i for i in wanted if 0 <= i < self.next_index and not self.is_acked(i)})
-        chosen = []
+        chosen: list[int] = []
         for i in candidates:
             if len(chosen) >= self.window:
                 break

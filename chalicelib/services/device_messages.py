@@ -14,6 +14,7 @@ import logging
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from otaformat import messages, wire
@@ -129,7 +130,7 @@ def handle_batch(
     applied = ignored = sent = 0
     failed_jobs: dict[str, float] = {}
     for execution_id, items in per_execution.items():
-        result = retrying(lambda eid=execution_id, its=items: _apply(repo, cache, eid, its))
+        result = retrying(partial(_apply, repo, cache, execution_id, items))
         if result is None:
             ignored += len(items)
             continue
@@ -246,7 +247,7 @@ def _inventory(
         if execution.state not in ex.ACTIVE:
             continue
         job = repo.get_job(execution.job_id)
-        package = job and repo.get_package(job.upload_id)
+        package = repo.get_package(job.upload_id) if job is not None else None
         if job is None or package is None or job.state != "ACTIVE":
             continue
         publish_job_document(publisher, storage, job, package, execution, now)

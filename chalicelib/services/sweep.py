@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from functools import partial
 
 from otaformat import messages, topics, wire
 
@@ -50,7 +51,7 @@ def sweep(
             continue
         failures = False
         for execution in executions:
-            outcome = retrying(lambda j=job, eid=execution.execution_id: _sweep_one(repo, j, eid, now, ack_timeout))
+            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout))
             if outcome is None or outcome[2] != "timeout":
                 still_active.add(job_id)
             if outcome is None:
@@ -75,7 +76,7 @@ def sweep(
         if job.job_id in still_active:
             continue  # something of it is still running: no need to list all of its executions
         finished = all(ex.is_terminal(e.state) for e in repo.list_job_executions(job.job_id))
-        if finished and retrying(lambda jid=job.job_id: _complete(repo, jid)):
+        if finished and retrying(partial(_complete, repo, job.job_id)):
             completed += 1
     publisher.flush()
     return SweepResult(timed_out, resent, completed, retried, aborted)
