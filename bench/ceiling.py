@@ -54,14 +54,18 @@ def nodelay(client: mqtt.Client) -> None:
     client.on_socket_open = _on_open
 
 
+def _connected(client: mqtt.Client, host: str, port: int) -> mqtt.Client:
+    """Large in-flight window, unbounded queue, TCP_NODELAY, then connect."""
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    nodelay(client)
+    client.connect(host, port)
+    return client
+
+
 def plain_factory(host: str, port: int) -> ClientFactory:
     def make(client_id: str) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(0)
-        nodelay(client)
-        client.connect(host, port)
-        return client
+        return _connected(mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id), host, port)
 
     return make
 
@@ -77,11 +81,7 @@ def tls_factory(host: str, port: int, ca: str, credentials: Callable[[str], tupl
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
                        tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(0)
-        nodelay(client)
-        client.connect(host, port)
-        return client
+        return _connected(client, host, port)
 
     return make
 

@@ -12,7 +12,7 @@ from ..services import devices, jobs
 from ..services.common import iso
 from .auth import OPERATOR
 from .errors import handled
-from .http import body, epn_path, json_response, query
+from .http import body, epn_path, json_response, only, query
 
 bp = Blueprint(__name__)
 
@@ -23,9 +23,7 @@ def preauthorize() -> Any:
     """Pre-authorise a device (EPN ID + model); returns its one-time registration token."""
     c = bootstrap.get()
     data = body(bp.current_request)
-    unknown = sorted(set(data) - {"epn", "model", "token_ttl_seconds"})
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    only(data, {"epn", "model", "token_ttl_seconds"})
     ttl = data.get("token_ttl_seconds", devices.TOKEN_TTL)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 30 * 86400:
         raise InvalidInput("field 'token_ttl_seconds' must be an integer in 60..2592000", field="token_ttl_seconds")
@@ -42,9 +40,7 @@ def list_devices() -> Any:
     """List devices, optionally of one model."""
     c = bootstrap.get()
     params = query(bp.current_request)
-    unknown = sorted(set(params) - {"model"})
-    if unknown:
-        raise InvalidInput(f"unknown query parameter {unknown[0]!r}", field=unknown[0])
+    only(params, {"model"}, "query parameter")
     found = c.repository.list_devices(params.get("model"))
     return json_response({"devices": [devices.device_view(d) for d in found]})
 

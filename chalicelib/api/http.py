@@ -46,3 +46,11 @@ def query(request: Request) -> dict[str, str]:
 
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(body=payload, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def only(fields: dict[str, Any], allowed: set[str], what: str = "field") -> dict[str, Any]:
+    """Refuse the first unknown key (sorted, so the message is stable); return `fields` unchanged."""
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise InvalidInput(f"unknown {what} {unknown[0]!r}", field=unknown[0])
+    return fields

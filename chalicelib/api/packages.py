@@ -7,11 +7,10 @@ from typing import Any
 from chalice import Blueprint
 
 from .. import bootstrap
-from ..domain.errors import InvalidInput
 from ..services import packages
 from .auth import OPERATOR
 from .errors import handled
-from .http import body, json_response, query
+from .http import body, json_response, only, query
 
 bp = Blueprint(__name__)
 
@@ -22,9 +21,7 @@ def create_upload() -> Any:
     """Open an upload slot: a presigned PUT into the staging bucket."""
     c = bootstrap.get()
     data = body(bp.current_request)
-    unknown = sorted(set(data) - {"size"})
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    only(data, {"size"})
     answer = packages.create_upload(c.repository, c.storage, c.clock(), data, c.settings.max_package_bytes)
     return json_response(answer, 201)
 

@@ -80,3 +80,12 @@ def frames(job: JobDocument, package: bytes) -> list[bytes]:
     bs = job.block_size
     return [wire.encode_frame(job.stream, i, job.block_count, package[i * bs : (i + 1) * bs])
             for i in range(job.block_count)]
+
+
+def deliver(harness: Any, package: bytes, envelope: dict[str, Any], **job_kw: Any) -> JobDocument:
+    """Hand the harness's agent a job document for `package`, then every block of it, in order."""
+    job = job_for(package, envelope, **job_kw)
+    harness.job(job)
+    for frame in frames(job, package):
+        harness.send("blk", frame)
+    return job

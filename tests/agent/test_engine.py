@@ -9,21 +9,13 @@ import pytest
 
 from otaformat import messages, wire
 
-from .pkgtools import build_package, frames, job_for
-
-
-def _install_ok(h, package, envelope, **job_kw):
-    job = job_for(package, envelope, **job_kw)
-    h.job(job)
-    for f in frames(job, package):
-        h.send("blk", f)
-    return job
+from .pkgtools import build_package, deliver, frames, job_for
 
 
 def test_happy_path_installs_and_reports(harness, publisher):
     key, _ = publisher
     package, envelope = build_package(key, files={"bin/app": b"v1" * 3000, "etc/conf": b"x=1\n"})
-    job = _install_ok(harness, package, envelope)
+    job = deliver(harness, package, envelope)
     root = harness.config.install_root
     assert os.readlink(os.path.join(root, "demo", "current")) == "1.0.0"
     with open(os.path.join(root, "demo", "current", "bin", "app"), "rb") as f:

@@ -9,15 +9,7 @@ import pytest
 
 from otaformat import messages, wire
 
-from .pkgtools import build_package, frames, job_for
-
-
-def run(h, package, envelope, **job_kw):
-    job = job_for(package, envelope, **job_kw)
-    h.job(job)
-    for f in frames(job, package):
-        h.send("blk", f)
-    return job
+from .pkgtools import build_package, deliver, frames, job_for
 
 
 def current(h, app="demo"):
@@ -40,7 +32,7 @@ def outcome(h):
 def test_policy_rejections_before_download(harness, publisher, build, code):
     key, _ = publisher
     ok, env = build_package(key, version="1.0.0")
-    run(harness, ok, env)
+    deliver(harness, ok, env)
     package, envelope = build_package(key, **build)
     job = job_for(package, envelope)
     harness.job(job)
@@ -69,7 +61,7 @@ def test_untrusted_key_is_rejected(harness):
 
 def test_corrupted_package_fails_and_keeps_old_version(harness, publisher):
     key, _ = publisher
-    run(harness, *build_package(key, version="1.0.0"))
+    deliver(harness, *build_package(key, version="1.0.0"))
     package, envelope = build_package(key, version="1.1.0")
     job = job_for(package, envelope, block_size=256)
     bad = bytearray(package)
@@ -88,7 +80,7 @@ def test_scripts_run_in_order_with_environment(harness, publisher, tmp_path):
     key, _ = publisher
     trace = tmp_path / "trace"
     script = f"#!/bin/sh\necho \"$OTA_ROLE $OTA_APP $OTA_VERSION\" >> {trace}\n"
-    run(harness, *build_package(key, scripts={"pre-install": script, "install": script, "post-install": script}))
+    deliver(harness, *build_package(key, scripts={"pre-install": script, "install": script, "post-install": script}))
     assert outcome(harness) == [("SUCCEEDED", None)]
     assert trace.read_text().split("\n")[:3] == ["pre-install demo 1.0.0", "install demo 1.0.0",
                                                  "post-install demo 1.0.0"]
@@ -107,12 +99,12 @@ def test_scripts_run_in_order_with_environment(harness, publisher, tmp_path):
 )
 def test_failing_script_rolls_back(harness, publisher, tmp_path, scripts, reason):
     key, _ = publisher
-    run(harness, *build_package(key, version="1.0.0"))
+    deliver(harness, *build_package(key, version="1.0.0"))
     marker = tmp_path / "rolled-back"
     scripts = {**scripts, "rollback": f"#!/bin/sh\ntouch {marker}\n"}
     harness.config = replace(harness.config, script_timeout=0.5)
     harness.restart()
-    run(harness, *build_package(key, version="2.0.0", scripts=scripts))
+    deliver(harness, *build_package(key, version="2.0.0", scripts=scripts))
     state, text = outcome(harness)[-1]
     assert state == "FAILED" and reason in text
     assert current(harness) == "1.0.0"
@@ -125,7 +117,7 @@ def test_failing_script_rolls_back(harness, publisher, tmp_path, scripts, reason
 def test_firmware_image_is_written_as_image_bin(harness, publisher):
     key, _ = publisher
     image = bytes(range(256)) * 40
-    run(harness, *build_package(key, app="mcu", kind="firmware", files={"fw.bin": image}))
+    deliver(harness, *build_package(key, app="mcu", kind="firmware", files={"fw.bin": image}))
     with open(os.path.join(harness.config.install_root, "mcu", "current", "image.bin"), "rb") as f:
         assert f.read() == image
 
@@ -137,11 +129,11 @@ def test_delta_applies_to_kept_base(harness, publisher):
     key, _ = publisher
     base = os.urandom(5000) + b"common tail" * 300
     target = base[:4000] + b"changed" * 50 + base[4000:]
-    run(harness, *build_package(key, version="1.0.0", files={"bin/app": base}))
+    deliver(harness, *build_package(key, version="1.0.0", files={"bin/app": base}))
     encoding, patch = delta_mod.make_delta(base, target)
     delta = {"base_version": "1.0.0", "base_sha256": hashlib.sha256(base).hexdigest(),
              "target_sha256": hashlib.sha256(target).hexdigest(), "target_length": len(target), "encoding": encoding}
-    run(harness, *build_package(key, version="1.1.0", files={"bin/app": target}, delta=delta, patch=patch))
+    deliver(harness, *build_package(key, version="1.1.0", files={"bin/app": target}, delta=delta, patch=patch))
     assert outcome(harness)[-1] == ("SUCCEEDED", None)
     with open(os.path.join(harness.config.install_root, "demo", "current", "bin", "app"), "rb") as f:
         assert f.read() == target
@@ -151,10 +143,10 @@ def test_delta_for_other_base_is_rejected(harness, publisher):
     import hashlib
 
     key, _ = publisher
-    run(harness, *build_package(key, version="1.0.0"))
+    deliver(harness, *build_package(key, version="1.0.0"))
     delta = {"base_version": "0.5.0", "base_sha256": "0" * 64, "target_sha256": hashlib.sha256(b"t").hexdigest(),
              "target_length": 1, "encoding": "bsdiff4"}
-    run(harness, *build_package(key, version="1.1.0", files={"bin/app": b"t"}, delta=delta, patch=b"junk"))
+    deliver(harness, *build_package(key, version="1.1.0", files={"bin/app": b"t"}, delta=delta, patch=b"junk"))
     state, reason = outcome(harness)[-1]
     assert state == "REJECTED" and "base" in reason
     assert current(harness) == "1.0.0"
@@ -192,7 +184,7 @@ def test_cancel_during_download(harness, publisher):
 def test_republished_job_after_finish_repeats_outcome(harness, publisher):
     key, _ = publisher
     package, envelope = build_package(key)
-    job = run(harness, package, envelope)
+    job = deliver(harness, package, envelope)
     harness.job(job)
     assert [s for s, _ in outcome(harness)] == ["SUCCEEDED", "SUCCEEDED"]
     assert len(harness.transport.leaf("get")) == 1
@@ -201,7 +193,7 @@ def test_republished_job_after_finish_repeats_outcome(harness, publisher):
 def test_managed_apps_limit_what_is_accepted(harness, publisher):
     key, _ = publisher
     harness.restart(managed_apps=("demo",))
-    run(harness, *build_package(key, app="other"))
+    deliver(harness, *build_package(key, app="other"))
     state, reason = outcome(harness)[-1]
     assert state == "REJECTED" and "not managed" in reason
 
@@ -209,8 +201,8 @@ def test_managed_apps_limit_what_is_accepted(harness, publisher):
 def test_same_version_again_is_already_installed(harness, publisher):
     key, _ = publisher
     package, envelope = build_package(key)
-    run(harness, package, envelope)
-    run(harness, package, envelope)
+    deliver(harness, package, envelope)
+    deliver(harness, package, envelope)
     assert outcome(harness) == [("SUCCEEDED", None), ("SUCCEEDED", "demo 1.0.0 already installed")]
     assert current(harness) == "1.0.0"
     with open(os.path.join(harness.config.data_dir, "history.txt")) as f:
@@ -244,7 +236,7 @@ def test_current_that_is_a_real_directory_fails_cleanly(harness, publisher):
     key, _ = publisher
     blocker = os.path.join(harness.config.install_root, "demo", "current")
     os.makedirs(os.path.join(blocker, "keep"))
-    run(harness, *build_package(key))
+    deliver(harness, *build_package(key))
     state, reason = outcome(harness)[0]
     assert state == "FAILED" and "install failed" in reason
     assert os.path.isdir(os.path.join(blocker, "keep")) and harness.agent.state == "IDLE"
@@ -258,7 +250,7 @@ def test_install_root_reached_through_a_symlink_is_resolved_once(config, publish
     real.mkdir()
     (tmp_path / "link-root").symlink_to(real)
     h = Harness(replace(config, install_root=str(tmp_path / "link-root")))
-    run(h, *build_package(publisher[0]))
+    deliver(h, *build_package(publisher[0]))
     assert outcome(h) == [("SUCCEEDED", None)]
     assert os.readlink(real / "demo" / "current") == "1.0.0"
 
@@ -268,7 +260,7 @@ def test_symlink_planted_as_app_directory_fails_without_crash_loop(harness, publ
     outside.mkdir()
     os.makedirs(harness.config.install_root, exist_ok=True)
     os.symlink(outside, os.path.join(harness.config.install_root, "demo"))
-    run(harness, *build_package(publisher[0]))
+    deliver(harness, *build_package(publisher[0]))
     state, reason = outcome(harness)[0]
     assert state == "FAILED" and "symbolic link" in reason and harness.agent.state == "IDLE"
     assert list(outside.iterdir()) == []
