@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import lzma
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from .canonical import canonical_json
 from .container import VerifiedPackage, pack_container
 from .delta import make_delta
 from .errors import MalformedError
-from .manifest import MAX_PAYLOAD, SCRIPT_ROLES, Manifest
+from .manifest import DELTA_ENCODINGS, MAX_PAYLOAD, SCRIPT_ROLES, Manifest
 from .signing import ALGORITHM, encode_envelope, key_id
 
 MODE_FILE = 0o100644
@@ -168,8 +168,13 @@ def delta_body(
     expires: str | None = None,
     encodings: tuple[str, ...] | None = None,
     compression: str = "none",
+    differ: Callable[[bytes, bytes, tuple[str, ...] | None], tuple[str, bytes]] = make_delta,
 ) -> tuple[dict[str, Any], bytes]:
-    """Manifest dict and payload of a delta from `base` to `target` (both verified full packages)."""
+    """Manifest dict and payload of a delta from `base` to `target` (both verified full packages).
+
+    Every input is validated before the diff (which can take minutes): a manifest that would be refused
+    (an expiry before `created`, an unknown encoding or compression) fails at once, not after the work.
+    """
     old, new = base.manifest, target.manifest
     if old.is_delta or new.is_delta:
         raise MalformedError("both --from and --to must be full packages, not deltas")
@@ -177,14 +182,28 @@ def delta_body(
         raise MalformedError(f"packages are for different apps: {old.app} and {new.app}")
     if old.version == new.version:
         raise MalformedError(f"both packages have version {new.version}")
-    encoding, patch = make_delta(base.content, target.content, encodings)
+    unknown = [e for e in encodings or () if e not in DELTA_ENCODINGS]
+    if unknown:
+        raise MalformedError(f"unknown delta encoding {unknown[0]!r}; known: {', '.join(DELTA_ENCODINGS)}")
+    chosen = (encodings or DELTA_ENCODINGS)[0]
+    Manifest.from_dict(_delta_manifest(old, new, created, expires, chosen,
+                                       payload_fields(compression, b"", compress(compression, b""))))
+    encoding, patch = differ(base.content, target.content, encodings)
     payload = compress(compression, patch)
+    body = _delta_manifest(old, new, created, expires, encoding, payload_fields(compression, patch, payload))
+    Manifest.from_dict(body)
+    return body, payload
+
+
+def _delta_manifest(
+    old: Manifest, new: Manifest, created: str, expires: str | None, encoding: str, payload: dict[str, Any]
+) -> dict[str, Any]:
     body = new.to_dict()
     body.update(
         package_id=f"{new.app}-{old.version}-to-{new.version}",
         created=created,
         expires=expires or new.expires,
-        payload=payload_fields(compression, patch, payload),
+        payload=payload,
         delta={
             "base_version": old.version,
             "base_sha256": old.payload.raw_sha256,
@@ -193,8 +212,7 @@ def delta_body(
             "encoding": encoding,
         },
     )
-    Manifest.from_dict(body)
-    return body, payload
+    return body
 
 
 def build_delta(

@@ -10,7 +10,7 @@ from .. import bootstrap
 from ..services import keys
 from .auth import OPERATOR
 from .errors import handled
-from .http import body, json_response
+from .http import body, json_response, only
 
 bp = Blueprint(__name__)
 
@@ -20,7 +20,8 @@ bp = Blueprint(__name__)
 def register_key() -> Any:
     """Register a publisher public key (key id = otaformat.signing.key_id)."""
     c = bootstrap.get()
-    key, created = keys.register_key(c.repository, c.clock(), body(bp.current_request))
+    data = only(body(bp.current_request), {"public_key", "name"})
+    key, created = keys.register_key(c.repository, c.clock(), data)
     return json_response({"key_id": key.key_id, "name": key.name}, 201 if created else 200)
 
 

@@ -10,12 +10,22 @@ import re
 import sys
 from typing import Any
 
+from . import schemas
+
+# Real (public) values, so every example is a request the server accepts as well formed.
+EXAMPLE_PUBLIC_KEY = ("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEXh7x2iyxlLPezd/A8McBSvANk8x5\n"
+                      "7CjXwbXNM35F+CwJLsvenreUrMVDgJJm8zPsYktK2bzsnRrUHMIZ4slHrg==\n-----END PUBLIC KEY-----\n")
+EXAMPLE_CSR = ("-----BEGIN CERTIFICATE REQUEST-----\nMIHPMHYCAQAwFDESMBAGA1UEAwwJcHVtcC0wMDQyMFkwEwYHKoZIzj0CAQYIKoZI\n"
+               "zj0DAQcDQgAEXh7x2iyxlLPezd/A8McBSvANk8x57CjXwbXNM35F+CwJLsvenreU\n"
+               "rMVDgJJm8zPsYktK2bzsnRrUHMIZ4slHrqAAMAoGCCqGSM49BAMCA0kAMEYCIQCg\n"
+               "krdxJ2T0+8QVkMi7KURAsBdflSWrlCPGOz4lkgextgIhAIIEWZGIK5yUn+yzUmCE\n"
+               "/BnfiN6C11fSEZk8oiV/ODRq\n-----END CERTIFICATE REQUEST-----\n")
 REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/devices"): {"epn": "pump-0042", "model": "model-a"},
     ("POST", "/devices/{epn}/register"): {"token": "<registration token>",
-                                         "csr": "-----BEGIN CERTIFICATE REQUEST-----...",
+                                         "csr": EXAMPLE_CSR,
                                          "agent_version": "1.0.0", "apps": {"demo": "1.0.0"}},
-    ("POST", "/keys"): {"public_key": "-----BEGIN PUBLIC KEY-----...", "name": "release-2026"},
+    ("POST", "/keys"): {"public_key": EXAMPLE_PUBLIC_KEY, "name": "release-2026"},
     ("POST", "/packages"): {"size": 1048576},
     ("POST", "/jobs"): {"package_id": "up-0123456789abcdef0123", "targets": {"devices": ["pump-0042"]},
                         "mode": "block", "block_size": 32768, "window": 64,
@@ -39,8 +49,10 @@ def build() -> dict[str, Any]:
             operation: dict[str, Any] = {
                 "operationId": entry.view_name,
                 "summary": doc,
-                "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                               for p in re.findall(r"{(\w+)}", path)],
+                "parameters": [{"name": p, "in": "path", "required": True, "schema": schemas.PATH[p]}
+                               for p in re.findall(r"{(\w+)}", path)]
+                + [{"name": name, "in": "query", "required": False, "schema": schema}
+                   for name, schema in schemas.QUERY.get((method, path), {}).items()],
                 "responses": {SUCCESS.get((method, path), "200"): {"description": "success",
                                                                    "content": {"application/json": {}}}},
             }
@@ -49,13 +61,14 @@ def build() -> dict[str, Any]:
             for code, text in ERRORS.items():
                 operation["responses"][code] = {"description": text, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-            example = REQUESTS.get((method, path))
-            if example is not None:
+            body_schema = schemas.BODIES.get((method, path))
+            if body_schema is not None:
                 operation["requestBody"] = {"required": True, "content": {"application/json": {
-                    "schema": {"type": "object"}, "example": example}}}
+                    "schema": body_schema, "example": REQUESTS[(method, path)]}}}
             if (method, path) == ("POST", "/jobs"):
+                key = {"type": "string", "pattern": schemas.IDEMPOTENCY_KEY_PATTERN}
                 operation["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False,
-                                                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}})
+                                                "schema": key})
             paths.setdefault(path, {})[method.lower()] = operation
     return {
         "openapi": "3.0.3",

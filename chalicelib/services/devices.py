@@ -70,6 +70,12 @@ def _apps(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _authenticate(device: Device | None, token: str) -> Device:
+    if device is None or not hmac.compare_digest(device.token_sha256, token_hash(token)):
+        raise Unauthorized("unknown device or wrong registration token", field="token")
+    return device
+
+
 def register(
     repo: Repository, signer: CertificateSigner, registry: DeviceRegistry, mqtt: tuple[str, int], now: float,
     epn: str, body: dict[str, Any],
@@ -77,6 +83,7 @@ def register(
     token = body.get("token")
     if not isinstance(token, str) or not 1 <= len(token) <= 256:
         raise Unauthorized("field 'token' (the registration token) is missing or malformed", field="token")
+    _authenticate(repo.get_device(epn), token)  # nothing from an unauthenticated caller is parsed
     csr_pem = body.get("csr")
     if not isinstance(csr_pem, str) or len(csr_pem) > 16384:
         raise InvalidInput("field 'csr' must be a PEM certificate signing request", field="csr")
@@ -86,9 +93,7 @@ def register(
     key_sha = hashlib.sha256(public_key_der(csr_pem, csr=True)).hexdigest()
 
     def attempt() -> Device:
-        device = repo.get_device(epn)
-        if device is None or not hmac.compare_digest(device.token_sha256, token_hash(token)):
-            raise Unauthorized("unknown device or wrong registration token", field="token")
+        device = _authenticate(repo.get_device(epn), token)
         if device.state == "DEREGISTERED":
             raise Forbidden(f"device {epn!r} is deregistered", field="epn")
         if device.state == "REGISTERED":

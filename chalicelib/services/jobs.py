@@ -81,15 +81,19 @@ def _available(repo: Repository, upload_id: str) -> Package:
 def _targets(repo: Repository, spec: dict[str, Any], package: Package) -> list[str]:
     if "devices" in spec:
         devices = [repo.get_device(epn) for epn in spec["devices"]]
-        unknown = [epn for epn, d in zip(spec["devices"], devices, strict=True) if d is None or d.state != "REGISTERED"]
+        unknown = [epn for epn, d in zip(spec["devices"], devices, strict=True) if d is None]
         if unknown:
-            raise InvalidInput(f"field 'targets.devices': unknown or unregistered device(s) {', '.join(unknown[:10])}",
-                               field="targets.devices")
+            raise NotFound(f"field 'targets.devices': unknown device(s) {', '.join(unknown[:10])}",
+                           field="targets.devices")
+        unregistered = [d.epn for d in devices if d is not None and d.state != "REGISTERED"]
+        if unregistered:
+            raise Conflict(f"field 'targets.devices': device(s) not registered {', '.join(unregistered[:10])}",
+                           field="targets.devices")
     else:
         devices = [d for d in repo.list_devices(spec["model"]) if d.state == "REGISTERED"]
         if not devices:
-            raise InvalidInput(f"field 'targets.model': no registered device of model {spec['model']!r}",
-                               field="targets.model")
+            raise Conflict(f"field 'targets.model': no registered device of model {spec['model']!r}",
+                           field="targets.model")
     problems = []
     new = Version.parse(package.version_label)
     for device in devices:

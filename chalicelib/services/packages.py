@@ -8,12 +8,13 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from otaformat.ids import check_app, check_model
 from otaformat.versions import Version
 
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..domain.models import PACKAGE_STATES, Package, bumped
 from ..domain.ports import Repository, Storage
-from .common import integer, iso, retrying
+from .common import checked, integer, iso, retrying
 
 UPLOAD_URL_SECONDS = 900
 
@@ -46,6 +47,9 @@ def list_packages(repo: Repository, query: dict[str, str]) -> list[Package]:
     state = query.get("state")
     if state is not None and state not in PACKAGE_STATES:
         raise InvalidInput(f"query 'state' must be one of {', '.join(PACKAGE_STATES)}", field="state")
+    for name, check in (("app", check_app), ("model", check_model)):
+        if name in query:
+            checked(name, check, query[name])
     version = query.get("version")
     if version is not None:
         try:

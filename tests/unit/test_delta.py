@@ -224,3 +224,40 @@ def test_zstd_dict_patch_applies_with_the_zstd_cli(tmp_path):
     subprocess.run(["zstd", "-q", "-d", "--long=31", f"--patch-from={tmp_path / 'base'}", str(tmp_path / "patch.zst"),
                     "-o", str(tmp_path / "out")], check=True, timeout=120)
     assert (tmp_path / "out").read_bytes() == SHIFTED
+
+
+@pytest.mark.parametrize(("created", "expires", "encodings", "compression", "expected"), [
+    ("2031-01-01T00:00:00Z", None, None, "none", "expires must be after"),          # inherited expiry passed
+    ("2026-02-01T00:00:00Z", "2026-01-01T00:00:00Z", None, "none", "expires must be after"),
+    ("2026-02-01T00:00:00Z", None, ("bsdiff5",), "none", "unknown delta encoding"),
+    ("2026-02-01T00:00:00Z", None, None, "lz4", "compression"),
+])
+def test_delta_inputs_are_refused_before_the_diff(packages, created, expires, encodings, compression, expected):
+    from otaformat.build import delta_body
+    from otaformat.errors import MalformedError
+
+    old, new, _ = packages
+    diffs: list[int] = []
+
+    def differ(base: bytes, target: bytes, wanted: tuple[str, ...] | None) -> tuple[str, bytes]:
+        diffs.append(len(target))
+        return make_delta(base, target, wanted)
+
+    with pytest.raises(MalformedError, match=expected):
+        delta_body(old, new, created=created, expires=expires, encodings=encodings, compression=compression,
+                   differ=differ)
+    assert diffs == []
+
+
+def test_valid_delta_inputs_reach_the_diff_once(packages):
+    from otaformat.build import delta_body
+
+    old, new, _ = packages
+    diffs: list[int] = []
+
+    def differ(base: bytes, target: bytes, wanted: tuple[str, ...] | None) -> tuple[str, bytes]:
+        diffs.append(len(target))
+        return make_delta(base, target, wanted)
+
+    body, _ = delta_body(old, new, created="2026-02-01T00:00:00Z", differ=differ)
+    assert diffs == [len(new.content)] and body["delta"]["base_version"] == "1.0.0"

@@ -1,0 +1,125 @@
+"""JSON Schemas of every request the HTTP API accepts: path ids, query parameters and bodies.
+
+These describe exactly what the validators in services/ and api/http.py accept, so a client generated
+from docs/openapi.json never sends a request the server refuses as malformed (400); a schema-driven
+test (tests/functional/test_schemathesis.py) holds the two together. Two string formats need a
+generator that knows the semantics: `pem-public-key` (an ECDSA P-256 SubjectPublicKeyInfo in PEM) and
+`pem-csr` (a PEM PKCS#10 request with a valid self-signature and an EC or >= 2048-bit RSA key).
+Does not: validate anything at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from otaformat.ids import APP_PATTERN, EPN_PATTERN, MODEL_PATTERN
+from otaformat.wire import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
+
+from ..domain.models import PACKAGE_STATES
+from ..domain.retries import MAX_RETRIES
+from ..services.abort import DEFAULT_ABORT_MIN_EXECUTED, DEFAULT_ABORT_PERCENT
+from ..services.devices import MAX_APPS, TOKEN_TTL
+from ..services.jobs import DEFAULT_BLOCK_SIZE, DEFAULT_WINDOW, MAX_TARGETS, MAX_WINDOW
+from ..settings import DEFAULT_MAX_PACKAGE_BYTES
+
+VERSION_PATTERN = r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
+IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+def _string(pattern: str, description: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": pattern, "description": description}
+
+
+def _integer(low: int, high: int, description: str, default: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "minimum": low, "maximum": high, "description": description}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def _object(properties: dict[str, Any], required: tuple[str, ...] = (), *, extra: bool = False,
+            **more: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": extra, **more}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+EPN = _string(EPN_PATTERN, "device EPN ID")
+MODEL = _string(MODEL_PATTERN, "device model number")
+VERSION = _string(VERSION_PATTERN, "MAJOR.MINOR.PATCH, each field 0..999999")
+
+PATH: dict[str, dict[str, Any]] = {
+    "epn": EPN,
+    "job_id": {"type": "string", "minLength": 1, "maxLength": 64, "description": "job id (job-<20 hex>)",
+               "example": "job-0123456789abcdef0123"},
+    "upload_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                  "description": "package upload id (up-<20 hex>)", "example": "up-0123456789abcdef0123"},
+    "key_id": {"type": "string", "minLength": 1, "maxLength": 64,
+               "description": "publisher key id (16 hex: SHA-256 of the DER public key)",
+               "example": "0123456789abcdef"},
+}
+
+QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("GET", "/devices"): {"model": MODEL},
+    ("GET", "/packages"): {
+        "app": _string(APP_PATTERN, "only packages of this app"),
+        "model": _string(MODEL_PATTERN, "only packages for this model"),
+        "version": VERSION,
+        "state": {"type": "string", "enum": list(PACKAGE_STATES)},
+    },
+}
+
+_TARGETS = {
+    "oneOf": [
+        _object({"devices": {"type": "array", "minItems": 1, "maxItems": MAX_TARGETS, "items": EPN}}, ("devices",)),
+        _object({"model": MODEL}, ("model",)),
+    ],
+    "description": "either a list of devices (1..1000) or every registered device of one model",
+}
+
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/devices"): _object({
+        "epn": EPN, "model": MODEL,
+        "token_ttl_seconds": _integer(60, 30 * 86400, "lifetime of the one-time registration token", TOKEN_TTL),
+    }, ("epn", "model")),
+    ("POST", "/devices/{epn}/register"): _object({
+        "token": {"type": "string", "minLength": 1, "maxLength": 256, "description": "one-time registration token"},
+        "csr": {"type": "string", "format": "pem-csr", "maxLength": 16384,
+                "description": "PEM PKCS#10 request: valid self-signature, EC or >= 2048-bit RSA key"},
+        "agent_version": VERSION,
+        "apps": {"type": "object", "maxProperties": MAX_APPS, "propertyNames": {"pattern": APP_PATTERN},
+                 "additionalProperties": VERSION, "description": "installed apps: name -> version"},
+    }, ("token", "csr", "agent_version"), extra=True,
+        description="unknown fields are ignored, so an older service accepts a newer agent"),
+    ("POST", "/keys"): _object({
+        "public_key": {"type": "string", "format": "pem-public-key", "minLength": 1, "maxLength": 8192,
+                       "description": "PEM SubjectPublicKeyInfo of an ECDSA P-256 key"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 128},
+    }, ("public_key", "name")),
+    ("POST", "/packages"): _object({
+        "size": _integer(1, DEFAULT_MAX_PACKAGE_BYTES, "exact size in bytes of the package to upload (at most "
+                         "the deployment's OTA_MAX_PACKAGE_BYTES)"),
+    }, ("size",)),
+    ("POST", "/jobs"): _object({
+        "package_id": {"type": "string", "minLength": 1, "maxLength": 64,
+                       "description": "upload id of an AVAILABLE package (404 if unknown, 409 if not AVAILABLE)"},
+        "targets": _TARGETS,
+        "mode": {"type": "string", "enum": ["block", "url"], "default": "block"},
+        "block_size": _integer(MIN_BLOCK_SIZE, MAX_BLOCK_SIZE, "bytes per block (block mode)", DEFAULT_BLOCK_SIZE),
+        "window": _integer(1, MAX_WINDOW, "unacknowledged blocks in flight per device", DEFAULT_WINDOW),
+        "timeouts": _object({
+            "stall_seconds": _integer(5, 86400, "no progress for this long: TIMED_OUT", 300),
+            "total_seconds": _integer(60, 30 * 86400, "execution deadline", 7 * 86400),
+        }),
+        "max_retries": _integer(0, MAX_RETRIES, "retries of a failed execution", 0),
+        "abort": _object({
+            "failure_threshold_percent": _integer(1, 100, "abort the job past this failure rate",
+                                                  DEFAULT_ABORT_PERCENT),
+            "min_executed": _integer(1, 100_000, "executions finished before the rate counts",
+                                     DEFAULT_ABORT_MIN_EXECUTED),
+        }),
+    }, ("package_id", "targets")),
+}
+
+FORMATS = ("pem-csr", "pem-public-key")
