@@ -261,3 +261,12 @@ def test_valid_delta_inputs_reach_the_diff_once(packages):
 
     body, _ = delta_body(old, new, created="2026-02-01T00:00:00Z", differ=differ)
     assert diffs == [len(new.content)] and body["delta"]["base_version"] == "1.0.0"
+
+
+@pytest.mark.parametrize(("raw", "value"), [  # docs/package-format.md section 7
+    ("0500000000000080", -5), ("0500000000000000", 5), ("0000000000000080", 0), ("ffffffffffffff7f", (1 << 63) - 1),
+])
+def test_control_integers_are_sign_magnitude_as_documented(raw, value):
+    assert delta_mod._int64(bytes.fromhex(raw)) == value
+    if value:
+        assert bscore.encode_int64(value) == bytes.fromhex(raw)
