@@ -1,8 +1,10 @@
 """The operator API over HTTPS: where it is, who we are, and one call per request. No printing.
 
 The API URL and bearer token come from, in order: the command line, OTA_API_URL / OTA_TOKEN, or a
-local stack's stack.json (`.local-stack/` or the `--stack-dir` given). Errors become ApiError
-(the API's own message, and the HTTP status) or Unreachable (nothing answered).
+local stack's stack.json (`.local-stack/` or the `--stack-dir` given). An API deployed on AWS
+(IAM auth) is called with SigV4 signatures instead (cli.sigv4): `--auth sigv4`, or `--auth auto` (the
+default) for an API Gateway URL when no token is given. Errors become ApiError (the API's own
+message, and the HTTP status) or Unreachable (nothing answered).
 """
 
 from __future__ import annotations
@@ -44,11 +46,30 @@ class Unreachable(CliError):
     code = 3
 
 
+AUTH_MODES = ("auto", "token", "sigv4")
+
+
 @dataclass(frozen=True)
 class Target:
     api: str
     token: str | None
     hint: str = ""  # said when the API cannot be reached
+    signer: requests.auth.AuthBase | None = None  # SigV4 for an API with IAM auth; then no token is sent
+
+
+def with_auth(target: Target, mode: str = "auto", profile: str | None = None, region: str | None = None) -> Target:
+    """Choose how requests are authenticated: the bearer token, or SigV4 from the AWS credential chain."""
+    from cli import sigv4
+
+    if mode not in AUTH_MODES:
+        raise UsageError(f"--auth must be one of {', '.join(AUTH_MODES)}")
+    if mode == "token" or (mode == "auto" and (target.token or not sigv4.is_aws_api(target.api))):
+        return target
+    try:
+        signer = sigv4.from_chain(target.api, profile, region)
+    except sigv4.SigningError as err:
+        raise UsageError(str(err)) from err
+    return Target(target.api, None, target.hint, signer)
 
 
 def resolve(api: str | None, token: str | None, stack_dir: Path | None,
@@ -65,8 +86,10 @@ def resolve(api: str | None, token: str | None, stack_dir: Path | None,
         except (OSError, ValueError) as err:
             raise UsageError(f"cannot read {stack_file}: {err}") from err
         hint = "" if api else f" (from {stack_file}: is the local stack running? try 'ota-local status')"
-        api = api or state.get("api_url")
-        token = token or state.get("token")
+        stack_api = state.get("api_url")
+        if not api or api.rstrip("/") == str(stack_api or "").rstrip("/"):
+            token = token or state.get("token")  # the stack's token goes only to the stack's API
+        api = api or stack_api
         if api:
             return Target(api.rstrip("/"), token, hint)
     if not api:
@@ -99,12 +122,12 @@ class ApiClient:
     def request(self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None,
                 headers: Mapping[str, str] | None = None) -> Any:
         all_headers = {"Accept": "application/json", **(headers or {})}
-        if self.target.token:
+        if self.target.token and self.target.signer is None:
             all_headers["Authorization"] = f"Bearer {self.target.token}"
         url = f"{self.target.api}{path}"
         try:
             reply = self._session.request(method, url, json=body, params=params, headers=all_headers,
-                                          timeout=self._timeout)
+                                          timeout=self._timeout, auth=self.target.signer)
         except requests.RequestException as err:
             raise Unreachable(f"cannot reach the API at {self.target.api}: {type(err).__name__}"
                               f"{self.target.hint}") from err

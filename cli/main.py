@@ -7,6 +7,8 @@
     ota jobs list | show ID [--device EPN] | cancel ID | watch ID
 
 The URL and token default to OTA_API_URL / OTA_TOKEN, else to the local stack's .local-stack/stack.json.
+An API on AWS (IAM auth) is called with SigV4 from the AWS credential chain: --auth sigv4 [--profile P]
+[--region R], or automatically for an execute-api URL when no token is given.
 Exit status: 0 ok; 1 the API refused (4xx), the package was REJECTED or a job did not fully succeed;
 2 bad usage or a server error (5xx); 3 the API cannot be reached. Errors print one line: `error: ...`.
 """
@@ -20,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cli import commands as c
-from cli.client import ApiClient, CliError, resolve
+from cli.client import AUTH_MODES, ApiClient, CliError, resolve, with_auth
 from cli.watch import watch
 
 
@@ -29,6 +31,11 @@ def _globals(parser: argparse.ArgumentParser, suppress: bool) -> None:
     parser.add_argument("--api", default=default, help="API base URL (default $OTA_API_URL or the local stack)")
     parser.add_argument("--token", default=default, help="operator bearer token (default $OTA_TOKEN or the stack)")
     parser.add_argument("--stack-dir", type=Path, default=default, help="local stack directory (.local-stack)")
+    parser.add_argument("--auth", choices=AUTH_MODES, default=default,
+                        help="token (bearer), sigv4 (AWS IAM: botocore's credential chain) or auto (default: "
+                             "sigv4 for an execute-api URL without a token)")
+    parser.add_argument("--profile", default=default, help="AWS profile for --auth sigv4 (default $AWS_PROFILE)")
+    parser.add_argument("--region", default=default, help="AWS region for --auth sigv4 (default from the URL)")
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="print JSON for scripts")
 
@@ -133,7 +140,8 @@ def main(argv: list[str] | None = None, out: c.Output | None = None,
     out = out or c.Output()
     out.json = bool(args.json)
     try:
-        api = ApiClient(resolve(args.api, args.token, args.stack_dir, os.environ if environ is None else environ))
+        target = resolve(args.api, args.token, args.stack_dir, os.environ if environ is None else environ)
+        api = ApiClient(with_auth(target, args.auth or "auto", args.profile, args.region))
         return run(args, api, out)
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)

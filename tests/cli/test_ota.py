@@ -262,3 +262,9 @@ def test_devices_show_adds_executions_for_people_only(fake_api: FakeApi, output:
     assert _run(fake_api, [*(["--json"] if json_flag else []), "devices", "show", "dev-1"], output) == 0
     assert [s.path for s in fake_api.seen] == calls
     assert text in output.stream.getvalue()  # type: ignore[attr-defined]
+
+
+def test_the_stack_token_never_goes_to_another_api(tmp_path: Path) -> None:
+    (tmp_path / "stack.json").write_text(json.dumps({"api_url": "http://stack", "token": "t-stack"}))
+    target = resolve("https://abc123.execute-api.eu-west-1.amazonaws.com/api", None, tmp_path, environ={})
+    assert target.token is None
