@@ -35,10 +35,11 @@ class UsageError(CliError):
 class ApiError(CliError):
     """The API answered with an error status."""
 
-    def __init__(self, status: int, message: str, error: str | None = None) -> None:
+    def __init__(self, status: int, message: str, error: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
+        self.field = field
         self.code = 1 if status < 500 else 2
 
 
@@ -97,7 +98,8 @@ def resolve(api: str | None, token: str | None, stack_dir: Path | None,
     return Target(api.rstrip("/"), token)
 
 
-def _message(reply: requests.Response) -> tuple[str, str | None]:
+def _message(reply: requests.Response) -> tuple[str, str | None, str | None]:
+    """(message, error code, field) of an error answer."""
     try:
         body = reply.json()
     except ValueError:
@@ -105,10 +107,10 @@ def _message(reply: requests.Response) -> tuple[str, str | None]:
     if isinstance(body, dict):
         message = body.get("message") or body.get("Message")
         if isinstance(message, str) and message:
-            code = body.get("error")
-            return message, code if isinstance(code, str) else None
+            code, field = body.get("error") or body.get("Code"), body.get("field")
+            return message, code if isinstance(code, str) else None, field if isinstance(field, str) else None
     text = reply.text.strip().splitlines()[0][:200] if reply.text.strip() else ""
-    return f"HTTP {reply.status_code} {reply.reason or ''}".strip() + (f": {text}" if text else ""), None
+    return f"HTTP {reply.status_code} {reply.reason or ''}".strip() + (f": {text}" if text else ""), None, None
 
 
 class ApiClient:
@@ -132,8 +134,8 @@ class ApiClient:
             raise Unreachable(f"cannot reach the API at {self.target.api}: {type(err).__name__}"
                               f"{self.target.hint}") from err
         if reply.status_code >= 400:
-            message, code = _message(reply)
-            raise ApiError(reply.status_code, message, code)
+            message, code, field = _message(reply)
+            raise ApiError(reply.status_code, message, code, field)
         if not reply.content:
             return {}
         try:

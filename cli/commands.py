@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from tqdm import tqdm
+from tqdm.utils import CallbackIOWrapper
+
 from cli import render
 from cli.client import ApiClient, CliError, UsageError
+from cli.precheck import check_package_file
 
 DEVICE_COLUMNS = [("EPN", "epn"), ("MODEL", "model"), ("STATE", "state"), ("AGENT", "agent_version"),
                   ("APPS", "apps")]
@@ -23,8 +27,9 @@ KEY_COLUMNS = [("KEY_ID", "key_id"), ("NAME", "name"), ("CREATED", "created_at")
 PACKAGE_COLUMNS = [("UPLOAD_ID", "upload_id"), ("STATE", "state"), ("APP", "manifest.app"),
                    ("VERSION", "manifest.version"), ("KIND", "manifest.kind"), ("MODELS", "manifest.models"),
                    ("SIZE", "size")]
-JOB_COLUMNS = [("JOB_ID", "job_id"), ("STATE", "state"), ("PACKAGE", "package_id"), ("MODE", "mode"),
-               ("PERCENT", "percent"), ("COUNTS", "counts")]
+JOB_COLUMNS = [("JOB_ID", "job_id"), ("CREATED", "created_at"), ("APP", "app"), ("VERSION", "version"),
+               ("STATE", "state"), ("MODE", "mode"), ("PERCENT", "percent"), ("DEVICES", "targets"),
+               ("COUNTS", "counts")]
 EXECUTION_COLUMNS = [("EPN", "epn"), ("JOB_ID", "job_id"), ("STATE", "state"), ("STEP", "step"),
                      ("PERCENT", "percent")]
 
@@ -123,18 +128,24 @@ def package_verdict(package: Mapping[str, Any]) -> str:
     return f"{state}: {package.get('upload_id')}\n" + "\n".join(f"  - {r}" for r in reasons)
 
 
-def packages_upload(api: ApiClient, out: Output, path: Path, timeout: float, interval: float = 0.5) -> int:
+def packages_upload(api: ApiClient, out: Output, path: Path, timeout: float, interval: float = 0.5,
+                    check: bool = True) -> int:
     try:
         size = path.stat().st_size
         handle = path.open("rb")
     except OSError as err:
         raise UsageError(f"cannot read package {path}: {err.strerror or err}") from err
     with handle:
+        if check:
+            keys = [k.get("public_key", "") for k in api.get("/keys").get("keys", [])]
+            check_package_file(path, keys)
         upload = api.post("/packages", {"size": size})
         url = upload.get("url")
         if not isinstance(url, str) or not upload.get("upload_id"):
             raise CliError("the API gave no upload URL")
-        api.put_file(url, handle, size)
+        with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="upload",
+                  disable=out.json or not out.tty, file=out.stream) as bar:
+            api.put_file(url, CallbackIOWrapper(bar.update, handle, "read"), size)
     upload_id = str(upload["upload_id"])
     if not out.json:
         out.stream.write(f"uploaded {size} bytes as {upload_id}; scanning...\n")
@@ -196,7 +207,10 @@ def jobs_create(api: ApiClient, out: Output, body: Mapping[str, Any], idempotenc
 
 def jobs_list(api: ApiClient, out: Output) -> int:
     answer = api.get("/jobs")
-    out.emit(answer, lambda: render.table(answer.get("jobs", []), JOB_COLUMNS))
+    rows = sorted(answer.get("jobs", []), key=lambda j: str(j.get("created_at") or ""), reverse=True)
+    shown = [{**j, "targets": len(j.get("targets") or []),
+              "counts": {k: v for k, v in (j.get("counts") or {}).items() if v}} for j in rows]
+    out.emit(answer, lambda: render.table(shown, JOB_COLUMNS))
     return 0
 
 

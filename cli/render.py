@@ -102,3 +102,29 @@ def watch_summary(executions: Sequence[Mapping[str, Any]]) -> str:
     for e in executions:
         counts[str(e.get("state"))] = counts.get(str(e.get("state")), 0) + 1
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def rate_line(elapsed: float, first: tuple[float, int], now: tuple[float, int], total: int) -> str:
+    """Elapsed time, bytes done of total, rate since the first sample, and the ETA at that rate."""
+    (t0, done0), (t1, done1) = first, now
+    line = f"elapsed {duration(elapsed)}  {size(done1)} of {size(total)}"
+    rate = (done1 - done0) / (t1 - t0) if t1 > t0 else 0.0
+    if rate > 0:
+        line += f"  {size(rate)}/s  ETA {duration((total - done1) / rate)}"
+    elif done1 < total:
+        line += "  rate -  ETA -"
+    return line

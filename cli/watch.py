@@ -25,11 +25,17 @@ def watch(api: ApiClient, out: Output, job_id: str, interval: float, timeout: fl
     drawn = 0
     executions: list[dict[str, Any]] = []
     job = api.get(f"/jobs/{seg(job_id)}")
+    started = out.clock()
+    first = (started, int(job.get("bytes_done") or 0))
     if not out.json:
-        out.stream.write(f"job {job_id}: package {job.get('package_id', '?')}, mode {job.get('mode', '?')}\n")
+        out.stream.write(f"job {job_id}: {job.get('app', '?')} {job.get('version', '?')} "
+                         f"(package {job.get('package_id', '?')}), mode {job.get('mode', '?')}\n")
     while True:
         executions = sorted(api.get(f"/jobs/{seg(job_id)}/executions").get("executions", []),
                             key=lambda e: str(e.get("epn")))
+        job = api.get(f"/jobs/{seg(job_id)}")
+        status = render.rate_line(out.clock() - started, first, (out.clock(), int(job.get("bytes_done") or 0)),
+                                  int(job.get("bytes_total") or 0))
         width = max([16, *(len(str(e.get("epn", ""))) for e in executions)])
         if out.json:
             for e in executions:
@@ -38,6 +44,7 @@ def watch(api: ApiClient, out: Output, job_id: str, interval: float, timeout: fl
                     out.stream.write(json.dumps({"job_id": job_id, "execution": e}, sort_keys=True) + "\n")
         elif out.tty:
             lines = [render.progress_line(e, width) for e in executions] or ["(no executions yet)"]
+            lines.append(status)
             if drawn:
                 out.stream.write(f"\x1b[{drawn}F")
             out.stream.write("".join(f"\x1b[2K{line}\n" for line in lines))
@@ -56,7 +63,8 @@ def watch(api: ApiClient, out: Output, job_id: str, interval: float, timeout: fl
         out.sleep(interval)
     ok = bool(executions) and all(e.get("state") == "SUCCEEDED" for e in executions)
     if not out.json:
-        out.stream.write(f"job {job_id}: {render.watch_summary(executions) or 'no executions'}\n")
+        out.stream.write(f"job {job_id}: {render.watch_summary(executions) or 'no executions'}; "
+                         f"{render.duration(out.clock() - started)} elapsed\n")
         out.stream.flush()
     return 0 if ok else 1
 

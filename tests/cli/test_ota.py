@@ -63,6 +63,9 @@ def _run(api: FakeApi, argv: list[str], out: Output, token: str | None = "secret
     return main(["--api", api.url, *(["--token", token] if token else []), *argv], out=out)
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
 @pytest.mark.parametrize(("argv", "routes", "expected", "code", "text"), CASES, ids=lambda v: None)
 def test_command_sends_the_request_and_prints_the_answer(fake_api: FakeApi, output: Output, argv: list[str],
                                                          routes: dict[Any, Any], expected: tuple[str, str, Any],
@@ -179,7 +182,8 @@ def test_packages_upload_puts_the_file_and_waits_for_the_verdict(fake_api: FakeA
                                                                  verdict: dict[str, Any], code: int,
                                                                  text: str) -> None:
     package = tmp_path / "demo.ota"
-    package.write_bytes(b"OTA" * 1000)
+    package.write_bytes((FIXTURES / "good-full-1.0.0.otapkg").read_bytes())
+    fake_api.routes[("GET", "/keys")] = (200, {"keys": [{"public_key": (FIXTURES / "publisher.pub").read_text()}]})
     fake_api.routes[("POST", "/packages")] = (201, {"upload_id": "u-7", "url": f"{fake_api.url}/s3/u-7",
                                                     "method": "PUT"})
     fake_api.routes[("PUT", "/s3/u-7")] = (200, b"")
@@ -187,10 +191,10 @@ def test_packages_upload_puts_the_file_and_waits_for_the_verdict(fake_api: FakeA
                                                  (200, {"upload_id": "u-7", "state": "PENDING"}),
                                                  (200, {"upload_id": "u-7", **verdict})]
     assert _run(fake_api, ["packages", "upload", str(package)], output) == code
-    assert fake_api.seen[0].json() == {"size": 3000}
-    put = fake_api.seen[1]
+    assert fake_api.seen[1].json() == {"size": package.stat().st_size}
+    put = fake_api.seen[2]
     assert (put.method, put.body, "Authorization" in put.headers) == ("PUT", package.read_bytes(), False)
-    assert [s.path for s in fake_api.seen[2:]] == ["/packages/u-7"] * 3
+    assert [s.path for s in fake_api.seen[3:]] == ["/packages/u-7"] * 3
     assert text in output.stream.getvalue()  # type: ignore[attr-defined]
 
 
@@ -268,3 +272,20 @@ def test_the_stack_token_never_goes_to_another_api(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(json.dumps({"api_url": "http://stack", "token": "t-stack"}))
     target = resolve("https://abc123.execute-api.eu-west-1.amazonaws.com/api", None, tmp_path, environ={})
     assert target.token is None
+
+
+@pytest.mark.parametrize(("fixture", "keys", "said"), [
+    ("not-a-package.bin", ["publisher.pub"], "bad magic"),
+    ("untrusted-key.otapkg", ["publisher.pub"], "untrusted-key"),
+    ("bad-signature.otapkg", ["publisher.pub"], "bad-signature"),
+    ("unsigned.otapkg", ["publisher.pub"], "unsigned"),
+    ("truncated-payload.otapkg", ["publisher.pub"], "manifest makes it"),
+    ("good-full-1.0.0.otapkg", [], "no publisher key is registered"),
+])
+def test_upload_refuses_locally_before_sending_a_byte(fake_api: FakeApi, tmp_path: Path, fixture: str,
+                                                      keys: list[str], said: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    fake_api.routes[("GET", "/keys")] = (200, {"keys": [{"public_key": (FIXTURES / k).read_text()} for k in keys]})
+    code = _run(fake_api, ["packages", "upload", str(FIXTURES / fixture)], Output(stream=io.StringIO()))
+    assert code == 1 and said in capsys.readouterr().err
+    assert [(s.method, s.path) for s in fake_api.seen] == [("GET", "/keys")]
