@@ -4,8 +4,9 @@
 - the IoT topic rule: device topics are forwarded to the device-message queue (local.forwarder);
 - the device-message Lambda: a pump on the device queue calls the device-message handler;
 - the EventBridge schedule: the sweep handler every `--sweep-every` seconds;
-- certificate revocation: when crl.pem in OTA_LOCAL_CA_DIR changes, mosquitto (`--broker-pid`) gets
-  SIGHUP and reloads it.
+- certificate revocation: when crl.pem in OTA_LOCAL_CA_DIR changes, the mosquitto running now with the
+  config in `--broker-dir` gets SIGHUP and reloads it (its PID is read from its pid file at each change,
+  so a restarted broker is the one signalled).
 Each runs in its own thread; SIGTERM/SIGINT stop them all. Handlers are named "module:attribute" and
 imported lazily, so the same bridge can run with the real chalicelib handlers or with none
 (`--forward-only`). Configuration comes from the same environment as the API (see local.stack).
@@ -22,11 +23,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from local import procs
+from local import mosquitto
 from local.forwarder import Forwarder, MqttEndpoint
 from local.sqspump import Handler, LambdaContext, SqsPump
 
@@ -73,10 +75,15 @@ class Scheduler:
 
 
 class CrlWatcher:
-    """SIGHUP the broker when the CRL file changes, so a revoked certificate cannot reconnect."""
+    """SIGHUP the broker when the CRL file changes, so a revoked certificate cannot reconnect.
 
-    def __init__(self, crl: Path, broker: procs.Started, every: float = 1.0) -> None:
-        self._crl, self._broker, self._every = crl, broker, every
+    The broker is whichever mosquitto runs now with the config in `broker_dir` (local.mosquitto.reload
+    reads its pid file each time): never the PID it had when the bridge started, which a restart replaces.
+    """
+
+    def __init__(self, crl: Path, broker_dir: Path, every: float = 1.0,
+                 reload: Callable[[Path], int | None] = mosquitto.reload) -> None:
+        self._crl, self._broker_dir, self._every, self._reload = crl, broker_dir, every, reload
         self._stop = threading.Event()
         self._seen = self._stamp()
 
@@ -90,15 +97,25 @@ class CrlWatcher:
     def stop(self) -> None:
         self._stop.set()
 
+    def check(self) -> int | None:
+        """One look at the CRL: if it changed, SIGHUP the current broker; the PID signalled, or None."""
+        stamp = self._stamp()
+        if stamp == self._seen or stamp is None:
+            return None
+        self._seen = stamp
+        pid = self._reload(self._broker_dir)
+        if pid is None:  # none runs now: the next one reads the CRL as it starts
+            log.warning("CRL changed but no broker runs with %s", self._broker_dir)
+            return None
+        log.info("CRL changed: broker (pid %d) asked to reload it", pid)
+        return pid
+
     def run(self) -> None:
         while not self._stop.wait(self._every):
-            stamp = self._stamp()
-            if stamp != self._seen and stamp is not None:
-                self._seen = stamp
-                if procs.is_alive(self._broker.pid) and procs.proc_start_time(self._broker.pid) in (
-                        self._broker.start_time, None):
-                    os.kill(self._broker.pid, signal.SIGHUP)
-                    log.info("CRL changed: broker asked to reload it")
+            try:
+                self.check()
+            except Exception:
+                log.exception("CRL reload failed")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -116,8 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mqtt-cert", default=env.get("OTA_BRIDGE_MQTT_CERT") or env.get("OTA_MQTT_CLIENT_CERT"))
     p.add_argument("--mqtt-key", default=env.get("OTA_BRIDGE_MQTT_KEY") or env.get("OTA_MQTT_CLIENT_KEY"))
     p.add_argument("--mqtt-ca", default=env.get("OTA_MQTT_CA"))
-    p.add_argument("--broker-pid", type=int, default=None, help="mosquitto's PID, to reload the CRL")
-    p.add_argument("--broker-start-time", default=None)
+    p.add_argument("--broker-dir", type=Path, default=None,
+                   help="mosquitto's directory (config and pid file), to make the running broker reload the CRL")
     p.add_argument("--ready-file", type=Path, default=None, help="written once everything is running")
     return p.parse_args(argv)
 
@@ -157,9 +174,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                                    retry_delay=args.retry_delay, region=region))
         workers.append(Scheduler(load_handler(args.sweep_handler), args.sweep_every, region))
     ca_dir = os.environ.get("OTA_LOCAL_CA_DIR")
-    if args.broker_pid and ca_dir:
-        broker = procs.Started("mosquitto", args.broker_pid, args.broker_start_time, "", ())
-        workers.append(CrlWatcher(Path(ca_dir) / "crl.pem", broker))
+    if args.broker_dir and ca_dir:
+        workers.append(CrlWatcher(Path(ca_dir) / "crl.pem", args.broker_dir))
     threads = [threading.Thread(target=w.run, name=type(w).__name__, daemon=True) for w in workers]
     for thread in threads:
         thread.start()

@@ -6,12 +6,18 @@ kick another client off by reusing its client id), checks the CRL, and limits ea
 `ota/{its CN}/...` with the exact read/write split of wire protocol v1. Cloud identities (CNs that are
 not valid EPN IDs, e.g. `ota.cloud`) may read and write `ota/#`. It writes files and starts/stops
 mosquitto; it does not make certificates (see local.ca).
+
+mosquitto writes its PID to `mosquitto.pid` next to its config, so whoever must signal the broker
+(the bridge reloading the CRL with SIGHUP) finds the one running now, also after a restart:
+`current_pid` / `reload` read that file each time and check the PID really is mosquitto running with
+that config (a stale file after a crash, or a recycled PID, is never signalled).
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +30,8 @@ DEVICE_READS = ("job", "blk", "cmd")
 MAX_PACKET = 256 * 1024  # 120 KB blocks + frame header + MQTT overhead, well under this
 MAX_INFLIGHT = 1024
 MAX_QUEUED = 10000
+CONF_FILE = "mosquitto.conf"
+PID_FILE = "mosquitto.pid"
 
 
 class MosquittoMissing(procs.ProcessError):
@@ -50,11 +58,12 @@ def acl_text(cloud_users: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def config_text(port: int, files: BrokerFiles, acl_file: Path) -> str:
+def config_text(port: int, files: BrokerFiles, acl_file: Path, pid_file: Path | None = None) -> str:
     lines = [
         "# written by local.mosquitto; regenerated on every start",
         "per_listener_settings false",
         f"user {_user()}",  # started as root, mosquitto would switch to 'mosquitto' and not read our keys
+        *([f"pid_file {pid_file}"] if pid_file is not None else []),
         "allow_anonymous false",
         f"acl_file {acl_file}",
         f"max_packet_size {MAX_PACKET}",
@@ -108,8 +117,8 @@ def start(directory: Path, files: BrokerFiles, cloud_users: Sequence[str], *, po
     port = port or procs.free_port()
     acl = directory / "mosquitto.acl"
     acl.write_text(acl_text(cloud_users))
-    conf = directory / "mosquitto.conf"
-    conf.write_text(config_text(port, files, acl))
+    conf = directory / CONF_FILE
+    conf.write_text(config_text(port, files, acl, directory / PID_FILE))
     started = procs.start("mosquitto", [binary, "-c", str(conf)], directory / "mosquitto.log")
     try:
         procs.wait_until(started, lambda: procs.port_open(port), timeout, f"listening on 127.0.0.1:{port}")
@@ -117,3 +126,36 @@ def start(directory: Path, files: BrokerFiles, cloud_users: Sequence[str], *, po
         procs.stop(started)
         raise
     return started, port
+
+
+def current_pid(directory: Path) -> int | None:
+    """The PID of the mosquitto now running with `directory`/mosquitto.conf (from its pid file), or None."""
+    try:
+        pid = int((directory / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or not procs.is_alive(pid):
+        return None
+    if not Path("/proc/self/cmdline").exists():
+        return pid  # no /proc (macOS): trust a live PID
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None  # gone meanwhile
+    conf = (directory / CONF_FILE).resolve()
+    args = [Path(os.fsdecode(a)) for a in argv if a]
+    if not args or "mosquitto" not in args[0].name or conf not in [a.resolve() for a in args[1:]]:
+        return None  # a stale pid file whose PID now belongs to another process
+    return pid
+
+
+def reload(directory: Path) -> int | None:
+    """SIGHUP the mosquitto running with `directory`'s config (it reloads the CRL); its PID, or None if none runs."""
+    pid = current_pid(directory)
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return None
+    return pid

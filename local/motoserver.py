@@ -1,18 +1,53 @@
 """moto in server mode on a free loopback port: S3, DynamoDB, SQS and the IoT registry for the stack.
 
-Started as `python -m moto.server -p PORT -H 127.0.0.1` with the interpreter running this code (the
-`moto_server` script is the same entry point but may not be on PATH). Ready means it answers HTTP on
-`/moto-api/`. It does not create any resource (the provisioning in chalicelib does).
+Started as `python -m local.motoserver --port PORT` with the interpreter running this code: moto's own
+server (`python -m moto.server`: the same WSGI application, request handler and threaded werkzeug
+server) with one difference, DynamoDB requests are served one at a time. moto's DynamoDB backend is
+not thread-safe: concurrent TransactWriteItems / BatchWriteItem calls from the API's threads failed
+with 500s (the API's 503s) and left half-written jobs. Real DynamoDB is concurrent and the production
+code stays so; only the local stand-in is serialised (S3 and SQS, including SQS long polls, stay
+concurrent). Ready means it answers HTTP on `/moto-api/`. It does not create any resource (the
+provisioning in chalicelib does).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import signal
 import sys
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from local import procs
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class SerialDynamoDB:
+    """WSGI middleware: every DynamoDB request (X-Amz-Target `DynamoDB_...`) runs under one lock, body included."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self.serialised = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
+            return self._app(environ, start_response)
+        with self._lock:
+            self.serialised += 1
+            answer = self._app(environ, start_response)
+            try:
+                return [b"".join(answer)]
+            finally:
+                close = getattr(answer, "close", None)
+                if close is not None:
+                    close()
 
 
 def answers(port: int) -> bool:
@@ -26,11 +61,35 @@ def answers(port: int) -> bool:
 def start(directory: Path, *, port: int | None = None, timeout: float = 60.0) -> tuple[procs.Started, int]:
     """Start moto server, wait until it answers; return the process and its port."""
     port = port or procs.free_port()
-    argv = [sys.executable, "-m", "moto.server", "-p", str(port), "-H", "127.0.0.1"]
-    started = procs.start("moto", argv, directory / "moto.log")
+    argv = [sys.executable, "-m", "local.motoserver", "--port", str(port), "--host", "127.0.0.1"]
+    env = dict(os.environ)
+    project = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")]))
+    started = procs.start("moto", argv, directory / "moto.log", env=env)
     try:
         procs.wait_until(started, lambda: answers(port), timeout, f"answering on 127.0.0.1:{port}")
     except BaseException:  # not ready, or interrupted (Ctrl-C): never leave it behind
         procs.stop(started)
         raise
     return started, port
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.motoserver")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as moto.server does (presigned URLs, notifications)
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]
+    run_simple(args.host, args.port, SerialDynamoDB(app), threaded=True, request_handler=MotoRequestHandler)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -171,11 +171,9 @@ def _start_all(options: StackOptions, directory: Path, state: dict[str, Any], to
         ready = directory / "bridge.ready"
         ready.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "local.bridge", "--ready-file", str(ready),
-                "--sweep-every", str(options.sweep_every), "--broker-pid", str(broker.pid),
+                "--sweep-every", str(options.sweep_every), "--broker-dir", str(directory / "mosquitto"),
                 "--device-workers", str(options.device_workers),
                 "--mqtt-cert", str(certs / "rule.pem"), "--mqtt-key", str(certs / "rule.key")]
-        if broker.start_time:
-            argv += ["--broker-start-time", broker.start_time]
         if not options.handlers:
             argv.append("--forward-only")
         bridge_env = _process_env(env, options.project_dir, OTA_MQTT_CLIENT_CERT=str(certs / "bridge.pem"),
@@ -183,6 +181,32 @@ def _start_all(options: StackOptions, directory: Path, state: dict[str, Any], to
         bridge = procs.start("bridge", argv, directory / "bridge.log", env=bridge_env, cwd=options.project_dir)
         _record(directory, state, bridge)
         procs.wait_until(bridge, ready.exists, options.timeout, "ready")
+
+
+def broker_files(directory: Path) -> mosquitto.BrokerFiles:
+    """The TLS material of the stack's broker (made by `up`)."""
+    ca = LocalCA.create_or_load(directory / "ca")
+    certs = directory / "certs"
+    return mosquitto.BrokerFiles(ca.cert_path, certs / "server.pem", certs / "server.key", ca.crl_path)
+
+
+def restart_broker(directory: Path, *, timeout: float = 60.0) -> procs.Started:
+    """Stop the stack's mosquitto and start it again on the same port with the same files (it rereads the
+    CRL); stack.json records the new process. The bridge finds the new PID in the broker's pid file."""
+    directory = directory.resolve()
+    state = load(directory)
+    records = [procs.Started.from_dict(p) for p in state.get("processes", [])]
+    old = next((p for p in records if p.name == "mosquitto"), None)
+    if old is not None and not procs.stop(old):
+        raise StackError(f"could not stop mosquitto (pid {old.pid})")
+    started, _ = mosquitto.start(directory / "mosquitto", broker_files(directory),
+                                 [c["cn"] for c in state["certs"].values()], port=int(state["mqtt"]["port"]),
+                                 timeout=timeout)
+    state["processes"] = [started.to_dict() if p.name == "mosquitto" else p.to_dict() for p in records]
+    if old is None:
+        state["processes"].append(started.to_dict())
+    _save(directory, state)
+    return started
 
 
 def _provision(options: StackOptions, directory: Path, env: Mapping[str, str]) -> None:

@@ -7,11 +7,12 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from local import mosquitto, procs
+from local import mosquitto, procs, stack
 from local.ca import Issued, LocalCA
 from local.forwarder import set_nodelay
 
@@ -135,3 +136,17 @@ def mosquitto_sub() -> str:
     if path is None:
         pytest.fail("mosquitto_sub is not installed: run 'python -m local.osdeps'")
     return path
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The whole local stack (moto, mosquitto, API, bridge with handlers), one per pytest worker.
+
+    Tests that restart the broker restart it on the same port (stack.restart_broker), so the others keep
+    working."""
+    directory = tmp_path_factory.mktemp("local") / "stack"
+    state = stack.up(stack.StackOptions(directory, sweep_every=1.0))
+    try:
+        yield state
+    finally:
+        stack.stop_all(directory)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from local import procs
+from local import mosquitto, procs
+from local.bridge import CrlWatcher
 from local.ca import LocalCA
 
 from .conftest import CLOUD, WAIT, Broker, Client, connect
@@ -142,3 +144,54 @@ def test_broker_stops_and_leaves_no_process(broker: Broker) -> None:
     assert procs.is_alive(broker.process.pid)
     assert procs.stop(broker.process)
     assert not procs.is_alive(broker.process.pid)
+
+
+def test_the_pid_file_names_the_running_broker_also_after_a_restart(broker: Broker, tmp_path: Path) -> None:
+    directory = tmp_path / "mosquitto"
+    assert mosquitto.current_pid(directory) == broker.process.pid
+    old = broker.process.pid
+    broker.restart(directory)
+    assert broker.process.pid != old and not procs.is_alive(old)
+    assert mosquitto.current_pid(directory) == broker.process.pid
+
+
+@pytest.mark.parametrize("stale", ["dead", "not-mosquitto", "garbage"])
+def test_a_stale_pid_file_is_never_signalled(broker: Broker, tmp_path: Path, stale: str) -> None:
+    directory = tmp_path / "mosquitto"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        if stale == "dead":
+            other.kill()
+            other.wait()
+        (directory / mosquitto.PID_FILE).write_text({"garbage": "12ab\n"}.get(stale, f"{other.pid}\n"))
+        assert mosquitto.current_pid(directory) is None
+        assert mosquitto.reload(directory) is None
+        if stale == "not-mosquitto":
+            assert other.poll() is None  # not signalled (SIGHUP would have ended it)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_crl_watcher_makes_a_restarted_broker_refuse_a_revoked_certificate(broker: Broker,
+                                                                             tmp_path: Path) -> None:
+    directory = tmp_path / "mosquitto"
+    watcher = CrlWatcher(broker.ca.crl_path, directory)  # made before the restart, as the bridge's is
+    issued = broker.ca.issue(broker.certs, "revoked-later", "dev-late")
+    broker.restart(directory)
+    first = connect(broker.port, broker.ca.cert_path, issued)
+    assert isinstance(first, Client), first
+    first.client.disconnect()
+    first.client.loop_stop()
+    assert watcher.check() is None  # the CRL did not change: nothing to reload
+    broker.ca.revoke(issued.cert.read_bytes())
+    assert watcher.check() == broker.process.pid  # the broker running now, not the one before the restart
+    deadline = time.monotonic() + WAIT
+    outcome = connect(broker.port, broker.ca.cert_path, issued)
+    while isinstance(outcome, Client) and time.monotonic() < deadline:  # SIGHUP is handled asynchronously
+        outcome.client.disconnect()
+        outcome.client.loop_stop()
+        time.sleep(0.1)
+        outcome = connect(broker.port, broker.ca.cert_path, issued)
+    assert isinstance(outcome, str), "the restarted broker still accepts a revoked certificate"
+    assert procs.is_alive(broker.process.pid)
