@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .guard import crash_point
     from .mqtt_transport import MqttTransport
     from .register import RegistrationError, register, stored_credentials
-    from .runtime import Agent, crash_point
+    from .runtime import Agent
     from .store import StoreError
 
     ca, cert, key = config.tls_ca, config.tls_cert, config.tls_key

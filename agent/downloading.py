@@ -2,9 +2,10 @@
 
 Block mode: every frame is checked (size before decoding, CRC, stream, range, exact size), written in
 place, acknowledged by the ack policy once durable, and gaps are asked for again with `get` after
-`get_interval` without progress (doubling up to 8 s). URL mode: one Range request per tick. The stall
-budget fails the download when no new data arrives for that long while connected. Mixed into
-agent.runtime.Agent.
+`get_interval` without progress (doubling up to 8 s). URL mode: one Range request per tick; a server
+sending more than asked ends the download FAILED. The stall budget (agent.guard.check_stall, for every
+state in machine.STALL) fails the download when no new data arrives for that long while connected.
+Mixed into agent.runtime.Agent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from .runtime import Agent
 
 MAX_GET_INTERVAL = 8.0
+URL_TIMEOUT = 30.0
 
 
 class Downloading:
@@ -42,7 +44,10 @@ class Downloading:
             self.fail(Event.DOWNLOAD_FAILED, "FAILED", f"cannot prepare the spool: {err}")
             return
         self.acks = AckPolicy(job.window or 1, self.cfg.ack_idle, self.cfg.ack_fraction)
-        self.url = UrlDownload(job.url, self.spool, self.request_url) if job.mode == "url" and job.url else None
+        self.url = None
+        if job.mode == "url" and job.url:  # one request never outlasts the stall budget (real seconds)
+            self.url = UrlDownload(job.url, self.spool, self.request_url, session=self.http,
+                                   timeout=min(URL_TIMEOUT, self.stall_budget), clock=self.clock)
         now = self.clock()
         self.last_progress = self.last_flush = now
         self.last_get = now
@@ -101,32 +106,32 @@ class Downloading:
         self.fire(Event.COMPLETE)
 
     def tick(self: Agent) -> None:
-        if self.state != State.DOWNLOADING or self.spool is None or self.acks is None:
+        if self.state != State.DOWNLOADING:
             return
-        now = self.clock()
+        if self.spool is None or self.acks is None:  # a download that can never progress: a bug, not a wait
+            raise RuntimeError("DOWNLOADING without an open spool")
         if self.url is not None:
-            progressed = self.url.step()
-            if progressed:
-                self.last_progress = now
+            if self.url.step():
+                self.last_progress = self.clock()
             if self.url.error:
+                error = self.url.error
                 self.close_download()
-                self.fail(Event.DOWNLOAD_FAILED, "FAILED", self.url.error)
+                self.fail(Event.DOWNLOAD_FAILED, "FAILED", f"download aborted: {error}")
                 return
             if self.spool.complete:
                 self.finish_download()
                 return
+        now = self.clock()
         if self.acks.idle_due(now):
             self.send_ack()
         if self.spool.dirty and now - self.last_flush >= self.cfg.fsync_interval:
             self.spool.flush()
             self.last_flush = now
-        connected = self.transport.connected
         idle = now - self.last_progress >= self.get_interval
-        if connected and self.url is None and idle and now - self.last_get >= self.get_backoff:
+        if self.transport.connected and self.url is None and idle and now - self.last_get >= self.get_backoff:
             self.request_missing()
             self.get_backoff = min(self.get_backoff * 2, MAX_GET_INTERVAL)
-        if connected and now - self.last_progress >= self.stall_budget:
-            have, total = self.spool.count, self.spool.block_count
-            self.close_download()
-            self.fail(Event.DOWNLOAD_FAILED, "FAILED",
-                      f"download stalled: no new data for {self.stall_budget:g} s ({have}/{total} blocks)")
+
+    def stall_reason(self: Agent) -> str:
+        held = f" ({self.spool.count}/{self.spool.block_count} blocks)" if self.spool is not None else ""
+        return f"download stalled: no new data for {self.stall_budget:g} s{held}"

@@ -33,6 +33,7 @@ class Event(StrEnum):
     COMMITTED = "COMMITTED"  # version floor, inventory and history persisted
     ROLLED_BACK = "ROLLED_BACK"  # previous `current` restored
     REPORTED = "REPORTED"  # terminal status published, spool removed
+    FAULT = "FAULT"  # an unexpected exception in a step, timer or handler: the execution ends FAILED
 
 
 TRANSITIONS: dict[tuple[State, Event], State] = {
@@ -50,6 +51,20 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.COMMITTING, Event.INSTALL_FAILED): State.ROLLING_BACK,
     (State.ROLLING_BACK, Event.ROLLED_BACK): State.REPORTING,
     (State.REPORTING, Event.REPORTED): State.IDLE,
+    # FAULT: the generic guard (agent.guard). Nothing touched yet -> report; something touched -> roll back;
+    # a fault while rolling back or reporting never loops (REPORTING -> IDLE keeps the outcome in `finished`).
+    (State.DOWNLOADING, Event.FAULT): State.REPORTING,
+    (State.VERIFYING, Event.FAULT): State.REPORTING,
+    (State.INSTALLING, Event.FAULT): State.ROLLING_BACK,
+    (State.COMMITTING, Event.FAULT): State.ROLLING_BACK,
+    (State.ROLLING_BACK, Event.FAULT): State.REPORTING,
+    (State.REPORTING, Event.FAULT): State.IDLE,
+}
+
+# States that wait on the network, and the event their stall budget fires when no progress was made for
+# that long while connected. Every state listed here must be left by that event (checked by the tests).
+STALL: dict[State, Event] = {
+    State.DOWNLOADING: Event.DOWNLOAD_FAILED,
 }
 
 # Where to continue after a crash or power cut, from the last persisted state.

@@ -1,9 +1,11 @@
 """The agent engine: one thread, one inbound queue, the state machine driven by step functions.
 
-Transport callbacks only enqueue items; `run()` takes them one at a time, handles timers (ack idle
-timer, batched fsync, repair requests, stall budget, URL-mode fetches) and then advances the machine
-through its synchronous states (agent.steps). Every state change is persisted (agent.store) before the
-risky work of the new state starts. Time comes from injected clocks so tests can drive it.
+Transport callbacks only enqueue items; `run()` takes them one at a time (`handle`): the item, the timers
+(ack idle timer, batched fsync, repair requests, URL-mode fetches), the stall budget, then the
+synchronous states (agent.steps), each under the generic guard (agent.guard): an exception ends the
+execution FAILED instead of wedging the agent. Every state change is persisted (agent.store) before the
+risky work of the new state starts. Time comes from injected clocks, the installer and the HTTP session
+can be injected, so tests can drive and break them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -19,49 +20,35 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
+
 from otaformat import messages, topics
 from otaformat.canonical import canonical_json
 from otaformat.errors import FormatError
-from otaformat.signing import check_policy, verify_envelope
 
 from . import AGENT_VERSION
 from .acks import AckPolicy
 from .config import Config
 from .download import UrlDownload
 from .downloading import Downloading
+from .guard import Guard
 from .installer import Installer
-from .machine import REPORTED_STEP, Event, State, next_state, resume_state
+from .machine import REPORTED_STEP, STALL, Event, State, next_state, resume_state
 from .spool import Spool, remove_spool
 from .steps import Steps
-from .store import Store
+from .store import Store, remove_stray_temps
 from .transport import Connected, Disconnected, Inbound, Message, Transport, within_limit
-from .verify import Policy, Refusal, Verified, check_job
+from .verify import Policy, Refusal, Verified, check_delta_base, check_envelope
 
 log = logging.getLogger("ota-agent")
 GET_INTERVAL = 1.0
 
 
-def crash_point(spec: str | None) -> Callable[[str], None]:
-    """OTA_AGENT_CRASH_AT=<checkpoint>[:<n>] kills the agent with SIGKILL the n-th time it passes there."""
-    if not spec:
-        return lambda name: None
-    name, _, count = spec.partition(":")
-    remaining = [int(count) if count.isdigit() else 1]
-
-    def crash(point: str) -> None:
-        if point == name:
-            remaining[0] -= 1
-            if remaining[0] <= 0:
-                log.warning("crash checkpoint %s reached: killing myself", point)
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    return crash
-
-
-class Agent(Downloading, Steps):
+class Agent(Downloading, Steps, Guard):
     def __init__(self, config: Config, transport: Transport, *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 crash: Callable[[str], None] = lambda name: None, get_interval: float = GET_INTERVAL) -> None:
+                 crash: Callable[[str], None] = lambda name: None, get_interval: float = GET_INTERVAL,
+                 installer: Installer | None = None, http: requests.Session | None = None) -> None:
         self.cfg = config
         self.transport = transport
         self.clock = clock
@@ -71,9 +58,13 @@ class Agent(Downloading, Steps):
         for sub in ("", "spool", "logs", "base"):
             os.makedirs(os.path.join(config.data_dir, sub), mode=0o700, exist_ok=True)
         os.makedirs(config.install_root, mode=0o755, exist_ok=True)
+        for path in remove_stray_temps(config.data_dir):  # left by a kill during an atomic write
+            log.info("removed stray temp file %s", path)
         self.store = Store(config.data_dir, config.installed_apps)
         # The configured root is trusted and resolved once; links *inside* it are never followed.
-        self.installer = Installer(os.path.realpath(config.install_root), config.data_dir, config.script_timeout)
+        self.installer = installer or Installer(os.path.realpath(config.install_root), config.data_dir,
+                                                config.script_timeout)
+        self.http = http
         self.inbox: queue.Queue[Inbound] = queue.Queue()
         self.backlog: deque[Inbound] = deque()
         self.state = State.IDLE
@@ -125,6 +116,7 @@ class Agent(Downloading, Steps):
         new = next_state(self.state, event)
         log.info("%s --%s--> %s", self.state, event, new)
         self.state = new
+        self.last_progress = self.clock()  # every state's stall budget starts when it is entered
         self.store.data["state"] = new.value
         self.store.save()
         if new in REPORTED_STEP:
@@ -156,23 +148,27 @@ class Agent(Downloading, Steps):
             self.store.data["state"] = self.state.value
             self.store.save()
         if self.state == State.DOWNLOADING:
-            self.open_download()
+            self.guarded("reopening the download", self.open_download)
         self.transport.start(self.post)
 
     def run(self) -> None:
         self.start()
+        self.run_steps()
         while not self.stop_event.is_set():
-            item = None
             try:
-                self.advance()
-                item = self.next_item(self.next_deadline())
-                if item is not None:
-                    self.dispatch(item)
-                self.tick()
-            except Exception:  # hostile input or a local fault must not kill the agent; state is persisted
-                log.exception("error while handling %s in %s", type(item).__name__, self.state)
+                self.handle(self.next_item(self.next_deadline()))
+            except Exception:  # the guard itself failed (e.g. state.json cannot be written): retry later
+                log.exception("error in the agent loop in %s", self.state)
                 self.stop_event.wait(0.5)
         self.close()
+
+    def handle(self, item: Inbound | None) -> None:
+        """One turn of the loop, each part guarded: the item, the timers, the stall budget, the steps."""
+        if item is not None:
+            self.guarded(f"handling {type(item).__name__}", self.dispatch, item)
+        self.guarded("running timers", self.tick)
+        self.guarded("checking the stall budget", self.check_stall)
+        self.run_steps()
 
     def close(self) -> None:
         if self.spool is not None:
@@ -190,12 +186,12 @@ class Agent(Downloading, Steps):
 
     def next_deadline(self) -> float:
         now = self.clock()
-        if self.state != State.DOWNLOADING:
+        if self.state not in STALL:
             return now + 0.5
         deadlines = [now + 0.5]
         if self.transport.connected:
             deadlines.append(self.last_progress + self.stall_budget)
-            if self.url is None:
+            if self.url is None and self.state == State.DOWNLOADING:
                 deadlines.append(max(self.last_get + self.get_backoff, self.last_progress + self.get_interval))
         if self.acks is not None and self.acks.due_at() is not None:
             deadlines.append(self.acks.due_at() or now)
@@ -234,7 +230,7 @@ class Agent(Downloading, Steps):
     def on_job_message(self, payload: bytes) -> None:
         try:
             msg = messages.decode(payload)
-        except FormatError as err:
+        except (FormatError, ValueError, TypeError, RecursionError) as err:  # input, not an agent fault
             log.warning("dropping malformed job-topic message: %s", err)
             self.count_drop("malformed-job")
             return
@@ -268,14 +264,10 @@ class Agent(Downloading, Steps):
         self.request_missing()
 
     def precheck(self, job: messages.JobDocument) -> None:
-        """Refuse early, before downloading, what the signed envelope already tells (re-checked later)."""
-        check_job(job, self.policy, self.cfg.max_package_size)
-        try:
-            manifest = verify_envelope(job.envelope, self.cfg.trusted_keys).manifest
-            check_policy(manifest, now=self.wall(), model=self.cfg.model,
-                         version_floor=self.store.data["floors"].get(manifest.app), agent_version=AGENT_VERSION)
-        except FormatError as err:
-            raise Refusal("REJECTED", f"{err.code}: {err.reason}", err.code) from err
+        """Refuse before the first block or byte what the signed envelope already tells (re-checked later)."""
+        manifest = check_envelope(job, self.policy, now=self.wall(), max_package_size=self.cfg.max_package_size)
+        if manifest.delta is not None:  # base_version = installed was checked; now the kept base's hash
+            check_delta_base(manifest, self.kept_base_sha256(manifest.app, manifest.delta.base_version))
 
     def refresh_job(self, job: messages.JobDocument) -> None:
         assert self.job is not None

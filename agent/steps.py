@@ -8,6 +8,7 @@ messages (IDLE, DOWNLOADING). Mixed into agent.runtime.Agent; uses its store, in
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,14 @@ class Steps:
         directory = os.path.join(self.cfg.data_dir, "base", m.app)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         atomic_write(os.path.join(directory, f"{m.version}.bin"), verified.content)
+
+    def kept_base_sha256(self: Agent, app: str, version: str) -> str | None:
+        """SHA-256 of the kept base content of app version (None if not kept): for the pre-download check."""
+        try:
+            with open(os.path.join(self.cfg.data_dir, "base", app, f"{version}.bin"), "rb") as f:
+                return hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            return None
 
     def base_content(self: Agent, app: str, version: str) -> bytes | None:
         try:

@@ -6,6 +6,11 @@ model, version floor, agent version (5, 6, 9), managed apps, then a delta is app
 content and the result checked against the manifest (16). Outcomes are `Refusal`s carrying the device
 state to report (REJECTED for a package the device must never take, FAILED for a transfer or local
 problem that a retry might fix) and a reason.
+
+`check_envelope` (+ `check_delta_base`) runs everything the job document's signed envelope allows as
+soon as it arrives, before the first block is asked for or the first byte fetched: device, sizes,
+signature by a pinned key, expiry, model, version floor, agent version, managed app, and for a delta the
+base version and the base hash (the caller hashes its kept base: this module reads no files).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from otaformat.container import check_content, iter_files, split_container, veri
 from otaformat.errors import FormatError
 from otaformat.manifest import Manifest
 from otaformat.messages import JobDocument
-from otaformat.signing import check_policy, parse_envelope
+from otaformat.signing import check_policy, parse_envelope, verify_envelope
 
 
 class Refusal(Exception):
@@ -70,6 +75,42 @@ def check_job(job: JobDocument, policy: Policy, max_package_size: int) -> None:
         raise Refusal("REJECTED", "window must be at least 1 in block mode", "malformed")
 
 
+def check_envelope(job: JobDocument, policy: Policy, *, now: datetime, max_package_size: int) -> Manifest:
+    """Everything the job document tells, before downloading; returns the envelope's verified manifest."""
+    check_job(job, policy, max_package_size)
+    try:
+        manifest = verify_envelope(job.envelope, policy.trusted).manifest
+        check_policy(manifest, now=now, model=policy.model, version_floor=policy.floors.get(manifest.app),
+                     agent_version=policy.agent_version)
+    except FormatError as err:
+        raise Refusal("REJECTED", f"{err.code}: {err.reason}", err.code) from err
+    check_managed(manifest, policy)
+    if manifest.delta is not None:
+        installed = policy.installed.get(manifest.app)
+        if installed != manifest.delta.base_version:
+            raise Refusal("REJECTED", f"delta is for base {manifest.app} {manifest.delta.base_version}, "
+                          f"installed is {installed or 'nothing'}", "wrong-base")
+    return manifest
+
+
+def check_delta_base(manifest: Manifest, base_sha256: str | None) -> None:
+    """A delta's base hash against the SHA-256 of the content kept for the installed base version."""
+    delta = manifest.delta
+    if delta is None:
+        return
+    if base_sha256 is None:
+        raise Refusal("FAILED", f"base content of {manifest.app} {delta.base_version} is not kept on this device",
+                      "no-base")
+    if base_sha256 != delta.base_sha256:
+        raise Refusal("REJECTED", f"delta is for another build of {manifest.app} {delta.base_version} "
+                      f"(base SHA-256 {delta.base_sha256[:16]}..., kept {base_sha256[:16]}...)", "wrong-base")
+
+
+def check_managed(manifest: Manifest, policy: Policy) -> None:
+    if policy.managed and manifest.app not in policy.managed and manifest.app not in policy.installed:
+        raise Refusal("REJECTED", f"app {manifest.app} is not managed by this device", "unmanaged")
+
+
 def verify_download(
     job: JobDocument,
     data: bytes,
@@ -103,8 +144,7 @@ def verify_download(
         same = False
     if not same:
         raise Refusal("REJECTED", "the job document's envelope is not the package's signed envelope", "mismatch")
-    if policy.managed and manifest.app not in policy.managed and manifest.app not in policy.installed:
-        raise Refusal("REJECTED", f"app {manifest.app} is not managed by this device", "unmanaged")
+    check_managed(manifest, policy)
     return Verified(manifest, content)
 
 

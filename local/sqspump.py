@@ -3,9 +3,13 @@
 A pump long-polls its queue (up to 10 messages, a short wait), builds a real SQS-shaped Lambda event
 (Records with messageId, receiptHandle, body, attributes, messageAttributes, md5OfBody, eventSource
 "aws:sqs", eventSourceARN, awsRegion) and calls the handler with a Lambda-like context. Messages are
-deleted only when the handler returns without raising; a `{"batchItemFailures": [...]}` answer keeps
-just the listed ones. Kept messages come back after `retry_delay` seconds, and the queue's redrive
-policy moves them to the dead-letter queue after maxReceiveCount receives. It does not create queues.
+deleted only when the handler returns without raising. With `report_batch_item_failures` (the
+mapping's FunctionResponseTypes: [ReportBatchItemFailures], the default here) the answer is read as
+Lambda reads it: `{"batchItemFailures": [{"itemIdentifier": <messageId>}, ...]}` keeps just the listed
+messages and deletes the others; an empty or missing list, or no answer, deletes them all; an entry
+without a valid identifier of this batch makes the whole batch a failure (Lambda's rule). Kept
+messages come back after `retry_delay` seconds, and the queue's redrive policy moves them to the
+dead-letter queue after maxReceiveCount receives. It does not create queues.
 """
 
 from __future__ import annotations
@@ -81,6 +85,20 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> di
     ]}
 
 
+def kept_ids(result: Any, batch_ids: list[str]) -> set[str]:
+    """The message ids Lambda keeps for redelivery after a handler answered `result` (partial batch
+    responses on): the listed ones; all of them if any entry is not a dict naming a message of the batch."""
+    if not isinstance(result, dict) or result.get("batchItemFailures") is None:
+        return set()
+    failures = result["batchItemFailures"]
+    if not isinstance(failures, list):
+        return set(batch_ids)
+    named = [f.get("itemIdentifier") if isinstance(f, dict) else None for f in failures]
+    if any(not isinstance(i, str) or i not in batch_ids for i in named):
+        return set(batch_ids)
+    return {str(i) for i in named}
+
+
 def failed_ids(result: Any) -> set[str]:
     """Message ids a handler reported as failed with the partial-batch-response shape."""
     if not isinstance(result, dict) or not isinstance(result.get("batchItemFailures"), list):
@@ -93,7 +111,8 @@ class SqsPump:
 
     def __init__(self, sqs: Any, queue_name: str, handler: Handler, *, function_name: str,
                  batch_size: int = 10, wait_seconds: int = 1, retry_delay: int = 5, region: str = "us-east-1",
-                 on_error: Callable[[str, BaseException], None] | None = None) -> None:
+                 on_error: Callable[[str, BaseException], None] | None = None,
+                 report_batch_item_failures: bool = True) -> None:
         self._sqs = sqs
         self._handler = handler
         self._function_name = function_name
@@ -102,6 +121,7 @@ class SqsPump:
         self._retry_delay = retry_delay
         self._region = region
         self._on_error = on_error
+        self._partial = report_batch_item_failures
         self._stop = threading.Event()
         self.queue_url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
         self.queue_arn = sqs.get_queue_attributes(QueueUrl=self.queue_url,
@@ -155,16 +175,27 @@ class SqsPump:
             self._release(messages)
             return
         self.handler_seconds += time.monotonic() - began
-        failed = failed_ids(result)
+        failed = kept_ids(result, [m["MessageId"] for m in messages]) if self._partial else set()
         done = [m for m in messages if m["MessageId"] not in failed]
         kept = [m for m in messages if m["MessageId"] in failed]
         self.handled += len(done)
         self.failed += len(kept)
+        if kept:
+            log.info("%s kept %d of %d message(s) for retry (batchItemFailures)", self._function_name,
+                     len(kept), len(messages))
         if done:
-            self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+            self._delete(done)
         if kept:
             self._release(kept)
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        """Delete consumed messages; one that fails to delete comes back and is handled again (idempotent)."""
+        reply = self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        failed = (reply.get("Failed") or []) if isinstance(reply, dict) else []
+        if failed:
+            log.warning("%s: %d consumed message(s) could not be deleted and will be redelivered",
+                        self._function_name, len(failed))
 
     def _release(self, messages: list[dict[str, Any]]) -> None:
         """Make kept messages visible again after retry_delay (Lambda waits for the visibility timeout)."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .canonical import canonical_json, parse_json
+from .canonical import MAX_DEPTH, canonical_json, parse_json
 from .errors import MalformedError
 from .ids import check_app, check_epn, check_model
 from .versions import Version
-from .wire import MAX_BLOCKS, MAX_STREAM, check_block_size
+from .wire import MAX_BLOCKS, MAX_DEVICE_JSON_DEPTH, MAX_STREAM, check_block_size
 
 MAX_JOB_DOCUMENT = 120 * 1024
 MAX_STATUS_MESSAGE = 16384
@@ -94,8 +94,12 @@ def encode(message: JobDocument | Cancel | Status | Inventory | UrlRefresh) -> b
     return canonical_json({"v": 1, "type": "url", "x": message.execution_id})
 
 
-def decode(data: bytes, *, max_bytes: int = MAX_JOB_DOCUMENT) -> JobDocument | Cancel | Status | Inventory | UrlRefresh:
-    d = parse_json(data, max_bytes=max_bytes)
+def decode(
+    data: bytes, *, max_bytes: int = MAX_JOB_DOCUMENT, max_depth: int = MAX_DEPTH
+) -> JobDocument | Cancel | Status | Inventory | UrlRefresh:
+    """The typed message; size and nesting are bounded before parsing (device-to-cloud messages go
+    through `decode_device`, with the tighter device limits)."""
+    d = parse_json(data, max_bytes=max_bytes, max_depth=max_depth)
     if not isinstance(d, dict) or d.get("v") != 1:
         raise MalformedError("message must be a JSON object with \"v\": 1")
     kind = d.get("type")
@@ -130,6 +134,16 @@ def decode(data: bytes, *, max_bytes: int = MAX_JOB_DOCUMENT) -> JobDocument | C
     if kind == "url":
         return UrlRefresh(_text(d, "x", 64))
     raise MalformedError(f"unknown message type {str(kind)[:30]!r}")
+
+
+def decode_device(data: bytes) -> Status | Inventory | UrlRefresh:
+    """A device-to-cloud JSON message (status, inventory or URL refresh): at most MAX_STATUS_MESSAGE
+    bytes and wire.MAX_DEVICE_JSON_DEPTH levels of nesting, both checked before parsing; a job document
+    or cancel (cloud-to-device types) raises MalformedError like any other malformed input."""
+    decoded = decode(data, max_bytes=MAX_STATUS_MESSAGE, max_depth=MAX_DEVICE_JSON_DEPTH)
+    if not isinstance(decoded, Status | Inventory | UrlRefresh):
+        raise MalformedError("a device may send only status, inventory and url messages")
+    return decoded
 
 
 def _text(d: dict[str, Any], key: str, max_len: int) -> str:

@@ -41,6 +41,9 @@ MAX_BLOCKS = (1 << 24) - 1  # index and total are u24
 MAX_STREAM = 0xFFFF
 MAX_BITMAP_BYTES = 8192  # one ack or request covers at most 65536 blocks
 MAX_CONTROL_MESSAGE = 16384
+# Nesting limit of every device-to-cloud JSON message (ack, get, status, inventory, url): they are flat
+# objects (an inventory's "apps" is the one nested object). Checked before parsing (boundedjson).
+MAX_DEVICE_JSON_DEPTH = 4
 
 
 @dataclass(frozen=True)
@@ -184,7 +187,7 @@ def encode_ack(ack: Ack) -> bytes:
 
 
 def decode_ack(message: bytes) -> Ack:
-    d = parse_json(message, max_bytes=MAX_CONTROL_MESSAGE)
+    d = parse_json(message, max_bytes=MAX_CONTROL_MESSAGE, max_depth=MAX_DEVICE_JSON_DEPTH)
     if not isinstance(d, dict):
         raise MalformedError("ack must be a JSON object")
     bitmap = _unb64(d["b"], "b") if "b" in d else b""
@@ -223,7 +226,7 @@ def encode_request(request: BlockRequest) -> bytes:
 
 
 def decode_request(message: bytes) -> BlockRequest:
-    d = parse_json(message, max_bytes=MAX_CONTROL_MESSAGE)
+    d = parse_json(message, max_bytes=MAX_CONTROL_MESSAGE, max_depth=MAX_DEVICE_JSON_DEPTH)
     if not isinstance(d, dict):
         raise MalformedError("block request must be a JSON object")
     return BlockRequest(_exec_id(d), _nat(d, "s", MAX_STREAM), _nat(d, "o", MAX_BLOCKS), _unb64(d.get("b", ""), "b"))

@@ -1,10 +1,12 @@
-"""In-memory repository with the same semantics as the DynamoDB one (contract tests, quick local runs).
+"""In-memory repository and storage with the same semantics as the DynamoDB and S3 ones (contract
+tests, quick local runs).
 
 Thread-safe: one lock makes each conditional write atomic. Does not persist anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.executions import ACTIVE
 from ..domain.models import Device, Execution, Job, Package, PublisherKey
+from ..domain.ports import RepositoryIntegrityError, StagedObject
 
 
 class MemoryRepository:
@@ -114,3 +117,63 @@ class MemoryRepository:
 
     def list_device_executions(self, epn: str) -> list[Execution]:
         return sorted((e for e in self._all("execution") if e.epn == epn), key=lambda e: (e.created_at, e.execution_id))
+
+
+class MemoryStorage:
+    """Storage as S3 behaves for the service: staging objects overwritable by `put_staging` (the
+    presigned PUT), each write with an S3-style ETag (quoted MD5 of the bytes, as S3 gives for a
+    single-part PUT); repository keys written once by `publish`, an existing key accepted only with the
+    same SHA-256."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._staging: dict[str, bytes] = {}
+        self._repository: dict[str, bytes] = {}
+
+    def put_staging(self, upload_id: str, data: bytes) -> str:
+        """What a PUT on the upload URL does; returns the new ETag."""
+        with self._lock:
+            self._staging[upload_id] = bytes(data)
+        return _etag(data)
+
+    def repository_keys(self) -> list[str]:
+        with self._lock:
+            return sorted(self._repository)
+
+    def upload_url(self, upload_id: str, size: int, expires_seconds: int) -> str:
+        return f"memory://staging/uploads/{upload_id}?size={size}&expires={expires_seconds}"
+
+    def staging_etag(self, upload_id: str) -> str | None:
+        with self._lock:
+            data = self._staging.get(upload_id)
+        return None if data is None else _etag(data)
+
+    def read_staging(self, upload_id: str, limit: int) -> StagedObject | None:
+        with self._lock:
+            data = self._staging.get(upload_id)
+        if data is None:
+            return None
+        return StagedObject(etag=_etag(data), size=len(data), data=data if len(data) <= limit else None)
+
+    def publish(self, repository_key: str, data: bytes, sha256: str) -> None:
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError("publish: data does not hash to the given sha256")
+        with self._lock:
+            existing = self._repository.get(repository_key)
+            if existing is None:
+                self._repository[repository_key] = bytes(data)
+                return
+        if hashlib.sha256(existing).hexdigest() != sha256:
+            raise RepositoryIntegrityError(f"{repository_key} already holds other bytes; not overwritten")
+
+    def download_url(self, repository_key: str, expires_seconds: int) -> str:
+        return f"memory://repository/{repository_key}?expires={expires_seconds}"
+
+    def read_range(self, repository_key: str, start: int, length: int) -> bytes:
+        with self._lock:
+            data = self._repository[repository_key]
+        return data[start : start + length]
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'

@@ -3,7 +3,16 @@
 States: QUEUED -> IN_PROGRESS (steps DOWNLOADING, VERIFYING, INSTALLING) -> SUCCEEDED | FAILED |
 REJECTED; the cloud adds TIMED_OUT and CANCELED. Terminal states are sticky: every function here
 returns None ("ignore, log it") for anything arriving after one, and for stale or duplicated status
-messages (sequence number older, or same sequence and same state/step). No I/O.
+messages (sequence number older, or same sequence and same state/step).
+
+Progress the device reports (status `progress`, blocks held) is kept in `Execution.progress`: bounded
+to the block count, never decreasing within an attempt (a retry, back in QUEUED, starts again from 0),
+and the whole package once the device verifies, installs or succeeds (it cannot do so without holding
+every block). A newer status repeating the current IN_PROGRESS step is a progress report: it updates
+`last_seq` and `progress` without a timeline entry. In block mode the cloud does not need the device's
+word: progress is what was sent and acknowledged (domain/window.py), and a SUCCEEDED that arrives before
+every block was acknowledged is recorded (terminal, sticky) with a `note` saying so (`early_success_note`).
+No I/O.
 """
 
 from __future__ import annotations
@@ -36,8 +45,23 @@ def _move(execution: Execution, state: str, step: str | None, reason: str | None
                    last_activity=now)
 
 
+HOLDS_EVERYTHING = ("VERIFYING", "INSTALLING")  # IN_PROGRESS steps a device reaches only with every block
+
+
+def reported_progress(
+    execution: Execution, state: str, step: str | None, progress: int | None, block_count: int
+) -> int:
+    """Blocks held by the device after this status: its `progress` bounded to [0, block_count], never
+    below what it reported before in this attempt; all of them once it verifies, installs or succeeds."""
+    before = 0 if execution.state == QUEUED else execution.progress
+    holds_all = state == SUCCEEDED or (state == IN_PROGRESS and step in HOLDS_EVERYTHING)
+    claimed = block_count if holds_all else progress or 0
+    return max(before, min(block_count, max(0, claimed)))
+
+
 def apply_status(
-    execution: Execution, state: str, step: str | None, reason: str | None, seq: int, now: float
+    execution: Execution, state: str, step: str | None, reason: str | None, seq: int, now: float,
+    progress: int | None = None, block_count: int = 0,
 ) -> Execution | None:
     """A device status message; None when it must be ignored (terminal, stale or duplicate)."""
     if is_terminal(execution.state) or state not in (IN_PROGRESS, SUCCEEDED, FAILED, REJECTED):
@@ -46,11 +70,25 @@ def apply_status(
         return None
     if seq == execution.last_seq and state == execution.state and step == execution.step:
         return None
+    held = reported_progress(execution, state, step, progress, block_count)
+    if state == IN_PROGRESS and execution.state == IN_PROGRESS and step == execution.step:
+        return replace(touch(execution, now), last_seq=seq, progress=held)  # a progress report
     moved = _move(execution, state, step, reason, now)
     started = execution.started_at
     if state == IN_PROGRESS and started is None:
         started = now
-    return replace(moved, last_seq=seq, started_at=started)
+    return replace(moved, last_seq=seq, started_at=started, progress=held)
+
+
+def early_success_note(execution: Execution, block_count: int) -> str | None:
+    """Block mode: why a SUCCEEDED execution is flagged (the device claimed success before acknowledging
+    every block the cloud sent), or None when every block was sent and acknowledged."""
+    transfer = execution.transfer
+    acked = transfer.acked_count if transfer is not None else 0
+    if execution.state != SUCCEEDED or acked >= block_count:
+        return None
+    return (f"device reported SUCCEEDED with {acked} of {block_count} blocks acknowledged; "
+            "progress shows only acknowledged blocks")
 
 
 def cancel(execution: Execution, now: float, reason: str = "canceled by operator") -> Execution | None:

@@ -69,6 +69,8 @@ class Package:
     envelope: dict[str, Any] | None = None
     scanner: str | None = None
     scanned_at: float | None = None
+    staging_etag: str | None = None  # ETag of the staging object version this decision judged
+    replaces: str | None = None  # set on a replacement's record: the upload slot whose object was replaced
     version: int = 1
 
 
@@ -123,6 +125,8 @@ class Execution:
     transfer: Transfer | None = None
     started_at: float | None = None
     attempt: int = 0
+    progress: int = 0  # blocks the device says it holds (status `progress`), monotonic, <= block_count
+    note: str | None = None  # an anomaly the cloud recorded but did not believe (see domain/executions.py)
     version: int = 1
 
 

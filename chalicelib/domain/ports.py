@@ -84,11 +84,39 @@ class DeviceRegistry(Protocol):
     def deregister(self, epn: str, certificate_id: str | None, certificate_arn: str | None) -> None: ...
 
 
+@dataclass(frozen=True)
+class StagedObject:
+    """One version of a staging object as it was read: its ETag (the S3 object version identity the
+    judgement is recorded against), its full size, and its bytes when size <= the limit asked for
+    (None otherwise: an oversized upload is never read past the limit)."""
+
+    etag: str
+    size: int
+    data: bytes | None
+
+
+class RepositoryIntegrityError(RuntimeError):
+    """The repository key already holds other bytes than the ones being published (its name carries
+    their SHA-256, so this is corruption or tampering): nothing is overwritten, the caller fails."""
+
+
 class Storage(Protocol):
+    """Staging (uploads, mutable through their presigned PUT URL until it expires) and the repository
+    (content-addressed keys, written once, never overwritten)."""
+
     def upload_url(self, upload_id: str, size: int, expires_seconds: int) -> str: ...
-    def staging_size(self, upload_id: str) -> int | None: ...
-    def read_staging(self, upload_id: str) -> bytes: ...
-    def promote(self, upload_id: str, repository_key: str) -> None: ...
+    def staging_etag(self, upload_id: str) -> str | None:
+        """The current ETag of `uploads/<upload_id>` (None while absent), without reading it."""
+        ...
+    def read_staging(self, upload_id: str, limit: int) -> StagedObject | None:
+        """The current staging object, bytes and ETag from ONE read (so the ETag names these bytes);
+        None while absent. Never holds more than limit + 1 bytes in memory."""
+        ...
+    def publish(self, repository_key: str, data: bytes, sha256: str) -> None:
+        """Write exactly `data` (whose SHA-256 hex is `sha256`) to the repository key, only if the key
+        is absent; the store verifies the SHA-256 of what it received. If the key exists it must hold
+        the same SHA-256 (idempotent retry), else RepositoryIntegrityError and nothing is written."""
+        ...
     def download_url(self, repository_key: str, expires_seconds: int) -> str: ...
     def read_range(self, repository_key: str, start: int, length: int) -> bytes: ...
 

@@ -8,6 +8,14 @@ new blocks up to the window, blocks a device asked for again, or blocks whose ac
 RECENT_HORIZON seconds): a request for a block sent less than `guard` seconds ago is already answered
 by that send (e.g. the device's first `get`, published before the first window reached it, landing in
 a later SQS batch than its DOWNLOADING status) and does not send it twice.
+
+Acks are believed only for blocks the cloud sent: an index at or beyond `next_index` (never sent) or
+beyond `total` is ignored, so `acked_count <= next_index <= total` always holds and a device cannot
+claim progress that never happened (nor make the cloud skip blocks it never sent).
+
+Fast repair (`plan_gaps`): `recent` also records the order of sends, so an ack that holds a block sent
+*after* an unacknowledged one proves that one lost (MQTT keeps the order of one publisher's messages);
+the cloud resends it at once, without waiting for the device's `get` or the sweeper.
 No I/O, no clock: callers pass `now`.
 """
 
@@ -21,6 +29,7 @@ from typing import Any
 MAX_TRANSFER_BLOCKS = 1 << 20  # the acked bitmap (128 KiB) must fit one table item
 RECENT_HORIZON = 60.0  # seconds a send is remembered (longer than any guard)
 MAX_RECENT_RUNS = 32
+REORDER_SLACK = 0.05  # seconds: sends this close together (concurrent handlers) may arrive in either order
 
 
 @dataclass(frozen=True)
@@ -54,11 +63,13 @@ class Transfer:
         return self.next_index - acked_below
 
     def ack(self, indices: Iterable[int], now: float) -> tuple[Transfer, int]:
-        """Mark `indices` acknowledged; return the new transfer and how many were new. Out-of-range ignored."""
+        """Mark `indices` acknowledged; return the new transfer and how many were new. Indices never sent
+        (at or beyond `next_index`) or out of range are ignored: an ack is believed only for blocks sent."""
         bits = bytearray(self.acked)
         new = 0
+        sent_below = min(self.next_index, self.total)
         for i in indices:
-            if 0 <= i < self.total and not bits[i >> 3] >> (i & 7) & 1:
+            if 0 <= i < sent_below and not bits[i >> 3] >> (i & 7) & 1:
                 bits[i >> 3] |= 1 << (i & 7)
                 new += 1
         if not new:
@@ -103,6 +114,30 @@ class Transfer:
             at = self.sent_at(i) if guard > 0 else None
             if at is None or now - at >= guard:
                 chosen.append(i)
+        if not chosen:
+            return self, []
+        return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
+                       sent_count=self.sent_count + len(chosen), recent=self._remember(chosen, now)), chosen
+
+    def plan_gaps(self, now: float) -> tuple[Transfer, list[int]]:
+        """Fast repair: resend (at most one window of) sent, unacknowledged blocks that an acknowledged
+        block proves lost, i.e. one sent after them in the same send (higher index) or in a send at least
+        REORDER_SLACK seconds later. Only sends still in `recent` count. Counted as resends."""
+        last: dict[int, tuple[int, float]] = {}  # index -> (position of its last send, when)
+        for position, (first, end, at) in enumerate(self.recent):
+            for i in range(first, end):
+                last[i] = (position, at)
+        newest_acked_at = -1.0
+        top_acked: dict[int, int] = {}  # send position -> highest acked index last sent there
+        for i, (position, at) in last.items():
+            if self.is_acked(i):
+                newest_acked_at = max(newest_acked_at, at)
+                top_acked[position] = max(top_acked.get(position, -1), i)
+        if newest_acked_at < 0:
+            return self, []
+        chosen = sorted(i for i, (position, at) in last.items() if not self.is_acked(i)
+                        and (newest_acked_at - at >= REORDER_SLACK or top_acked.get(position, -1) > i))
+        chosen = chosen[: self.window]
         if not chosen:
             return self, []
         return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,

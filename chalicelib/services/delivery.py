@@ -16,7 +16,13 @@ from ..domain.models import Execution, Job
 from ..domain.ports import Publisher, Storage
 from ..domain.window import Transfer
 
-ACK_TIMEOUT_SECONDS = 5.0
+ACK_TIMEOUT_SECONDS = 5.0  # the sweeper resends the oldest unacked window after this long without acks or sends
+# A `get` resends a requested, sent, unacknowledged block unless the cloud sent it less than this long
+# before the request arrived (both timed by the cloud's receive timestamps). Shorter than the device's
+# first repair delay (1 s, docs/protocol.md), so every repair request the device makes is answered;
+# long enough that the device's first `get` (published with its DOWNLOADING status, before the first
+# window reached it) does not send that window twice.
+REQUEST_GUARD_SECONDS = 0.5
 
 
 def ensure_transfer(execution: Execution, job: Job) -> Transfer:

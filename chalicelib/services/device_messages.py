@@ -2,23 +2,35 @@
 
 A batch is grouped per execution: every message of one execution is applied in memory, then one
 conditional write saves the result, then the blocks it freed are sent. Duplicated, reordered and late
-messages change nothing (sticky terminal states, sequence numbers, idempotent ack bitmap). Malformed
-messages are logged and dropped, never retried. An inventory updates the device and republishes the
-job documents of its unfinished executions (a device that was offline gets its job when it returns).
+messages change nothing (sticky terminal states, sequence numbers, idempotent ack bitmap). An inventory
+updates the device and republishes the job documents of its unfinished executions (a device that was
+offline gets its job when it returns).
+
+Isolation, so that one device can never harm another:
+- every payload is decoded with its size and nesting bounded before parsing; a malformed message is
+  logged, counted and dropped, never retried;
+- every message is authorised by the EPN of the topic it arrived on: a message naming an execution of
+  another device is dropped (counted as ignored), message by message, wherever it sits in the batch;
+- an infrastructure failure (DynamoDB, S3, the publisher) fails only the group it happened in: its
+  messages' ids are returned in `Outcome.failures` (the trigger turns them into a partial batch
+  response), and every other group of the batch is still applied.
+It does not parse SQS bodies or topics (the trigger does) and never raises for a device's input.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from otaformat import messages, wire
-from otaformat.errors import FormatError
+from otaformat.canonical import parse_json
+from otaformat.errors import FormatError, MalformedError
 
 from ..domain import executions as ex
 from ..domain.errors import ConcurrentUpdate
@@ -27,7 +39,7 @@ from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import FAILURES, can_retry, retry, split_wire_id
 from .abort import check_abort
 from .common import retrying
-from .delivery import ACK_TIMEOUT_SECONDS, ensure_transfer, send_blocks
+from .delivery import REQUEST_GUARD_SECONDS, ensure_transfer, send_blocks
 from .jobs import publish_job_document
 
 log = logging.getLogger(__name__)
@@ -35,10 +47,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DeviceMessage:
+    """One device-to-cloud message: the EPN and leaf of its topic (the EPN is the device's MQTT identity,
+    enforced by the broker), the raw payload, and the SQS message id it came in (for partial failures)."""
+
     epn: str
     leaf: str
     payload: bytes
     received_at: float
+    message_id: str = ""
 
 
 class HotCache:
@@ -79,80 +95,167 @@ class HotCache:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a batch did. `failures` maps the SQS message id of every message whose group hit an
+    infrastructure failure to that failure: those, and only those, must be redelivered."""
+
     applied: int = 0
     ignored: int = 0
     malformed: int = 0
     blocks_sent: int = 0
+    failures: dict[str, Exception] = field(default_factory=dict)
+
+
+# Execution ids the service issues ("ex-<hex>", ".r<n>" on the wire): anything else is malformed, so
+# that no device-chosen string reaches a table key.
+_EXECUTION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def decode(message: DeviceMessage) -> Any:
-    """Typed message (Status, Inventory, Ack, BlockRequest, UrlRefresh) or raise FormatError."""
+    """Typed message (Status, Inventory, Ack, BlockRequest, UrlRefresh) or raise FormatError.
+
+    Every JSON payload is bounded (wire.MAX_CONTROL_MESSAGE / messages.MAX_STATUS_MESSAGE bytes,
+    wire.MAX_DEVICE_JSON_DEPTH levels) before it is parsed, so no input makes the parser recurse."""
+    decoded = _decode_leaf(message)
+    execution_id = getattr(decoded, "execution_id", None)
+    if execution_id is not None and not _EXECUTION_ID.fullmatch(execution_id):
+        raise MalformedError("execution id holds characters the service never issues")
+    return decoded
+
+
+def _decode_leaf(message: DeviceMessage) -> Any:
     if message.leaf == "ack":
         return wire.decode_ack(message.payload)
     if message.leaf == "status":
-        decoded = messages.decode(message.payload, max_bytes=messages.MAX_STATUS_MESSAGE)
+        decoded = messages.decode_device(message.payload)
         if not isinstance(decoded, messages.Status | messages.Inventory):
             raise FormatError("only status and inventory messages belong on the status topic")
         return decoded
     if message.leaf == "get":
-        try:
-            kind = json.loads(message.payload).get("type")
-        except (ValueError, AttributeError):
-            kind = None
-        if kind == "url":
-            return messages.decode(message.payload, max_bytes=wire.MAX_CONTROL_MESSAGE)
+        peek = parse_json(message.payload, max_bytes=wire.MAX_CONTROL_MESSAGE, max_depth=wire.MAX_DEVICE_JSON_DEPTH)
+        if isinstance(peek, dict) and peek.get("type") == "url":
+            decoded = messages.decode_device(message.payload)
+            if not isinstance(decoded, messages.UrlRefresh):
+                raise FormatError("only block requests and url refreshes belong on the get topic")
+            return decoded
         return wire.decode_request(message.payload)
     raise FormatError(f"topic leaf {message.leaf!r} is not handled by the job service")
+
+
+def decode_safely(message: DeviceMessage) -> Any | None:
+    """`decode`, with every failure logged and turned into None. Decoding is pure (no I/O), so any
+    exception here is a property of the device's bytes, never of the infrastructure: drop, never retry."""
+    try:
+        return decode(message)
+    except FormatError as err:
+        reason = err.reason
+    except Exception as err:  # a decoder bug on hostile input must not turn into redelivery of the batch
+        reason = f"{type(err).__name__}: {str(err)[:200]}"
+    log.warning("malformed device message dropped", extra={"epn": message.epn, "leaf": message.leaf, "reason": reason})
+    return None
+
+
+@dataclass
+class _Tally:
+    """Running counts of one batch, and the infrastructure failures per message id."""
+
+    applied: int = 0
+    ignored: int = 0
+    malformed: int = 0
+    sent: int = 0
+    failures: dict[str, Exception] = field(default_factory=dict)
+
+    def guarded(self, what: str, message_ids: Iterable[str], step: Callable[[], object]) -> bool:
+        """Run one group's step; an exception fails that group's messages only. True if it succeeded."""
+        ids = [i for i in message_ids if i not in self.failures]
+        try:
+            step()
+        except Exception as err:  # DynamoDB, S3 or publisher trouble: redeliver this group, not the batch
+            log.exception("device messages kept for redelivery", extra={"step": what, "messages": len(ids)})
+            self.failures.update(dict.fromkeys(ids, err))
+            return False
+        return True
+
+    def outcome(self) -> Outcome:
+        return Outcome(applied=self.applied, ignored=self.ignored, malformed=self.malformed, blocks_sent=self.sent,
+                       failures=dict(self.failures))
+
+
+Group = list[tuple[DeviceMessage, Any]]
 
 
 def handle_batch(
     repo: Repository, storage: Storage, publisher: Publisher, batch: list[DeviceMessage], cache: HotCache | None = None
 ) -> Outcome:
+    """Apply one SQS batch: decode every message (malformed ones dropped and counted), apply each
+    execution's group with one conditional write, then inventories. A step that raises fails only the
+    messages of its group (`Outcome.failures`); the other groups are applied all the same."""
     cache = cache or HotCache()
-    per_execution: dict[str, list[tuple[DeviceMessage, Any]]] = defaultdict(list)
-    inventories: dict[str, tuple[DeviceMessage, messages.Inventory]] = {}
-    malformed = 0
+    tally = _Tally()
+    per_execution, inventories = _sort(batch, tally)
+    failed_jobs: dict[str, tuple[float, list[str]]] = {}
+    for execution_id, items in per_execution.items():
+        tally.guarded("execution", [m.message_id for m, _ in items],
+                      partial(_settle, repo, storage, publisher, cache, execution_id, items, tally, failed_jobs))
+    for job_id, (now, ids) in failed_jobs.items():
+        tally.guarded("abort check", ids, partial(check_abort, repo, publisher, job_id, now))
+    for epn, (message, inventory) in inventories.items():
+        tally.guarded("inventory", [message.message_id],
+                      partial(_settle_inventory, repo, storage, publisher, epn, inventory, message.received_at, tally))
+    decoded_ids = [m.message_id for items in per_execution.values() for m, _ in items]
+    tally.guarded("flush", decoded_ids + [m.message_id for m, _ in inventories.values()], publisher.flush)
+    return tally.outcome()
+
+
+def _sort(batch: list[DeviceMessage], tally: _Tally) -> tuple[dict[str, Group], dict[str, tuple[DeviceMessage, Any]]]:
+    """Decode every message and group them per execution (and the latest inventory per device)."""
+    per_execution: dict[str, Group] = defaultdict(list)
+    inventories: dict[str, tuple[DeviceMessage, Any]] = {}
     for message in batch:
         if message.leaf == "cmd/result":
             log.info("command result ignored by the job service", extra={"epn": message.epn})
+            tally.ignored += 1
             continue
-        try:
-            decoded = decode(message)
-        except FormatError as err:
-            malformed += 1
-            log.warning("malformed device message dropped",
-                        extra={"epn": message.epn, "leaf": message.leaf, "reason": getattr(err, "reason", str(err))})
-            continue
-        if isinstance(decoded, messages.Inventory):
+        decoded = decode_safely(message)
+        if decoded is None:
+            tally.malformed += 1
+        elif isinstance(decoded, messages.Inventory):
+            tally.ignored += message.epn in inventories  # an earlier inventory of the batch is superseded
             inventories[message.epn] = (message, decoded)
         else:
             per_execution[split_wire_id(decoded.execution_id)[0]].append((message, decoded))
-    applied = ignored = sent = 0
-    failed_jobs: dict[str, float] = {}
-    for execution_id, items in per_execution.items():
-        result = retrying(partial(_apply, repo, cache, execution_id, items))
-        if result is None:
-            ignored += len(items)
-            continue
-        execution, job, blocks, republish, changed = result
-        applied += changed
-        ignored += len(items) - changed
-        if execution.state in FAILURES:
-            failed_jobs[job.job_id] = execution.last_activity
-        if blocks:
-            sent += send_blocks(publisher, storage, job, execution, blocks)
-        if republish:
-            package = repo.get_package(job.upload_id)
-            if package is not None:
-                publish_job_document(publisher, storage, job, package, execution, execution.last_activity)
-    for job_id, now in failed_jobs.items():
-        check_abort(repo, publisher, job_id, now)
-    for epn, (message, inventory) in inventories.items():
-        sent_docs = _inventory(repo, storage, publisher, epn, inventory, message.received_at)
-        applied += 1
-        log.info("inventory applied", extra={"epn": epn, "job_documents_republished": sent_docs})
-    publisher.flush()
-    return Outcome(applied=applied, ignored=ignored, malformed=malformed, blocks_sent=sent)
+    return per_execution, inventories
+
+
+def _settle(
+    repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, execution_id: str, items: Group,
+    tally: _Tally, failed_jobs: dict[str, tuple[float, list[str]]],
+) -> None:
+    """Apply one execution's group, send the blocks it freed, republish its job document if asked."""
+    result = retrying(partial(_apply, repo, cache, execution_id, items))
+    if result is None:
+        tally.ignored += len(items)
+        return
+    execution, job, blocks, republish, changed = result
+    if execution.state in FAILURES:
+        _, earlier = failed_jobs.get(job.job_id, (0.0, []))
+        failed_jobs[job.job_id] = (execution.last_activity, earlier + [m.message_id for m, _ in items])
+    sent = send_blocks(publisher, storage, job, execution, blocks) if blocks else 0
+    if republish:
+        package = repo.get_package(job.upload_id)
+        if package is not None:
+            publish_job_document(publisher, storage, job, package, execution, execution.last_activity)
+    tally.applied += changed
+    tally.ignored += len(items) - changed
+    tally.sent += sent
+
+
+def _settle_inventory(
+    repo: Repository, storage: Storage, publisher: Publisher, epn: str, inventory: messages.Inventory, now: float,
+    tally: _Tally,
+) -> None:
+    sent_docs = _inventory(repo, storage, publisher, epn, inventory, now)
+    tally.applied += 1
+    log.info("inventory applied", extra={"epn": epn, "job_documents_republished": sent_docs})
 
 
 def _apply(
@@ -162,9 +265,11 @@ def _apply(
     original = cached or repo.get_execution(execution_id)
     if cached is not None and any(split_wire_id(d.execution_id)[1] > cached.attempt for _, d in items):
         original = repo.get_execution(execution_id)  # retried elsewhere (sweeper): the cache is behind
-    if original is None or original.epn != items[0][0].epn:
-        log.warning("message for an unknown execution or another device ignored",
-                    extra={"execution_id": execution_id, "epn": items[0][0].epn})
+    if original is None:
+        log.warning("message for an unknown execution ignored", extra={"execution_id": execution_id})
+        return None
+    items = _owned(original, items)  # each message is authorised by the EPN of its own topic
+    if not items:
         return None
     job = cache.job(repo, original.job_id)
     if job is None:
@@ -174,18 +279,23 @@ def _apply(
     republish = False
     changed = 0
     block_mode = job.mode == "block"
+    acked = False
     for message, decoded in items:
         now = message.received_at
-        if ex.is_terminal(execution.state):
-            log.info("message after a terminal state ignored",
-                     extra={"execution_id": execution_id, "state": execution.state, "leaf": message.leaf})
-            continue
         if split_wire_id(decoded.execution_id)[1] != execution.attempt:
             log.info("message of an earlier attempt ignored",
                      extra={"execution_id": execution_id, "attempt": execution.attempt, "leaf": message.leaf})
             continue
-        if isinstance(decoded, messages.Status):
-            moved = ex.apply_status(execution, decoded.state, decoded.step, decoded.reason, decoded.seq, now)
+        if ex.is_terminal(execution.state):
+            late = _late_ack(execution, job, decoded, now)
+            if late is None:
+                log.info("message after a terminal state ignored",
+                         extra={"execution_id": execution_id, "state": execution.state, "leaf": message.leaf})
+                continue
+            execution = late
+        elif isinstance(decoded, messages.Status):
+            moved = ex.apply_status(execution, decoded.state, decoded.step, decoded.reason, decoded.seq, now,
+                                    decoded.progress, job.block_count)
             if moved is None:
                 log.info("stale or duplicate status ignored", extra={"execution_id": execution_id, "seq": decoded.seq})
                 continue
@@ -196,6 +306,8 @@ def _apply(
                 log.info("execution retried", extra={"execution_id": execution_id, "attempt": execution.attempt})
             elif block_mode and decoded.state == ex.IN_PROGRESS and decoded.step == "DOWNLOADING":
                 execution = replace(execution, transfer=ensure_transfer(execution, job))
+            elif block_mode and moved.state == ex.SUCCEEDED:
+                execution = _flag_early_success(execution, job)
         elif isinstance(decoded, messages.UrlRefresh):
             republish = job.mode == "url"
             execution = ex.touch(execution, now)
@@ -203,8 +315,10 @@ def _apply(
             transfer = ensure_transfer(execution, job)
             if isinstance(decoded, wire.Ack):
                 transfer, _ = transfer.ack(decoded.received(job.block_count), now)
+                acked = True
             else:
-                transfer, resend = transfer.plan_requested(decoded.wanted(job.block_count), now, ACK_TIMEOUT_SECONDS)
+                transfer, resend = transfer.plan_requested(decoded.wanted(job.block_count), now,
+                                                           REQUEST_GUARD_SECONDS)
                 blocks.extend(resend)
             execution = replace(ex.touch(execution, now), transfer=transfer,
                                 started_at=execution.started_at or now)
@@ -213,9 +327,11 @@ def _apply(
             continue
         changed += 1
     if block_mode and execution.transfer is not None and not ex.is_terminal(execution.state):
-        transfer, fresh = execution.transfer.plan_new(max(m.received_at for m, _ in items))
+        at = max(m.received_at for m, _ in items)
+        transfer, repaired = execution.transfer.plan_gaps(at) if acked else (execution.transfer, [])
+        transfer, fresh = transfer.plan_new(at)
         execution = replace(execution, transfer=transfer)
-        blocks.extend(fresh)
+        blocks.extend(repaired + fresh)
     if execution == original:
         return execution, job, [], republish, changed
     saved = bumped(execution)
@@ -226,6 +342,40 @@ def _apply(
         raise
     cache.remember(saved)
     return saved, job, blocks, republish, changed
+
+
+def _flag_early_success(execution: Execution, job: Job) -> Execution:
+    """Block mode: a SUCCEEDED that came before every block was sent and acknowledged keeps its state
+    (terminal, sticky) but carries a note, and progress keeps showing only acknowledged blocks."""
+    note = ex.early_success_note(execution, job.block_count)
+    if note is not None and note != execution.note:
+        log.warning("SUCCEEDED before every block was acknowledged",
+                    extra={"execution_id": execution.execution_id, "note": note})
+    return replace(execution, note=note)
+
+
+def _late_ack(execution: Execution, job: Job, decoded: Any, now: float) -> Execution | None:
+    """An ack landing after its SUCCEEDED (SQS does not keep the order of topics): still recorded, so
+    progress reaches what really happened, but nothing is sent. None for anything else after a
+    terminal state (ignored)."""
+    if (execution.state != ex.SUCCEEDED or job.mode != "block" or execution.transfer is None
+            or not isinstance(decoded, wire.Ack) or decoded.stream != execution.stream):
+        return None
+    transfer, new = execution.transfer.ack(decoded.received(job.block_count), now)
+    if not new:
+        return None
+    return _flag_early_success(replace(execution, transfer=transfer), job)
+
+
+def _owned(execution: Execution, items: Group) -> Group:
+    """The messages that arrived on the topic of the device the execution belongs to; every other one
+    is logged and dropped, one by one, wherever it sits in the batch (the caller counts it ignored)."""
+    owned = [(m, d) for m, d in items if m.epn == execution.epn]
+    for message, _ in items:
+        if message.epn != execution.epn:
+            log.warning("message for another device's execution ignored",
+                        extra={"execution_id": execution.execution_id, "epn": message.epn, "leaf": message.leaf})
+    return owned
 
 
 def _inventory(

@@ -200,14 +200,21 @@ def cancel_job(repo: Repository, publisher: Publisher, now: float, job_id: str) 
     return retrying(mark)
 
 
+def blocks_done(job: Job, execution: Execution) -> int:
+    """Blocks that really reached the device, as far as the cloud knows. Block mode: blocks the cloud
+    sent and the device acknowledged (never more, whatever the device's status claims). URL mode: the
+    device's reported `progress` (bounded, monotonic; everything once it verifies, installs or
+    succeeds; 0 while QUEUED, as a retried attempt starts again)."""
+    if job.mode == "block":
+        return execution.transfer.acked_count if execution.transfer is not None else 0
+    return 0 if execution.state == ex.QUEUED else min(job.block_count, execution.progress)
+
+
 def bytes_done(job: Job, execution: Execution) -> int:
-    if execution.state == ex.SUCCEEDED:
+    blocks = blocks_done(job, execution)
+    if blocks >= job.block_count:
         return job.package_size
-    if execution.transfer is not None:
-        return min(job.package_size, execution.transfer.acked_count * job.block_size)
-    if execution.state == ex.IN_PROGRESS and execution.step in ("VERIFYING", "INSTALLING"):
-        return job.package_size
-    return 0
+    return min(job.package_size, blocks * job.block_size)
 
 
 def job_view(job: Job, executions: list[Execution]) -> dict[str, Any]:
@@ -229,16 +236,15 @@ def job_view(job: Job, executions: list[Execution]) -> dict[str, Any]:
 
 def execution_view(job: Job, execution: Execution) -> dict[str, Any]:
     transfer = execution.transfer or Transfer(total=job.block_count, window=job.window)
-    acked = transfer.acked_count
-    if execution.state == ex.SUCCEEDED:
-        acked = job.block_count if job.mode == "block" else acked
     done = bytes_done(job, execution)
     return {
         "execution_id": execution.execution_id, "job_id": execution.job_id, "epn": execution.epn,
         "state": execution.state, "step": execution.step, "mode": execution.mode, "attempt": execution.attempt,
-        "blocks_acked": acked, "blocks_total": job.block_count,
+        "blocks_acked": blocks_done(job, execution), "blocks_total": job.block_count,
         "blocks_sent": transfer.sent_count, "retransmissions": transfer.retransmissions,
+        "bytes_done": done, "bytes_total": job.package_size,
         "percent": round(100.0 * done / job.package_size, 1) if job.package_size else 100.0,
+        "note": execution.note,
         "last_activity": iso(execution.last_activity),
         "timeline": [
             {"at": iso(t.at), "state": t.state, "step": t.step, "reason": t.reason} for t in execution.timeline

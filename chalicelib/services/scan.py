@@ -1,9 +1,27 @@
 """The staging scan: size limits, otaformat's verdict (signature, hashes, archive safety, expiry) and a
-pluggable malware-scan port; clean packages are promoted to an immutable repository key.
+pluggable malware-scan port; clean packages are published to an immutable repository key.
 
-`judge_package` is the one place that decides on package bytes (otaformat.verdict.judge). Scanning
-twice changes nothing: only a PENDING package is ever decided. Rejected uploads stay in staging
-(quarantine) with every reason recorded. Does not: delete anything.
+`judge_package` is the one place that decides on package bytes (otaformat.verdict.judge). Rejected
+uploads stay in staging (quarantine) with every reason recorded. Does not: delete anything.
+
+What is judged is what is published. The staging object stays writable through its presigned PUT
+URL after the scan has read it, so the scan never copies staging to the repository (a copy takes
+whatever staging holds at that moment). It reads the bytes and their ETag in one GET, judges those
+bytes, and writes those same bytes to the repository key (Storage.publish: S3 checks them against the
+recorded SHA-256, `ChecksumSHA256`; the key is written once, `IfNoneMatch`). We chose this over
+`CopySourceIfMatch` on the ETag: it leaves no window at all, does not lean on the ETag (an MD5 for
+single-part uploads) for integrity, and moto honours it, so the defence is tested.
+
+One decision per staged object version, and a decision never changes:
+- a PENDING slot is decided on the object read, and remembers its ETag (`staging_etag`);
+- a notification for a decided slot whose staging object still has that ETag changes nothing
+  (scanning twice is a no-op);
+- an object that replaced a decided one (another ETag) is judged from scratch as a new upload, under
+  its own record `<upload_id>.<16 hex of SHA-256(ETag)>` with `replaces` = the slot (same declared
+  size), REJECTED or AVAILABLE on its own merits. The slot's record, its repository object and every
+  job that references it stay exactly as they were: nothing REJECTED later turns AVAILABLE under the
+  same id, and nothing AVAILABLE is ever re-pointed. The id is derived from the ETag so redelivered
+  notifications find the same record; a replacement record is created already decided.
 """
 
 from __future__ import annotations
@@ -12,7 +30,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -22,9 +40,9 @@ from otaformat.container import split_container
 from otaformat.manifest import Manifest
 from otaformat.signing import parse_envelope
 
-from ..domain.errors import ConcurrentUpdate
+from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.models import Package, bumped
-from ..domain.ports import MalwareScanner, Repository, Storage
+from ..domain.ports import MalwareScanner, Repository, StagedObject, Storage
 from .keys import trusted_keys
 
 log = logging.getLogger(__name__)
@@ -73,27 +91,93 @@ def repository_key(manifest: Manifest, sha256: str) -> str:
     return f"packages/{manifest.app}/{manifest.version}/{sha256}.otapkg"
 
 
+def replacement_id(upload_id: str, etag: str) -> str:
+    """The record id of the object with `etag` that replaced the decided object of slot `upload_id`."""
+    return f"{upload_id}.{hashlib.sha256(etag.encode()).hexdigest()[:16]}"
+
+
+ATTEMPTS = 3
+
+
 def scan_upload(
     repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, upload_id: str, max_bytes: int
 ) -> Package | None:
-    """Decide one staged upload. Returns the package, or None when no upload slot has this id."""
-    package = repo.get_package(upload_id)
-    if package is None:
+    """Decide what the staging object of one upload slot holds now. Returns the record holding that
+    decision (the slot's, or a replacement's), or None when no upload slot has this id."""
+    for _ in range(ATTEMPTS - 1):
+        try:
+            return _scan_once(repo, storage, scanner, now, upload_id, max_bytes)
+        except ConcurrentUpdate:
+            continue  # another scan decided the slot meanwhile: look again (its object may differ from ours)
+    try:
+        return _scan_once(repo, storage, scanner, now, upload_id, max_bytes)
+    except ConcurrentUpdate:
+        return repo.get_package(upload_id)
+
+
+def _scan_once(
+    repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, upload_id: str, max_bytes: int
+) -> Package | None:
+    slot = repo.get_package(upload_id)
+    if slot is None:
         log.warning("staging object without an upload slot ignored", extra={"upload_id": upload_id})
         return None
-    if package.state != "PENDING":
-        return package
-    size = storage.staging_size(upload_id)
+    if slot.replaces is not None:
+        return slot  # a replacement's record: created decided; its staging object is the slot's
+    limit = min(slot.declared_size, max_bytes)
+    if slot.state == "PENDING":
+        staged = storage.read_staging(upload_id, limit)
+        if staged is None:
+            return slot  # notification before the object is visible: stays PENDING, the retry decides
+        decided = bumped(slot, **_decide(repo, storage, scanner, now, staged, limit))
+        repo.save_package(decided)
+        log.info("package scanned", extra={"upload_id": upload_id, "state": decided.state,
+                                           "reasons": list(decided.reasons)})
+        return decided
+    if slot.staging_etag is not None and storage.staging_etag(upload_id) in (None, slot.staging_etag):
+        return slot  # the judged object (or none): scanning twice changes nothing
+    staged = storage.read_staging(upload_id, limit)
+    if staged is None or _is_judged_object(slot, staged):
+        return slot
+    record_id = replacement_id(upload_id, staged.etag)
+    existing = repo.get_package(record_id)
+    if existing is not None:
+        return existing
+    fresh = Package(upload_id=record_id, state="PENDING", declared_size=slot.declared_size, created_at=now,
+                    replaces=upload_id)
+    decided = replace(fresh, **_decide(repo, storage, scanner, now, staged, limit))
+    try:
+        repo.create_package(decided)
+    except Conflict:
+        return repo.get_package(record_id) or decided
+    log.warning("staging object replaced after its decision; judged as a new upload",
+                extra={"upload_id": record_id, "replaces": upload_id, "state": decided.state,
+                       "reasons": list(decided.reasons)})
+    return decided
+
+
+def _is_judged_object(slot: Package, staged: StagedObject) -> bool:
+    if slot.staging_etag is not None:
+        return staged.etag == slot.staging_etag
+    # decided before ETags were recorded: the same bytes (or the same oversized object) is the same upload
+    if staged.data is None:
+        return slot.sha256 is None and staged.size == slot.size
+    return hashlib.sha256(staged.data).hexdigest() == slot.sha256
+
+
+def _decide(
+    repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, staged: StagedObject, limit: int
+) -> dict[str, Any]:
+    """The decision on one staged object version as record fields; a clean package's bytes (exactly
+    the judged ones) are published before the decision is returned, so AVAILABLE never names a key
+    that does not hold them."""
     reasons: list[str] = []
     judgement = Judgement((), None, None, None, None)
     sha256 = None
-    if size is None:
-        return package  # notification before the object is visible: stays PENDING, the retry decides
-    limit = min(package.declared_size, max_bytes)
-    if size > limit:
-        reasons.append(f"size: upload is {size} bytes, more than the {limit} bytes allowed for this slot")
+    data = staged.data
+    if data is None or staged.size > limit:
+        reasons.append(f"size: upload is {staged.size} bytes, more than the {limit} bytes allowed for this slot")
     else:
-        data = storage.read_staging(upload_id)
         sha256 = hashlib.sha256(data).hexdigest()
         judgement = judge_package(data, trusted_keys(repo), now)
         reasons.extend(judgement.reasons)
@@ -103,26 +187,19 @@ def scan_upload(
             except Exception as err:  # a broken scanner must fail closed, never promote
                 reasons.append(f"malware scan failed: {type(err).__name__}")
     manifest = judgement.manifest
-    changes: dict[str, Any] = {"size": size, "sha256": sha256, "scanner": scanner.name, "scanned_at": now,
-                               "reasons": tuple(reasons)}
+    changes: dict[str, Any] = {"size": staged.size, "sha256": sha256, "scanner": scanner.name, "scanned_at": now,
+                               "reasons": tuple(reasons), "staging_etag": staged.etag}
     if manifest is not None:
         changes.update(package_id=manifest.package_id, app=manifest.app, version_label=manifest.version,
                        kind=manifest.kind, models=tuple(manifest.models), is_delta=manifest.is_delta,
                        base_version=manifest.delta.base_version if manifest.delta else None,
                        expires=manifest.expires)
-    if reasons or manifest is None or sha256 is None:
-        decided = bumped(package, state="REJECTED", **changes)
-    else:
-        key = repository_key(manifest, sha256)
-        storage.promote(upload_id, key)
-        decided = bumped(package, state="AVAILABLE", repository_key=key, key_id=judgement.key_id,
-                         envelope=judgement.envelope, **changes)
-    try:
-        repo.save_package(decided)
-    except ConcurrentUpdate:
-        return repo.get_package(upload_id)
-    log.info("package scanned", extra={"upload_id": upload_id, "state": decided.state, "reasons": list(reasons)})
-    return decided
+    if reasons or manifest is None or sha256 is None or data is None:
+        return {"state": "REJECTED", **changes}
+    key = repository_key(manifest, sha256)
+    storage.publish(key, data, sha256)
+    return {"state": "AVAILABLE", "repository_key": key, "key_id": judgement.key_id,
+            "envelope": judgement.envelope, **changes}
 
 
 def _malware(scanner: MalwareScanner, data: bytes, judgement: Judgement) -> list[str]:

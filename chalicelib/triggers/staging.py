@@ -1,5 +1,9 @@
 """Staging queue consumer: S3 ObjectCreated notifications (in SQS bodies) -> scan of the upload.
 
+A notification only says "uploads/<id> was written": the scan looks at the object as it is now
+(its ETag), so late, duplicated or out-of-order notifications are harmless, and an object that
+replaced an already decided one is judged as a new upload (services/scan.py states the rule).
+
 A body that is not an S3 notification, the S3 test event, or a key outside `uploads/` is logged and
 dropped. Infrastructure failures propagate, so SQS retries the batch and, after 3 receives, moves
 the message to the dead-letter queue.
@@ -56,8 +60,8 @@ def on_staging_object(event: Any) -> dict[str, Any]:
         for upload_id in upload_ids(record.body):
             package = scan_upload(c.repository, c.storage, c.scanner, c.clock(), upload_id,
                                   c.settings.max_package_bytes)
-            if package is not None:
-                decided.append({"upload_id": upload_id, "state": package.state})
+            if package is not None:  # a replaced object's decision is its own record (services/scan.py)
+                decided.append({"upload_id": package.upload_id, "state": package.state})
     return {"scanned": decided}
 
 

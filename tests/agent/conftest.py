@@ -86,18 +86,21 @@ def config(tmp_path, publisher) -> Config:
 
 
 class Harness:
-    """An Agent on a FakeTransport and FakeClock, driven step by step like its run loop would."""
+    """An Agent on a FakeTransport and FakeClock, driven turn by turn (Agent.handle) like its run loop would.
 
-    def __init__(self, config: Config) -> None:
+    `inject` is passed to every Agent it makes (e.g. installer=..., http=... doubles)."""
+
+    def __init__(self, config: Config, transport: FakeTransport | None = None, **inject) -> None:
         self.config = config
-        self.transport = FakeTransport()
+        self.transport = transport or FakeTransport()
         self.clock = FakeClock()
+        self.inject = inject
         self.agent = self.fresh()
 
     def fresh(self) -> Agent:
-        self.agent = Agent(self.config, self.transport, clock=self.clock, wall=lambda: NOW)
+        self.agent = Agent(self.config, self.transport, clock=self.clock, wall=lambda: NOW, **self.inject)
         self.agent.start()
-        self.agent.advance()
+        self.agent.run_steps()
         return self.agent
 
     def restart(self, **changes) -> Agent:
@@ -105,17 +108,14 @@ class Harness:
         return self.fresh()
 
     def send(self, leaf: str, payload: bytes) -> None:
-        self.agent.dispatch(Message(leaf, payload))
-        self.agent.tick()
-        self.agent.advance()
+        self.agent.handle(Message(leaf, payload))
 
     def job(self, job: messages.JobDocument) -> None:
         self.send("job", messages.encode(job))
 
     def idle(self, seconds: float) -> None:
         self.clock.advance(seconds)
-        self.agent.tick()
-        self.agent.advance()
+        self.agent.handle(None)
 
 
 @pytest.fixture

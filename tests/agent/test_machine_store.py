@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent.machine import RESUME, TRANSITIONS, Event, State, TransitionError, next_state, resume_state
+from agent.machine import RESUME, STALL, TRANSITIONS, Event, State, TransitionError, next_state, resume_state
 from agent.spool import Spool
 from agent.store import Store, atomic_write
 from otaformat import wire
@@ -30,15 +30,29 @@ FAILURES = [
     (State.COMMITTING, Event.INSTALL_FAILED, State.ROLLING_BACK),
     (State.ROLLING_BACK, Event.ROLLED_BACK, State.REPORTING),
 ]
+FAULTS = [  # the generic guard: nothing touched -> report, something touched -> roll back, never loop
+    (State.DOWNLOADING, Event.FAULT, State.REPORTING),
+    (State.VERIFYING, Event.FAULT, State.REPORTING),
+    (State.INSTALLING, Event.FAULT, State.ROLLING_BACK),
+    (State.COMMITTING, Event.FAULT, State.ROLLING_BACK),
+    (State.ROLLING_BACK, Event.FAULT, State.REPORTING),
+    (State.REPORTING, Event.FAULT, State.IDLE),
+]
 
 
-@pytest.mark.parametrize(("state", "event", "new"), HAPPY + FAILURES)
+@pytest.mark.parametrize(("state", "event", "new"), HAPPY + FAILURES + FAULTS)
 def test_transitions(state, event, new):
     assert next_state(state, event) == new
 
 
 def test_table_is_exactly_these_rows():
-    assert {(s, e): n for s, e, n in HAPPY + FAILURES} == TRANSITIONS
+    assert {(s, e): n for s, e, n in HAPPY + FAILURES + FAULTS} == TRANSITIONS
+
+
+def test_every_busy_state_can_fault_out_and_every_waiting_state_has_a_stall_budget():
+    assert {s for s, e in TRANSITIONS if e == Event.FAULT} == set(State) - {State.IDLE}
+    assert set(STALL) == {State.DOWNLOADING}  # the only state waiting on the network for its progress
+    assert all((state, event) in TRANSITIONS for state, event in STALL.items())
 
 
 @pytest.mark.parametrize(("state", "event"), [

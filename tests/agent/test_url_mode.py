@@ -1,4 +1,4 @@
-"""URL mode against a local HTTP server: Range requests, expired URLs, fresh URL, resume, size cap."""
+"""URL mode against local HTTP servers: Range requests, expired URLs, fresh URL, resume, size cap, stall."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from agent.download import UrlDownload
 from agent.spool import Spool
 from otaformat import messages, wire
 
-from .pkgtools import build_package, job_for
+from .conftest import Harness
+from .httpfakes import CountingSession, RawServer, head
+from .pkgtools import build_package, deliver, job_for
 
 
 class PackageServer:
@@ -92,28 +94,87 @@ def test_range_download_refreshes_expired_url_and_resumes(tmp_path, package_and_
     assert server.ranges[2] == "bytes=16384-24575"  # resumed where it stopped, not from zero
 
 
-def test_whole_file_answer_longer_than_package_is_aborted(tmp_path, publisher):
-    package, _ = build_package(publisher[0])
-    server = PackageServer(package, extra=b"endless data")
+def _too_long_200_with_length(server, conn, start, end):
+    server.send(conn, head("200 OK", Content_Length=len(server.package) + 100_000) + server.package)
+    server.send_endless(conn, b"")
+
+
+def _too_long_200_close_delimited(server, conn, start, end):  # no length: only the reader's cap stops it
+    server.send_endless(conn, head("200 OK") + server.package)
+
+
+def _too_long_206_close_delimited(server, conn, start, end):
+    content_range = f"bytes {start}-{end}/{len(server.package)}"
+    server.send_endless(conn, head("206 Partial Content", Content_Range=content_range) + server.package[start:])
+
+
+def _too_long_206_with_length(server, conn, start, end):
+    server.send(conn, head("206 Partial Content", Content_Length=end - start + 2) + server.package[start : end + 2])
+
+
+# server that sends more than asked -> (bytes the agent may read at most, beyond the package size)
+TOO_LONG = {
+    "200 announcing more": (_too_long_200_with_length, 0),
+    "200 without length, endless": (_too_long_200_close_delimited, 1),
+    "206 without length, endless": (_too_long_206_close_delimited, 1),
+    "206 announcing one byte more": (_too_long_206_with_length, 0),
+}
+
+
+@pytest.fixture
+def too_long(request, publisher):
+    answer, beyond = TOO_LONG[request.param]
+    package, envelope = build_package(publisher[0], files={"bin/app": os.urandom(20_000)})
+    server = RawServer(answer)
+    server.package = package  # type: ignore[attr-defined]
+    yield package, envelope, server, beyond
+    server.close()
+
+
+@pytest.mark.parametrize("too_long", list(TOO_LONG), indirect=True)
+def test_download_of_more_bytes_than_asked_aborts_without_writing(tmp_path, too_long):
+    package, _, server, beyond = too_long
+    spool = Spool(str(tmp_path / "s"), package_size=len(package), block_size=1024,
+                  block_count=wire.block_count(len(package), 1024), stream=1)
+    session = CountingSession()
+    dl = UrlDownload(server.url, spool, lambda: None, session=session)
+    assert not dl.step()
+    assert dl.error and "more bytes than asked" in dl.error
+    assert session.body_read <= len(package) + beyond  # never read past the declared length + 1
+    assert spool.count == 0 and os.path.getsize(spool.path) == len(package)  # nothing written, never grown
+    assert not dl.step() and session.requests == 1  # an aborted download is not retried
+
+
+@pytest.mark.parametrize("too_long", list(TOO_LONG), indirect=True)
+def test_agent_fails_a_server_sending_too_much_and_takes_the_next_job(config, publisher, too_long):
+    package, envelope, server, beyond = too_long
+    session = CountingSession()
+    h = Harness(config, http=session)
+    job = job_for(package, envelope, mode="url", url=server.url)
+    h.job(job)
+    (final,) = h.transport.terminal()
+    assert (final.execution_id, final.state) == (job.execution_id, "FAILED")
+    assert final.reason and final.reason.startswith("download aborted: server") and "more bytes" in final.reason
+    assert session.body_read <= len(package) + beyond and session.requests == 1
+    assert h.agent.state == "IDLE" and not os.path.exists(os.path.join(config.data_dir, "spool", "current"))
+    h.restart()  # the failure is final: a restart does not go back to the same URL
+    assert h.agent.state == "IDLE" and session.requests == 1
+    following = deliver(h, *build_package(publisher[0], version="1.1.0"))
+    assert [(s.execution_id, s.state) for s in h.transport.terminal()][-1] == (following.execution_id, "SUCCEEDED")
+
+
+def test_expired_url_never_refreshed_hits_the_stall_budget(harness, publisher):
+    package, envelope = build_package(publisher[0])
+    server = PackageServer(package, uses=0)  # every request: 403, and the cloud never sends a fresh URL
     try:
-        spool = Spool(str(tmp_path / "s"), package_size=len(package), block_size=1024,
-                      block_count=wire.block_count(len(package), 1024), stream=1)
-        dl = UrlDownload(server.url("a"), spool, lambda: None)
-        dl.session.headers["Range"] = ""
-        dl.next_range = lambda: (0, len(package) - 1)  # type: ignore[method-assign]
-        server.ranges.clear()
-
-        class NoRange:  # a server that ignores Range and sends more than declared
-            def __init__(self, inner):
-                self.inner = inner
-
-            def get(self, url, headers, **kw):
-                return self.inner.get(url, headers={}, **kw)
-
-        dl.session = NoRange(dl.session)  # type: ignore[assignment]
-        assert not dl.step()
-        assert dl.error and "more bytes" in dl.error
-        assert os.path.getsize(spool.path) == len(package)
+        harness.job(job_for(package, envelope, mode="url", url=server.url("old")))
+        assert harness.agent.url is not None and harness.agent.url.waiting
+        harness.idle(harness.config.stall_budget - 1)
+        assert harness.transport.terminal() == []
+        harness.idle(1)
+        (final,) = harness.transport.terminal()
+        assert final.state == "FAILED" and final.reason.startswith("download stalled: no new data for 30 s")
+        assert harness.agent.state == "IDLE"
     finally:
         server.close()
 

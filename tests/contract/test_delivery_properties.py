@@ -27,7 +27,8 @@ def ack(indices, total):
        cached=st.booleans())
 def test_batched_duplicated_reordered_acks_count_exactly(total, sets, copies, order, cut, cached):
     repo, sink = MemoryRepository(), Sink()
-    repo.create_job(replace(job(blocks=total), window=4), [execution()])
+    window = min(total, 4) if cut % 2 else total  # odd cuts: a window of 4, so acks also name unsent blocks
+    repo.create_job(replace(job(blocks=total), window=window), [execution()])
     repo.save_execution(bumped(replace(repo.get_execution("ex-1"), state=ex.IN_PROGRESS)))
     cache = HotCache() if cached else None
     handle_batch(repo, BlockStorage(), sink, [DeviceMessage("dev-1", "get", wire.encode_request(
@@ -37,12 +38,16 @@ def test_batched_duplicated_reordered_acks_count_exactly(total, sets, copies, or
     for start in range(0, len(messages), cut):
         handle_batch(repo, BlockStorage(), sink, messages[start : start + cut], cache)
         transfer = repo.get_execution("ex-1").transfer
-        assert transfer.in_flight <= 4
+        assert transfer.in_flight <= window
     transfer = repo.get_execution("ex-1").transfer
     union = {i for s in sets for i in s if i < total}
-    assert transfer.acked_count == len(union)
-    assert all(transfer.is_acked(i) == (i in union) for i in range(total))
+    sent_blocks = {wire.decode_frame(p).index for t, p in sink.sent if t == "ota/dev-1/blk"}
+    assert transfer.acked_count <= transfer.sent_count  # an ack for a block never sent is not believed
+    assert all(not transfer.is_acked(i) or (i in union and i in sent_blocks) for i in range(total))
+    if window == total:  # every block in flight before the first ack: each acked block counts exactly once
+        assert transfer.acked_count == len(union)
     sent = [wire.decode_frame(p).index for t, p in sink.sent if t == "ota/dev-1/blk"]
-    assert len(sent) == transfer.sent_count and len(set(sent)) == len(sent)  # nothing sent twice
-    assert set(range(transfer.next_index)) <= set(sent) | union  # below next_index: sent, or acked first
+    # a block goes out again only as a counted retransmission (fast repair of a hole an ack revealed)
+    assert len(sent) == transfer.sent_count and len(set(sent)) == len(sent) - transfer.retransmissions
+    assert set(range(transfer.next_index)) <= set(sent)  # below next_index: sent
     assert all(i < transfer.next_index for i in sent)

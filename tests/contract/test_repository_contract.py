@@ -151,10 +151,13 @@ class Sink:
 
 def test_acks_from_concurrent_batches_never_double_count(repo):
     """Two consumers apply overlapping, duplicated acks at once: conditional writes keep counts exact."""
-    repo.create_job(job(blocks=64), [execution()])
+    repo.create_job(replace(job(blocks=64), window=64), [execution()])
     base = repo.get_execution("ex-1")
     repo.save_execution(bumped(replace(base, state=ex.IN_PROGRESS)))
     sink = Sink()
+    every_block = wire.encode_request(wire.make_request("ex-1", 5, range(64)))
+    handle_batch(repo, BlockStorage(), sink, [DeviceMessage("dev-1", "get", every_block, 1.0)])
+    assert repo.get_execution("ex-1").transfer.sent_count == 64  # acks count only blocks that were sent
 
     def ack(indices):
         payload = wire.encode_ack(wire.make_ack("ex-1", 5, indices, 64))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -27,8 +29,9 @@ def test_read_range_with_and_without_cache(aws, cache_limit, start, length):
     data = bytes(range(256)) * 16
     s3.put_object(Bucket="stg-b", Key="uploads/up-1", Body=data)
     storage = S3Storage(s3, "stg-b", "repo-b", cache_limit=cache_limit)
-    assert storage.staging_size("up-1") == len(data) and storage.staging_size("up-2") is None
-    storage.promote("up-1", "packages/a/1.0.0/x.otapkg")
+    staged = storage.read_staging("up-1", len(data))
+    assert staged is not None and staged.data == data and storage.read_staging("up-2", 10) is None
+    storage.publish("packages/a/1.0.0/x.otapkg", data, hashlib.sha256(data).hexdigest())
     assert storage.read_range("packages/a/1.0.0/x.otapkg", start, length) == data[start : start + length]
     assert "packages/a/1.0.0/x.otapkg" in storage.download_url("packages/a/1.0.0/x.otapkg", 60)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from otaformat import signing
 
 from .fakes import make_package, public_pem, sqs_record
 from .flows import drain_staging, publish, trust, upload
+from .staging_swap import SwapStaging
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEVICE_SIDE_CODES = {"wrong-model"}  # model policy is checked per job and on the device, not at scan
@@ -156,3 +158,36 @@ def test_manifest_too_big_for_a_job_document_is_rejected(api, world, key):
     upload_id = upload(api, world, build_full(spec, files, key))
     shown = api.call("GET", f"/packages/{upload_id}").json
     assert shown["state"] == "REJECTED" and "job document" in shown["reasons"][0]
+
+
+def test_staging_object_swapped_after_the_scan_read_it_is_judged_as_a_new_upload(api, world, key):
+    """Threat 37 end to end on moto: the upload URL is used again after the scan has read the object.
+    The slot's package holds the judged bytes; the swap's own S3 notification gets the new object
+    judged as a new upload (REJECTED, listed with `replaces`), the slot and its repository object untouched."""
+    trust(api, key)
+    good, evil = make_package(key, version="1.2.3"), make_package(ec.generate_private_key(ec.SECP256R1()))
+    s3, staging = world.session.client("s3"), world.settings.staging_bucket
+    slot = api.call("POST", "/packages", {"size": max(len(good), len(evil))}).json
+    upload_id = slot["upload_id"]
+
+    def put(uid: str, data: bytes) -> None:
+        s3.put_object(Bucket=staging, Key=f"uploads/{uid}", Body=data)
+
+    swapping = SwapStaging(world.container.storage, put, upload_id, evil)
+    world.container.storage = swapping
+    put(upload_id, good)
+    drain_staging(world)  # the first notification (swap happens inside), then the swap's notification
+    assert swapping.swapped
+    shown = api.call("GET", f"/packages/{upload_id}").json
+    assert shown["state"] == "AVAILABLE" and shown["sha256"] == hashlib.sha256(good).hexdigest()
+    held = s3.get_object(Bucket=world.settings.repository_bucket, Key=shown["repository_key"])["Body"].read()
+    assert held == good and hashlib.sha256(held).hexdigest() == shown["sha256"]
+    replaced = [p for p in api.call("GET", "/packages").json["packages"] if p["replaces"] == upload_id]
+    assert len(replaced) == 1 and replaced[0]["state"] == "REJECTED"
+    assert replaced[0]["reasons"][0].startswith("untrusted-key")
+    assert replaced[0]["sha256"] == hashlib.sha256(evil).hexdigest()
+    assert api.call("GET", f"/packages/{replaced[0]['upload_id']}").json == replaced[0]
+    keys = s3.list_objects_v2(Bucket=world.settings.repository_bucket)["Contents"]
+    assert [k["Key"] for k in keys] == [shown["repository_key"]]
+    # a job may reference the slot's package: nothing about it changed
+    assert api.call("GET", f"/packages/{upload_id}").json == shown

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chalicelib.domain import executions as ex
@@ -58,6 +60,75 @@ def test_records_roundtrip_with_transfer_and_timeline():
     transfer, _ = Transfer.start(20, 4).plan_new(1.0)
     moved = ex.apply_status(queued(), "IN_PROGRESS", "DOWNLOADING", None, 1, 2.0)
     assert moved is not None
-    from dataclasses import replace
     full = replace(moved, transfer=transfer.ack([0, 2], 3.0)[0])
     assert from_record(Execution, to_record(full)) == full
+
+
+# -- progress the device reports (URL mode shows it; issue 8) ------------------------------------------
+
+def downloading(progress: int = 0) -> Execution:
+    moved = ex.apply_status(queued(), "IN_PROGRESS", "DOWNLOADING", None, 1, 1.0, progress, 10)
+    assert moved is not None
+    return moved
+
+
+@pytest.mark.parametrize(("before", "state", "step", "reported", "expected"), [
+    (0, "IN_PROGRESS", "DOWNLOADING", 4, 4),
+    (4, "IN_PROGRESS", "DOWNLOADING", 2, 4),        # never goes back
+    (4, "IN_PROGRESS", "DOWNLOADING", None, 4),     # no progress field: unchanged
+    (4, "IN_PROGRESS", "DOWNLOADING", 10**9, 10),   # bounded to the block count
+    (4, "IN_PROGRESS", "VERIFYING", None, 10),      # verifying needs every block
+    (4, "IN_PROGRESS", "INSTALLING", 3, 10),
+    (4, "SUCCEEDED", None, None, 10),
+    (4, "FAILED", None, 6, 6),
+])
+def test_reported_progress_is_bounded_and_monotonic(before, state, step, reported, expected):
+    execution = downloading(before)
+    assert execution.progress == before
+    moved = ex.apply_status(execution, state, step, None, 2, 2.0, reported, 10)
+    assert moved is not None and moved.progress == expected
+
+
+def test_a_retried_attempt_starts_its_progress_again():
+    requeued = replace(downloading(7), state=ex.QUEUED, step=None)
+    moved = ex.apply_status(requeued, "IN_PROGRESS", "DOWNLOADING", None, 5, 3.0, 1, 10)
+    assert moved is not None and moved.progress == 1
+
+
+def test_a_progress_report_adds_no_timeline_entry():
+    first = downloading(1)
+    reports = first
+    for seq, held in enumerate([2, 5, 9], start=2):
+        moved = ex.apply_status(reports, "IN_PROGRESS", "DOWNLOADING", None, seq, 1.0 + seq, held, 10)
+        assert moved is not None
+        reports = moved
+    assert reports.progress == 9 and reports.timeline == first.timeline and reports.last_seq == 4
+    assert reports.last_activity == 5.0
+
+
+# -- SUCCEEDED before every block was acknowledged (block mode, issue 8 item 5) ------------------------
+
+def _succeeded(acked: list[int] | None) -> Execution:
+    execution = queued()
+    if acked is not None:
+        transfer, _ = Transfer.start(4, 4).plan_new(0.0)
+        execution = replace(execution, transfer=transfer.ack(acked, 1.0)[0])
+    moved = ex.apply_status(execution, "SUCCEEDED", None, None, 1, 2.0, None, 4)
+    assert moved is not None and moved.state == ex.SUCCEEDED
+    return moved
+
+
+@pytest.mark.parametrize(("acked", "flagged"), [
+    (None, "0 of 4"),              # no block ever sent
+    ([], "0 of 4"),
+    ([0, 1, 3], "3 of 4"),
+    ([0, 1, 2, 3], None),          # an honest success
+])
+def test_early_success_is_flagged(acked, flagged):
+    note = ex.early_success_note(_succeeded(acked), 4)
+    assert (note is None) if flagged is None else (flagged in note)
+
+
+def test_early_success_stays_terminal():
+    done = _succeeded(None)
+    assert ex.apply_status(done, "FAILED", None, "late", 9, 3.0) is None

@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chalicelib.domain.window import Transfer
+from chalicelib.services.delivery import ACK_TIMEOUT_SECONDS, REQUEST_GUARD_SECONDS
+from otaformat import wire
 
 
 def test_first_plan_fills_the_window():
@@ -71,7 +73,7 @@ def test_any_interleaving_of_acks_counts_each_block_once(total, window, batches,
     for batch in shuffled:
         transfer, new = transfer.ack(batch, 1.0)
         counted += new
-    union = {i for b in batches for i in b if 0 <= i < total}
+    union = {i for b in batches for i in b if 0 <= i < start.next_index}  # acks only count for blocks sent
     reference, _ = start.ack(union, 1.0)
     assert transfer.acked == reference.acked
     assert transfer.acked_count == counted == len(union)
@@ -131,3 +133,108 @@ def test_recent_sends_are_bounded_and_survive_the_record():
     assert Transfer.from_record(transfer.to_record()) == transfer
     transfer, _ = transfer.plan_requested([1], 1000.0, 1.0)        # older than the horizon: forgotten
     assert transfer.recent == ((1, 2, 1000.0),)
+
+
+# -- acks are believed only for blocks the cloud sent (issue 8, item 4) --------------------------------
+
+@pytest.mark.parametrize(("ack", "expected"), [
+    (wire.Ack("x", 1, (1 << 24) - 1), {0, 1, 2, 3}),                  # n far beyond what was sent
+    (wire.Ack("x", 1, 2, b"\xff\xff"), {0, 1, 2, 3}),                  # bitmap bits beyond what was sent
+    (wire.Ack("x", 1, 0, b"\x0f\xf0"), {0, 1, 2, 3}),                  # only the sent bits of the bitmap
+    (wire.Ack("x", 1, 3), {0, 1, 2}),                                  # an honest partial ack
+])
+def test_acks_for_blocks_never_sent_are_ignored(ack, expected):
+    transfer, sent = Transfer.start(100, 4).plan_new(0.0)
+    assert sent == [0, 1, 2, 3]
+    acked, new = transfer.ack(ack.received(100), 1.0)
+    assert {i for i in range(100) if acked.is_acked(i)} == expected and new == len(expected)
+    assert acked.acked_count <= acked.next_index and not acked.complete
+    _, fresh = acked.plan_new(1.0)
+    assert fresh == list(range(4, 4 + len(expected)))  # the cloud still sends the blocks it never sent
+
+
+@pytest.mark.parametrize("indices", [[10], [11, 12], [(1 << 24) - 1], [-1], [10, 2, 10]])
+def test_acks_beyond_block_count_are_ignored(indices):
+    transfer, _ = Transfer.start(10, 16).plan_new(0.0)  # all 10 sent
+    acked, new = transfer.ack(indices, 1.0)
+    assert new == sum(0 <= i < 10 for i in set(indices)) and acked.acked_count == new
+
+
+@settings(max_examples=100, deadline=None)
+@given(total=st.integers(min_value=1, max_value=100), window=st.integers(min_value=1, max_value=16),
+       rounds=st.lists(st.sets(st.integers(min_value=-5, max_value=(1 << 24) - 1), max_size=30), max_size=10))
+def test_no_ack_lifts_acked_above_sent(total, window, rounds):
+    transfer = Transfer.start(total, window)
+    for claimed in rounds:
+        transfer, _ = transfer.plan_new(0.0)
+        transfer, _ = transfer.ack(claimed, 1.0)
+        assert transfer.acked_count <= transfer.next_index <= total
+        assert 0 <= transfer.in_flight <= window
+
+
+# -- the first repair is useful: a get 1 s after a send resends ---------------------------------------
+
+@pytest.mark.parametrize(("asked_after", "resent"), [
+    (0.1, []),                 # the device's first get, crossing the first window
+    (0.49, []),
+    (0.5, [0, 1, 2, 3]),       # REQUEST_GUARD_SECONDS
+    (1.0, [0, 1, 2, 3]),       # the device's first repair delay
+])
+def test_a_get_after_the_request_guard_resends(asked_after, resent):
+    transfer, _ = Transfer.start(10, 4).plan_new(100.0)
+    _, chosen = transfer.plan_requested(range(10), 100.0 + asked_after, REQUEST_GUARD_SECONDS)
+    assert chosen == resent
+
+
+def test_request_guard_is_shorter_than_the_devices_first_repair():
+    assert REQUEST_GUARD_SECONDS < 1.0 < ACK_TIMEOUT_SECONDS
+
+
+# -- fast repair: an ack of a later-sent block proves an earlier one lost ------------------------------
+
+def _two_sends() -> Transfer:
+    """Blocks 0..3 sent at t=0, then 4..7 at t=1 (after an ack of 0..3 freed the window)."""
+    transfer, _ = Transfer.start(20, 4).plan_new(0.0)
+    transfer, _ = transfer.ack([0, 1, 2, 3], 0.5)
+    transfer, _ = transfer.plan_new(1.0)
+    return transfer
+
+
+@pytest.mark.parametrize(("acked", "repaired"), [
+    ([], []),                    # no evidence
+    ([4], []),                   # the lowest of the send: nothing was sent before it
+    ([5], [4]),                  # 5 arrived, 4 (sent just before it) did not
+    ([4, 7], [5, 6]),
+    ([7], [4, 5, 6]),
+])
+def test_gaps_below_an_acked_later_send_are_resent(acked, repaired):
+    transfer, _ = _two_sends().ack(acked, 1.1)
+    after, chosen = transfer.plan_gaps(1.1)
+    assert chosen == repaired and after.retransmissions == len(repaired)
+    _, again = after.plan_gaps(1.2)
+    assert again == []  # the same evidence never resends twice
+
+
+def test_a_gap_from_an_earlier_send_is_proven_by_any_later_send():
+    transfer, _ = Transfer.start(20, 8).plan_new(0.0)            # 0..7 at t=0
+    transfer, _ = transfer.ack([0, 1, 2, 4, 5, 6, 7], 0.5)       # 3 lost: repaired at once
+    transfer, repaired = transfer.plan_gaps(0.5)
+    assert repaired == [3]
+    transfer, fresh = transfer.plan_new(0.5)
+    assert fresh == [8, 9, 10, 11, 12, 13, 14]
+    transfer, _ = transfer.ack([8], 1.0)                          # the repair of 3 was lost too
+    _, again = transfer.plan_gaps(1.0)
+    assert again == []                                            # 8 went out together with 3's repair
+    transfer, _ = transfer.plan_new(1.0)
+    transfer, _ = transfer.ack([8, 9, 15], 2.0)                   # 15, sent later, arrived
+    _, again = transfer.plan_gaps(2.0)
+    assert 3 in again and 8 not in again
+
+
+def test_concurrent_sends_close_together_are_not_taken_for_loss():
+    transfer, _ = Transfer.start(20, 4).plan_new(0.0)
+    transfer, _ = transfer.ack([0, 1, 2, 3], 0.01)
+    transfer, _ = transfer.plan_new(0.01)                         # 4..7, 10 ms later
+    transfer, _ = transfer.ack([0, 1, 2, 3], 0.02)
+    _, chosen = transfer.plan_gaps(0.02)
+    assert chosen == []
