@@ -61,9 +61,10 @@ def block(record: Mapping[str, Any], order: Sequence[str] = ()) -> str:
 
 
 def percent_of(execution: Mapping[str, Any]) -> float:
-    if execution.get("state") == "SUCCEEDED":
-        return 100.0
+    """What the API says happened (it never shows progress that did not happen, even after SUCCEEDED)."""
     value = execution.get("percent")
+    if value is None and execution.get("state") == "SUCCEEDED":
+        return 100.0
     if isinstance(value, int | float) and not isinstance(value, bool):
         return max(0.0, min(100.0, float(value)))
     done, total = execution.get("blocks_acked"), execution.get("blocks_total")
@@ -90,6 +91,8 @@ def progress_line(execution: Mapping[str, Any], name_width: int = 16) -> str:
     reason = execution.get("reason") or execution.get("last_reason")
     if reason and state in TERMINAL and state != "SUCCEEDED":
         line += f"  ({reason})"
+    if execution.get("note"):
+        line += f"  [note: {execution['note']}]"
     return line
 
 

@@ -54,7 +54,9 @@ PATH: dict[str, dict[str, Any]] = {
     "job_id": {"type": "string", "minLength": 1, "maxLength": 64, "description": "job id (job-<20 hex>)",
                "example": "job-0123456789abcdef0123"},
     "upload_id": {"type": "string", "minLength": 1, "maxLength": 64,
-                  "description": "package upload id (up-<20 hex>)", "example": "up-0123456789abcdef0123"},
+                  "description": "package upload id: up-<20 hex>, or up-<20 hex>.<16 hex> for a staging object "
+                                 "replaced after its decision (judged as its own upload)",
+                  "example": "up-0123456789abcdef0123"},
     "key_id": {"type": "string", "minLength": 1, "maxLength": 64,
                "description": "publisher key id (16 hex: SHA-256 of the DER public key)",
                "example": "0123456789abcdef"},

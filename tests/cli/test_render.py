@@ -19,6 +19,9 @@ from cli import render
     ({"epn": "d1", "state": "IN_PROGRESS", "percent": 250, "reason": "ignored while running"},
      ["100.0%"], ["ignored"]),
     ({"epn": "d1", "state": "QUEUED"}, ["  0.0%", "QUEUED"], ["blocks"]),
+    ({"epn": "d1", "state": "SUCCEEDED", "percent": 0.0, "blocks_acked": 0, "blocks_total": 9,
+      "note": "SUCCEEDED before the device acknowledged every block"},
+     ["  0.0%", "SUCCEEDED", "0/9 blocks", "[note: SUCCEEDED before"], ["100.0%"]),
 ])
 def test_progress_line(execution: dict[str, Any], present: list[str], absent: list[str]) -> None:
     line = render.progress_line(execution)
