@@ -2,8 +2,10 @@
 
 Block mode: every frame is checked (size before decoding, CRC, stream, range, exact size), written in
 place, acknowledged by the ack policy once durable, and gaps are asked for again with `get` after
-`get_interval` without progress (doubling up to 8 s). URL mode: one Range request per tick; a server
-sending more than asked ends the download FAILED. The stall budget (agent.guard.check_stall, for every
+`get_interval` without progress (doubling up to 8 s); a spool found complete on resume is acknowledged
+before verification. URL mode: one Range request per tick, a DOWNLOADING status with the blocks held
+every 3 s while they grow (the cloud's only progress signal there); a server sending more than asked
+ends the download FAILED. The stall budget (agent.guard.check_stall, for every
 state in machine.STALL) fails the download when no new data arrives for that long while connected.
 Mixed into agent.runtime.Agent.
 """
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 
 MAX_GET_INTERVAL = 8.0
 URL_TIMEOUT = 30.0
+URL_PROGRESS_INTERVAL = 3.0  # URL mode has no acks: a DOWNLOADING status with `progress` this often
 
 
 class Downloading:
@@ -49,10 +52,13 @@ class Downloading:
             self.url = UrlDownload(job.url, self.spool, self.request_url, session=self.http,
                                    timeout=min(URL_TIMEOUT, self.stall_budget), clock=self.clock)
         now = self.clock()
-        self.last_progress = self.last_flush = now
+        self.last_progress = self.last_flush = self.last_progress_report = now
+        self.reported_count = 0
         self.last_get = now
         self.get_backoff = self.get_interval
         if self.spool.complete:
+            if self.url is None:  # resumed with every block held: tell the cloud before moving on
+                self.send_ack()
             self.fire(Event.COMPLETE)
 
     def close_download(self: Agent) -> None:
@@ -121,6 +127,7 @@ class Downloading:
             if self.spool.complete:
                 self.finish_download()
                 return
+            self.report_url_progress()
         now = self.clock()
         if self.acks.idle_due(now):
             self.send_ack()
@@ -131,6 +138,14 @@ class Downloading:
         if self.transport.connected and self.url is None and idle and now - self.last_get >= self.get_backoff:
             self.request_missing()
             self.get_backoff = min(self.get_backoff * 2, MAX_GET_INTERVAL)
+
+    def report_url_progress(self: Agent) -> None:
+        """URL mode: the blocks held so far, every URL_PROGRESS_INTERVAL while they grow (block mode has acks)."""
+        assert self.spool is not None
+        now = self.clock()
+        if now - self.last_progress_report >= URL_PROGRESS_INTERVAL and self.spool.count > self.reported_count:
+            self.report("IN_PROGRESS", step="DOWNLOADING")
+            self.last_progress_report, self.reported_count = now, self.spool.count
 
     def stall_reason(self: Agent) -> str:
         held = f" ({self.spool.count}/{self.spool.block_count} blocks)" if self.spool is not None else ""

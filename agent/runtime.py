@@ -75,6 +75,8 @@ class Agent(Downloading, Steps, Guard):
         self.verified: Verified | None = None
         self.last_progress = 0.0
         self.last_flush = 0.0
+        self.last_progress_report = 0.0
+        self.reported_count = 0
         self.last_get = 0.0
         self.get_backoff = get_interval
         self.dropped: dict[str, int] = {}

@@ -14,7 +14,7 @@ from agent.machine import CHECKPOINTS
 from agent.runtime import Agent
 from otaformat import wire
 
-from .conftest import NOW
+from .conftest import NOW, FakeTransport
 from .pkgtools import build_package, frames, job_for
 
 
@@ -106,3 +106,39 @@ def test_crash_after_block_write_requests_only_missing(harness, publisher):
     wanted = wire.decode_request(harness.transport.leaf("get")[-1]).wanted(job.block_count)
     assert wanted[0] >= 8 and wanted[-1] == job.block_count - 1
     assert set(range(8)).isdisjoint(wanted)
+
+
+class CrashOnFinalAck(FakeTransport):
+    """Dies (as a power cut would) right after the last block is durable, before the download is left."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self.total = total
+
+    def publish(self, topic_name: str, payload: bytes, *, wait: float = 0.0) -> bool:
+        if topic_name.endswith("/ack") and wire.decode_ack(payload).contiguous >= self.total:
+            raise SimulatedCrash("after the final block was made durable")
+        return super().publish(topic_name, payload, wait=wait)
+
+
+def test_a_download_found_complete_on_resume_is_acknowledged_before_verification(harness, publisher):
+    """The cloud counts only acknowledged blocks: a device that resumes with every block says so first."""
+    key, _ = publisher
+    package, envelope = build_package(key, version="2.0.0", files={"bin/app": os.urandom(6000)})
+    job = job_for(package, envelope, block_size=512, window=4)
+    dying = CrashOnFinalAck(job.block_count)
+    harness.agent = Agent(harness.config, dying, clock=harness.clock, wall=lambda: NOW)
+    harness.agent.start()
+    harness.job(job)
+    with pytest.raises(SimulatedCrash):
+        for f in frames(job, package):
+            harness.send("blk", f)
+    harness.transport.sent.clear()
+    harness.fresh()  # restart on the same data_dir with a transport that works
+    acks = [wire.decode_ack(p) for p in harness.transport.leaf("ack")]
+    assert acks and acks[0].received(job.block_count) == set(range(job.block_count))
+    first_ack = next(i for i, (t, _) in enumerate(harness.transport.sent) if t.endswith("/ack"))
+    verifying = next(i for i, (t, p) in enumerate(harness.transport.sent) if t.endswith("/status")
+                     and b"VERIFYING" in p)
+    assert first_ack < verifying
+    assert [s.state for s in harness.transport.terminal()] == ["SUCCEEDED"]

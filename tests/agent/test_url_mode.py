@@ -200,3 +200,25 @@ def test_agent_in_url_mode_asks_for_a_fresh_url(harness, publisher):
         assert not harness.transport.leaf("ack")  # URL mode sends no acks
     finally:
         server.close()
+
+
+def test_url_mode_reports_its_progress_while_downloading(harness, publisher):
+    """URL mode has no acks: the agent sends DOWNLOADING statuses with the blocks it holds, every 3 s."""
+    package, envelope = build_package(publisher[0], files={"bin/app": os.urandom(6 << 20)})
+    server = PackageServer(package, uses=1000)
+    try:  # 6 MiB in 1 MiB ranges, one range per turn, a turn a second: about 6 s of downloading
+        job = job_for(package, envelope, mode="url", url=server.url("t"), block_size=32 * 1024)
+        harness.job(job)
+        held: list[int] = []
+        for _ in range(400):
+            if harness.transport.terminal():
+                break
+            harness.idle(1.0)
+            held = [s.progress for s in harness.transport.statuses()
+                    if s.state == "IN_PROGRESS" and s.step == "DOWNLOADING" and s.progress]
+        assert [s.state for s in harness.transport.terminal()] == ["SUCCEEDED"]
+        assert held, "no progress was reported while downloading"
+        assert held == sorted(held) and len(set(held)) == len(held)  # only when it grew, never backwards
+        assert all(h < job.block_count for h in held)
+    finally:
+        server.close()
