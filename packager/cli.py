@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -24,7 +25,7 @@ from otaformat.manifest import COMPRESSIONS, DELTA_ENCODINGS, KINDS, SCRIPT_ROLE
 from otaformat.signing import generate_key, public_key_pem
 from otaformat.verdict import Verdict, judge, trusted_keys
 
-from . import files
+from . import files, mcuboot
 from .inspect import describe
 
 PROG = "ota-pack"
@@ -102,6 +103,10 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
         path = getattr(args, role.replace("-", "_"))
         if path:
             scripts.append((role, files.read_bounded(path, files.MAX_SCRIPT_BYTES, f"--{role} script")))
+    if args.mcuboot and not args.firmware:
+        raise UsageError("--mcuboot needs --firmware IMAGE")
+    if args.mcuboot_key and not args.mcuboot:
+        raise UsageError("--mcuboot-key needs --mcuboot")
     if args.firmware:
         if scripts:
             raise UsageError("a --firmware package cannot carry install scripts")
@@ -110,18 +115,50 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
     else:
         sources = files.read_tree(args.source)
         kind = args.kind or "app"
+    compression = args.compression or "zstd"
+    if args.mcuboot:
+        compression = _check_mcuboot(args, sources[0].data, kind)
     created = _created(args.created)
-    spec = BuildSpec(
-        app=args.app, version=args.version, models=tuple(args.model), created=format_timestamp(created),
-        expires=_expires(args.expires, created), kind=kind, compression=args.compression,
-        min_agent_version=args.min_agent_version, scripts=tuple(scripts), labels=tuple(_labels(args.label)),
-    )
+
+    def build(labels: tuple[tuple[str, str], ...]) -> bytes:
+        spec = BuildSpec(
+            app=args.app, version=args.version, models=tuple(args.model), created=format_timestamp(created),
+            expires=_expires(args.expires, created), kind=kind, compression=compression,
+            min_agent_version=args.min_agent_version, scripts=tuple(scripts), labels=labels,
+        )
+        try:
+            return build_full(spec, sources, key)
+        except FormatError as err:
+            raise UsageError(err.reason) from err
+
     key = files.read_private_key(args.key)
-    try:
-        package = build_full(spec, sources, key)
-    except FormatError as err:
-        raise UsageError(err.reason) from err
+    labels = tuple(_labels(args.label))
+    if args.mcuboot:
+        try:
+            package = mcuboot.build_aligned(build, labels)
+        except mcuboot.ImageError as err:
+            raise UsageError(f"--mcuboot: {err}") from err
+    else:
+        package = build(labels)
     return _write(args.out, f"{args.app}-{args.version}", package, out)
+
+
+def _check_mcuboot(args: argparse.Namespace, image: bytes, kind: str) -> str:
+    """Check an MCUboot image for `--mcuboot`; returns the compression to use (always none)."""
+    if args.compression not in (None, "none"):
+        raise UsageError("--mcuboot packages are not compressed: the payload goes to the slot as is")
+    if kind != "firmware":
+        raise UsageError("--mcuboot packages are of kind firmware")
+    try:
+        parsed = mcuboot.parse_image(image)
+        if args.mcuboot_key:
+            mcuboot.check_signature(image, parsed, files.read_bounded(args.mcuboot_key, 65536, "--mcuboot-key"))
+    except mcuboot.ImageError as err:
+        raise UsageError(f"--mcuboot {args.firmware}: {err}") from err
+    if parsed.version != args.version:
+        raise UsageError(f"--version {args.version} differs from the image's version {parsed.version} "
+                         "(imgtool sign --version)")
+    return "none"
 
 
 def _labels(items: Sequence[str] | None) -> list[tuple[str, str]]:
@@ -199,8 +236,17 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     return 0 if ok else 2
 
 
+def _tool_version() -> str:
+    """The installed distribution's version (as `ota --version` prints it)."""
+    try:
+        return metadata.version("ota-service")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Build, sign, delta, verify and inspect OTA packages.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_tool_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("keygen", help="make an ECDSA P-256 signing key pair")
@@ -221,8 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expires", help=f"days after --created (default {DEFAULT_EXPIRY_DAYS}) or a UTC timestamp")
     p.add_argument("--created", help="UTC timestamp or epoch seconds (default: $SOURCE_DATE_EPOCH, else now)")
     p.add_argument("--min-agent-version", default="1.0.0")
-    p.add_argument("--compression", choices=COMPRESSIONS, default="zstd", help="default zstd (level 19)")
+    p.add_argument("--compression", choices=COMPRESSIONS, help="default zstd (level 19); none with --mcuboot")
     p.add_argument("--label", action="append", metavar="KEY=VALUE", help="free-form label (repeatable)")
+    p.add_argument("--mcuboot", action="store_true",
+                   help="--firmware IMAGE is an imgtool-signed MCUboot image for the MCU library (docs/mcu.md)")
+    p.add_argument("--mcuboot-key", metavar="PEM", help="with --mcuboot: check the image signature with this key")
     p.add_argument("--key", required=True, help="private key PEM (from keygen)")
     p.add_argument("--out", required=True, help="output file, or a directory for PACKAGE_ID.otapkg")
     p.set_defaults(func=cmd_build)
