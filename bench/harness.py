@@ -179,7 +179,8 @@ class LocalService:
             time.sleep(0.2)
         raise RuntimeError("package scan did not finish")
 
-    def start_agent(self, epn: str, *, log_level: str = "WARNING") -> procs.Started:
+    def agent_config(self, epn: str) -> Path:
+        """Pre-authorise `epn` and write a fresh agent home (empty data and install root); its config."""
         made = self.api.post("/devices", {"epn": epn, "model": MODEL})
         home = self.directory / "agents" / epn
         home.mkdir(parents=True, exist_ok=True)
@@ -191,9 +192,13 @@ class LocalService:
             f'epn = "{epn}"\nmodel = "{MODEL}"\ndata_dir = "data"\ninstall_root = "root"\n'
             f'[registration]\napi_url = "{self.state["api_url"]}"\ntoken = "{made["registration_token"]}"\n'
             f'[trust]\npublisher_keys = ["{self.directory / "publisher.pub"}"]\n')
+        return config
+
+    def start_agent(self, epn: str, *, log_level: str = "WARNING") -> procs.Started:
+        config = self.agent_config(epn)
         env = dict(os.environ, PYTHONPATH=str(stack.PROJECT_DIR), OTA_AGENT_LOG=log_level)
         started = procs.start(f"agent {epn}", [sys.executable, "-m", "agent", "--config", str(config)],
-                              home / "agent.log", env=env, cwd=stack.PROJECT_DIR)
+                              config.parent / "agent.log", env=env, cwd=stack.PROJECT_DIR)
         self.agents[epn] = started
         return started
 

@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import CACHE, MODEL, LocalService, MiB, Profiler, build_package, package_content
+from bench.harness import CACHE, LocalService, MiB, Profiler, build_package, package_content
 from local import procs, stack
 from otaformat import wire
 
@@ -109,21 +108,11 @@ class LossService(LocalService):
     """The harness's service; `start_lossy_agent` runs an agent through `bench.loss agent`."""
 
     def start_lossy_agent(self, epn: str, rate: float, seed: int, events: Path) -> procs.Started:
-        made = self.api.post("/devices", {"epn": epn, "model": MODEL})
-        home = self.directory / "agents" / epn
-        home.mkdir(parents=True, exist_ok=True)
-        for old in ("data", "root"):
-            if (home / old).exists():
-                shutil.rmtree(home / old)
-        config = home / "agent.toml"
-        config.write_text(
-            f'epn = "{epn}"\nmodel = "{MODEL}"\ndata_dir = "data"\ninstall_root = "root"\n'
-            f'[registration]\napi_url = "{self.state["api_url"]}"\ntoken = "{made["registration_token"]}"\n'
-            f'[trust]\npublisher_keys = ["{self.directory / "publisher.pub"}"]\n')
+        config = self.agent_config(epn)
         env = dict(os.environ, PYTHONPATH=str(stack.PROJECT_DIR), OTA_AGENT_LOG="WARNING")
         argv = [sys.executable, "-m", "bench.loss", "agent", "--loss", str(rate), "--seed", str(seed),
                 "--events", str(events), "--", "--config", str(config)]
-        started = procs.start(f"agent {epn}", argv, home / "agent.log", env=env, cwd=stack.PROJECT_DIR)
+        started = procs.start(f"agent {epn}", argv, config.parent / "agent.log", env=env, cwd=stack.PROJECT_DIR)
         self.agents[epn] = started
         return started
 
