@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet clean os-deps
+.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss clean os-deps web-deps
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,11 +13,15 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) os-deps
+setup: $(STAMP) os-deps web-deps
 
 # mosquitto (the local IoT Core) and zstd/xdelta3 (benchmarks) come from the OS package manager.
 os-deps:
 	@$(PY) -m local.osdeps
+
+# the web console's pinned toolkit (web/package-lock.json) into git-ignored web/node_modules, with npm ci
+web-deps: os-deps
+	@$(PY) -m local.console install
 
 test: setup
 	$(PY) -m pytest -q -n 2 --timeout 600 tests
@@ -40,6 +44,9 @@ bench-transfer: setup
 
 bench-fleet: setup
 	$(PY) -m bench.fleet
+
+bench-loss: setup
+	$(PY) -m bench.loss
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .local-stack .demo

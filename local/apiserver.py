@@ -15,6 +15,9 @@ API Gateway in front of the same app:
   error the HTTP layer answers itself get a JSON body in the API's error shape
   (`{"error", "message"}`, chalicelib.api.errors) instead of http.server's HTML page: 405
   `MethodNotAllowedError` for a method, as Chalice answers an undeclared method of a known route.
+
+It also serves the operator web console's static files under `/console/` (GET and HEAD only; which
+path is which file: local/console.py), on the same origin as the API, so the console needs no CORS.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from chalice.local import (
     RouteMatcher,
     ThreadedHTTPServer,
 )
+
+from local import console
 
 REQUEST_QUEUE_SIZE = 128
 # what API Gateway routes; anything else is answered 405 before it reaches the app
@@ -78,6 +83,40 @@ class LocalApiHandler(ChaliceRequestHandler):
                                                                   app_object.api.binary_types)
         # skip ChaliceRequestHandler.__init__ (it would build a second gateway with the stock matcher)
         super(ChaliceRequestHandler, self).__init__(request, client_address, server)
+
+    def do_GET(self) -> None:
+        if console.wants(self.path):
+            self._serve_console()
+        else:
+            self._generic_handle()
+
+    do_HEAD = do_GET
+
+    def _serve_console(self) -> None:
+        """A console file (or its directory's redirect); anything else under /console/ is a JSON 404."""
+        bare = self.path.partition("?")[0]
+        if bare == console.PREFIX:
+            self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+            self.send_header("Location", console.PREFIX + "/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        file = console.resolve(self.path)
+        if file is None:
+            hint = "" if console.installed() else " (the console's toolkit is not installed: make setup)"
+            self.send_error(HTTPStatus.NOT_FOUND, f"no console file {bare[:200]}{hint}")
+            return
+        data = file.read_bytes()
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", console.content_type(file))
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Every answer http.server makes itself, in the API's JSON error shape (never an HTML page)."""

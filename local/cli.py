@@ -4,6 +4,7 @@
     ota-local down [--dir .local-stack]
     ota-local env [--dir .local-stack]      # export lines: eval "$(ota-local env)"
     ota-local status [--dir .local-stack]
+    ota-local console [--dir .local-stack]  # the web console's sign-in link (it holds the token)
 
 `up` returns once everything runs (the processes keep running in the background) unless
 `--foreground`, which stays until Ctrl-C or until one process dies, and then stops them all.
@@ -19,9 +20,11 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from cli.parser import version
 from local import procs
-from local.stack import StackError, StackOptions, load, running, stop_all, summary, up
+from local.stack import StackError, StackOptions, console_url, load, running, stop_all, summary, up
 
 DEFAULT_DIR = Path(".local-stack")
 
@@ -40,9 +43,11 @@ def env_lines(state: dict[str, Any]) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ota-local", description="the OTA service on one machine")
+    parser.add_argument("--version", action="version", version=f"ota-local {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("up", "start the stack"), ("down", "stop every process of the stack"),
-                       ("env", "print export lines for the stack"), ("status", "show what runs")):
+                       ("env", "print export lines for the stack"), ("status", "show what runs"),
+                       ("console", "print the web console's sign-in link (it holds the operator token)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack directory (default .local-stack)")
         if name == "up":
@@ -51,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--device-workers", type=int, default=1, help="bridge pollers of the device queue")
             p.add_argument("--timeout", type=float, default=60.0, help="seconds each process may take to start")
     return parser
+
+
+def _console(state: dict[str, Any]) -> int:
+    """The console's sign-in link: the token rides in the URL fragment, which the browser never sends; the
+    page keeps it in sessionStorage and removes it from the address bar (web/js/session.js)."""
+    url = console_url(state)
+    if url is None:
+        print("error: this stack runs no API", file=sys.stderr)
+        return 1
+    print(f"{url}#token={quote(state['token'], safe='')}")
+    print("(this link signs in as the operator: treat it as the token; the page keeps it for that tab only)",
+          file=sys.stderr)
+    return 0
 
 
 def _interrupt(*_args: object) -> None:
@@ -106,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "env":
             print("\n".join(env_lines(load(directory))))
             return 0
+        if args.command == "console":
+            return _console(load(directory))
         state = load(directory)
         alive = {p.pid for p in running(directory)}
         print(summary(state))

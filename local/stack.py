@@ -252,10 +252,16 @@ def stop_all(directory: Path, grace: float = 5.0) -> list[str]:
     return stopped
 
 
+def console_url(state: Mapping[str, Any]) -> str | None:
+    """The web console's address (served by the API process, same origin; local/console.py)."""
+    return f"{state['api_url']}/console/" if state.get("api_url") else None
+
+
 def summary(state: Mapping[str, Any]) -> str:
     lines = [f"stack in {state['directory']}"]
     if state.get("api_url"):
         lines.append(f"  API        {state['api_url']}  (bearer token in {STACK_FILE})")
+        lines.append(f"  console    {console_url(state)}  (sign-in link: ota-local console --dir {state['directory']})")
     lines.append(f"  moto       {state.get('moto_url')}")
     mqtt = state.get("mqtt", {})
     lines.append(f"  MQTT (TLS) 127.0.0.1:{mqtt.get('port')}  CA {mqtt.get('ca')}")
