@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss clean os-deps web-deps
+.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss package clean os-deps web-deps
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy otaformat chalicelib packager cli app.py
+	$(VENV)/bin/mypy otaformat chalicelib packager cli app.py infra
 
 demo: setup
 	$(PY) -m local.demo
@@ -47,6 +47,11 @@ bench-fleet: setup
 
 bench-loss: setup
 	$(PY) -m bench.loss
+
+# The Lambda bundle and SAM template in out/, proven: vendor/, chalice package, the bundle imported alone,
+# every handler against a recorded AWS event on moto, cfn-lint (infra/package.py; infra/README.md).
+package: $(STAMP)
+	$(PY) -m infra.package
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .local-stack .demo

@@ -1,6 +1,10 @@
 """The Chalice app: powertools middleware (structured logs with correlation ids, metrics, tracing) and
 the blueprints. Nothing else lives here: routes are in chalicelib/api, triggers in chalicelib/triggers.
 
+Tracing: every function has X-Ray active tracing (.chalice/config.json "xray"); Powertools' Tracer patches
+boto3 and each middleware below runs the handler inside its own subsegment (`## observe_http`, ...)
+annotated with the handler kind, so the DynamoDB, S3, SQS and IoT calls of a request, a
+batch or a sweep hang under it. The token authorizer has no middleware and is traced by Lambda alone.
 Tracing switches itself off outside Lambda (and with POWERTOOLS_TRACE_DISABLED=true).
 """
 
@@ -33,7 +37,9 @@ for blueprint in (auth.bp, devices.bp, keys.bp, packages.bp, jobs.bp, staging.bp
 
 
 @app.middleware("http")
+@tracer.capture_method(capture_response=False)
 def observe_http(event: Any, get_response: Any) -> Any:
+    tracer.put_annotation(key="Handler", value="http")
     headers = event.headers or {}
     context = (event.context or {}) if isinstance(event.context, dict) else {}
     logger.set_correlation_id(headers.get("x-correlation-id") or context.get("requestId") or uuid.uuid4().hex)
@@ -46,7 +52,9 @@ def observe_http(event: Any, get_response: Any) -> Any:
 
 
 @app.middleware("sqs")
+@tracer.capture_method(capture_response=False)
 def observe_sqs(event: Any, get_response: Any) -> Any:
+    tracer.put_annotation(key="Handler", value="sqs")
     records = event.to_dict().get("Records") or [{}]
     logger.set_correlation_id(records[0].get("messageId") or uuid.uuid4().hex)
     result = get_response(event)
@@ -57,7 +65,9 @@ def observe_sqs(event: Any, get_response: Any) -> Any:
 
 
 @app.middleware("scheduled")
+@tracer.capture_method(capture_response=False)
 def observe_schedule(event: Any, get_response: Any) -> Any:
+    tracer.put_annotation(key="Handler", value="scheduled")
     logger.set_correlation_id(event.to_dict().get("id") or uuid.uuid4().hex)
     result = get_response(event)
     logger.info("sweep", extra={"result": result})

@@ -10,11 +10,14 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .domain.ports import CertificateSigner, Clock, DeviceRegistry, MalwareScanner, Publisher, Repository, Storage
 from .services.device_messages import HotCache
-from .settings import Settings
+from .settings import Settings, SettingsError
+
+BUNDLE_ROOT = Path(__file__).resolve().parent.parent  # /var/task on Lambda: app.py, chalicelib/, vendor's files
 
 
 @dataclass
@@ -81,11 +84,7 @@ def build(settings: Settings, session: Any = None) -> Container:
     if settings.signer == "local-ca":
         signer = LocalCaSigner(settings.local_ca_dir or "")
     else:
-        ca = ""
-        if settings.mqtt_ca:
-            with open(settings.mqtt_ca, encoding="ascii") as handle:
-                ca = handle.read()
-        signer = IotSigner(iot, ca)
+        signer = IotSigner(iot, read_ca(settings.mqtt_ca or ""))
     return Container(
         settings=settings,
         repository=DynamoRepository(session.client("dynamodb"), settings.table_name),
@@ -95,3 +94,21 @@ def build(settings: Settings, session: Any = None) -> Container:
         registry=IotRegistry(iot, settings.iot_policy_name),
         scanner=BuiltinScanner(),
     )
+
+
+def read_ca(path: str) -> str:
+    """The PEM CA certificate(s) at `path` (relative: to the bundle root); SettingsError if unusable.
+
+    With the `iot` signer this is what registration hands to devices as their broker's trust anchor:
+    an empty or wrong answer would leave every device unable to connect, so it fails at start instead."""
+    file = Path(path)
+    if not file.is_absolute():  # the bundle's root on Lambda; vendor/ in a checkout (infra/package.py fills it)
+        bundled, vendored = BUNDLE_ROOT / file, BUNDLE_ROOT / "vendor" / file
+        file = vendored if vendored.exists() and not bundled.exists() else bundled
+    try:
+        text = file.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SettingsError(f"invalid OTA settings: OTA_MQTT_CA={path!r} cannot be read ({err})") from err
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise SettingsError(f"invalid OTA settings: OTA_MQTT_CA={path!r} holds no PEM certificate")
+    return text

@@ -110,6 +110,9 @@ class Settings:
                 problems.append("OTA_OPERATOR_TOKEN_SHA256 is missing (required when OTA_AUTH=token)")
             elif not _HEX64.fullmatch(token_hash.lower()):
                 problems.append("OTA_OPERATOR_TOKEN_SHA256 must be 64 hex characters (sha256 of the token)")
+        if signer == "iot" and mqtt_ca is None:
+            problems.append("OTA_MQTT_CA is missing (required when OTA_SIGNER=iot: the Amazon root CA file handed to "
+                            "devices at registration; the bundle ships AmazonRootCA1.pem)")
         if signer == "local-ca" and ca_dir is None:
             problems.append("OTA_LOCAL_CA_DIR is missing (required when OTA_SIGNER=local-ca)")
         if publisher == "mqtt":

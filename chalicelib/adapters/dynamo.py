@@ -3,8 +3,9 @@
 Items: pk/sk primary key, three sparse indexes (gsi1 lists by collection or by job, gsi2 lists a
 device's executions, gsi3 holds only what is active: ACTIVE jobs under one key and QUEUED/IN_PROGRESS
 executions spread over ACTIVE_SHARDS keys; a put without gsi3 keys drops the item from it), `ver`
-(optimistic concurrency, checked by condition expressions) and `doc` (the entity as JSON, see
-domain.models.to_record). Does not: business rules; those are in services.
+(optimistic concurrency, checked by condition expressions), `doc` (the entity as JSON, see
+domain.models.to_record) and, on REJECTED packages only, `expires_at` (DynamoDB TTL, epoch seconds).
+Does not: business rules; those are in services.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from ..domain.executions import ACTIVE
 from ..domain.models import Device, E, Execution, Job, Package, PublisherKey, from_record, to_record
 
 ACTIVE_SHARDS = 8  # spreads the writes of many live executions over several index partitions
+# TTL (the table's TimeToLiveSpecification on `expires_at`, infra/template.yaml): a REJECTED package's
+# record goes 90 days after its upload, with its quarantined object (the staging bucket's lifecycle rule).
+REJECTED_TTL_SECONDS = 90 * 24 * 3600
 _ROOT = {Device: "DEV", PublisherKey: "KEY", Package: "PKG", Job: "JOB", Execution: "EXEC"}
 
 
@@ -74,6 +78,8 @@ class DynamoRepository:
         item.update({k: {"S": v} for k, v in _indexes(entity).items()})
         item["ver"] = {"N": str(entity.version)}
         item["doc"] = {"S": json.dumps(to_record(entity), separators=(",", ":"))}
+        if isinstance(entity, Package) and entity.state == "REJECTED":
+            item["expires_at"] = {"N": str(int(entity.created_at) + REJECTED_TTL_SECONDS)}
         return item
 
     def _create(self, entity: Any) -> None:

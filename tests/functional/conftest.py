@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import certifi
 import pytest
 from chalice.test import Client
 from moto import mock_aws
@@ -33,6 +34,7 @@ def env() -> dict[str, str]:
         "OTA_SIGNER": "iot", "OTA_AUTH": "token", "OTA_MQTT_HOST": "mqtt.example.test", "OTA_MQTT_PORT": "8883",
         "OTA_OPERATOR_TOKEN_SHA256": hashlib.sha256(TOKEN.encode()).hexdigest(),
         "OTA_MAX_PACKAGE_BYTES": str(32 * 1024 * 1024),
+        "OTA_MQTT_CA": certifi.where(),  # the iot signer requires a CA file (a PEM bundle stands in)
     }
 
 
