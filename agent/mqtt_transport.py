@@ -4,6 +4,8 @@ Client id = EPN ID, clean_session False (MQTT 3.1.1), TLS with client certificat
 TCP_NODELAY on the socket (Nagle would cap a QoS 1 transfer at about 11 blocks/s), automatic
 reconnect with exponential backoff (1..30 s). Subscribes to ota/{epn}/job|blk|cmd on every connect.
 Inbound messages over their topic's size limit are dropped here, before decoding (THREATS 23).
+When it cannot connect it says why (agent.connect_errors: refused, revoked or expired certificate,
+broker certificate that does not verify, ...), once per distinct reason and again every 10 minutes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -18,9 +21,24 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from otaformat import topics
 
+from .connect_errors import explain, explain_log
 from .transport import Connected, Disconnected, Message, Sink, within_limit
 
 log = logging.getLogger("ota-agent")
+REPEAT_SECONDS = 600.0  # the same connection problem is logged again this often
+
+
+class _Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt raised (paho drops the exception)."""
+
+    last_error: BaseException | None = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        try:
+            return super().reconnect()
+        except OSError as err:
+            self.last_error = err
+            raise
 
 
 class MqttTransport:
@@ -31,8 +49,9 @@ class MqttTransport:
         self.sink: Sink | None = None
         self.prefix = f"{topics.PREFIX}/{epn}/"
         self._connected = False
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=epn, clean_session=False,
-                             protocol=mqtt.MQTTv311)
+        self._said: tuple[str, float] | None = None  # the last problem logged, and when
+        self._alert: str | None = None  # a TLS alert the broker sent after the handshake
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=epn, clean_session=False, protocol=mqtt.MQTTv311)
         if ca or cert:
             client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
                            tls_version=ssl.PROTOCOL_TLS_CLIENT)
@@ -44,6 +63,7 @@ class MqttTransport:
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_socket_open = self._on_socket_open
+        client.on_log = self._on_log
         self.client = client
 
     @property
@@ -81,21 +101,42 @@ class MqttTransport:
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if getattr(reason, "is_failure", False):
-            log.warning("broker refused the connection: %s", reason)
+            self._problem(f"the broker refused the connection: {reason} (is this device's certificate registered "
+                          "and its client id its EPN?)")
             return
         self._connected = True
+        self._said, self._alert = None, None
         client.subscribe([(topics.topic(self.epn, leaf), 1) for leaf in topics.CLOUD_TO_DEVICE])
         log.info("connected to %s:%s", self.host, self.port)
         if self.sink:
             self.sink(Connected())
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        log.warning("cannot reach the broker at %s:%s; retrying with backoff", self.host, self.port)
+        err = getattr(client, "last_error", None)
+        why = explain(err, self.host, self.port) if err is not None else f"cannot reach {self.host}:{self.port}"
+        self._problem(f"cannot reach the broker at {self.host}:{self.port}: {why}")
+
+    def _on_log(self, client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self._alert = explain_log(text) or self._alert
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        was = self._connected
         self._connected = False
+        why = f"{reason} ({self._alert})" if self._alert else str(reason)
+        if self._alert or not was:
+            self._problem(f"disconnected from {self.host}:{self.port}: {why}; retrying with backoff")
         if self.sink:
-            self.sink(Disconnected(str(reason)))
+            self.sink(Disconnected(why))
+
+    def _problem(self, text: str) -> None:
+        """Log a connection problem at WARNING once, and again only after REPEAT_SECONDS (else at DEBUG)."""
+        now = time.monotonic()
+        if self._said is None or self._said[0] != text or now - self._said[1] >= REPEAT_SECONDS:
+            log.warning("%s", text)
+            self._said = (text, now)
+        else:
+            log.debug("%s", text)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if not msg.topic.startswith(self.prefix) or self.sink is None:
