@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss package clean os-deps web-deps
+.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss bench-large package clean os-deps web-deps
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-fleet: setup
 
 bench-loss: setup
 	$(PY) -m bench.loss
+
+bench-large: setup
+	$(PY) -m bench.large
 
 # The Lambda bundle and SAM template in out/, proven: vendor/, chalice package, the bundle imported alone,
 # every handler against a recorded AWS event on moto, cfn-lint (infra/package.py; infra/README.md).

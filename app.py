@@ -19,7 +19,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice
 
-from chalicelib.api import auth, devices, jobs, keys, packages
+from chalicelib.api import auth, commands, devices, jobs, keys, packages, releases
 from chalicelib.api.cors import console_cors
 from chalicelib.api.errors import in_house_shape
 from chalicelib.triggers import device_messages, schedules, staging
@@ -32,7 +32,8 @@ logging.getLogger("chalicelib")  # register the package logger so it gets the st
 copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})
 
 app.api.cors = console_cors() or False  # the web console on another origin (OTA_CONSOLE_ORIGIN); before the routes
-for blueprint in (auth.bp, devices.bp, keys.bp, packages.bp, jobs.bp, staging.bp, device_messages.bp, schedules.bp):
+for blueprint in (auth.bp, devices.bp, keys.bp, packages.bp, jobs.bp, commands.bp, releases.bp, staging.bp,
+                  device_messages.bp, schedules.bp):
     app.register_blueprint(blueprint)
 
 

@@ -1,8 +1,10 @@
 """`ota-agent --config agent.toml`: validate the configuration, register if needed, run the agent.
 
 Exit codes: 0 after SIGTERM/SIGINT, 2 for a bad configuration (one line naming the field), 1 for a
-registration or start-up failure (one line). OTA_AGENT_CRASH_AT=<checkpoint>[:n] is for tests only:
-it kills the agent with SIGKILL at that checkpoint (see docs/agent.md).
+registration or start-up failure (one line), 75 after installing a new agent of itself (the service
+manager starts it again: see agent.selfupdate, agent/ota-agent.service).
+OTA_AGENT_CRASH_AT=<checkpoint>[:n] is for tests only: it kills the agent with SIGKILL at that checkpoint
+(see docs/agent.md).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import os
 import signal
 import sys
 
+from otaformat.errors import FormatError
+
 from . import AGENT_VERSION
-from .config import ConfigError, load_config
+from .config import ConfigError, load_config, transport_problem
 from .machine import CHECKPOINTS
 
 
@@ -30,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"ota-agent: configuration error: {err}", file=sys.stderr)
         return 2
+    problem = transport_problem(config)
+    if problem:
+        print(f"ota-agent: configuration error: {problem}", file=sys.stderr)
+        return 2
     crash_spec = os.environ.get("OTA_AGENT_CRASH_AT")
     if crash_spec and crash_spec.partition(":")[0] not in CHECKPOINTS:
         print(f"ota-agent: OTA_AGENT_CRASH_AT must be one of {', '.join(CHECKPOINTS)}", file=sys.stderr)
@@ -39,11 +47,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .installer import InstallError
+    from .selfupdate import child_env, launch, wall_now
+    from .store import StoreError
+
+    try:  # the launcher: settle a self-update trial, then run the installed agent if there is one
+        target = launch(config, ["--config", args.config, "--log-level", args.log_level], wall_now())
+    except (OSError, StoreError, FormatError, InstallError) as err:
+        print(f"ota-agent: cannot check for an installed agent: {err}", file=sys.stderr)
+        return 1
+    if target is not None:  # the installed agent (self-update): replace this process with it
+        try:
+            os.execve(target[0], target, child_env())
+        except OSError as err:
+            print(f"ota-agent: cannot start {target[0]}: {err.strerror}; running the factory agent", file=sys.stderr)
     from .guard import crash_point
     from .mqtt_transport import MqttTransport
     from .register import RegistrationError, register, stored_credentials
     from .runtime import Agent
-    from .store import StoreError
 
     ca, cert, key = config.tls_ca, config.tls_cert, config.tls_key
     host, port = config.broker_host, config.broker_port
@@ -75,4 +96,4 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     agent.run()
-    return 0
+    return agent.restart_code

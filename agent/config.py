@@ -15,8 +15,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from otaformat import commands as oc
 from otaformat.errors import FormatError
 from otaformat.ids import check_app, check_epn, check_model
+from otaformat.messages import CHANNEL
 from otaformat.signing import key_id, load_public_key
 from otaformat.versions import Version
 
@@ -50,6 +52,19 @@ class Config:
     ack_fraction: float = 0.5
     fsync_interval: float = 0.2
     keepalive: int = 30
+    broker_plaintext: bool = False  # [broker] plaintext = true: MQTT without TLS, asked for explicitly
+    command_allow: tuple[str, ...] = ()  # remote command types this device runs (none unless listed)
+    command_hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # type -> argv
+    command_output_max: int = 4096
+    restart_grace: float = 120.0
+    log_file: str | None = None
+    channel: str | None = None  # automatic updates ([auto]); None: off
+    check_interval: float = 3600.0
+    check_jitter: float = 0.2
+    pins: dict[str, str] = field(default_factory=dict)  # app -> version kept (never updated automatically)
+    opt_out: tuple[str, ...] = ()  # managed apps not updated automatically
+    self_update_app: str | None = None  # [self_update] app: packages of kind agent for it replace this agent
+    trial_seconds: float = 120.0  # the new agent must connect and confirm within this
 
 
 def _table(d: dict[str, Any], key: str) -> dict[str, Any]:
@@ -101,7 +116,7 @@ def load_config(path: str) -> Config:
 
 def parse_config(raw: dict[str, Any], base: str) -> Config:
     known = {"epn", "model", "data_dir", "install_root", "broker", "tls", "registration", "trust", "apps",
-             "limits", "ack"}
+             "limits", "ack", "commands", "auto", "self_update"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
@@ -118,6 +133,9 @@ def parse_config(raw: dict[str, Any], base: str) -> Config:
     host = _string(broker, "host", "broker.") or "127.0.0.1"
     port = int(_number(broker, "port", "broker.", 1883, 1, 65535))
     keepalive = int(_number(broker, "keepalive", "broker.", 30, 5, 3600))
+    plaintext = broker.get("plaintext", False)
+    if not isinstance(plaintext, bool):
+        raise ConfigError("broker.plaintext must be true or false")
 
     tls = _table(raw, "tls")
     ca, cert, key = (_path(base, _string(tls, k, "tls.")) for k in ("ca", "cert", "key"))
@@ -173,6 +191,15 @@ def parse_config(raw: dict[str, Any], base: str) -> Config:
 
     limits = _table(raw, "limits")
     ack = _table(raw, "ack")
+    commands = _commands(_table(raw, "commands"), base)
+    auto = _auto(_table(raw, "auto"), tuple(managed))
+    update = _table(raw, "self_update")
+    if sorted(set(update) - {"app", "trial_seconds"}):
+        raise ConfigError(f"unknown key self_update.{sorted(set(update) - {'app', 'trial_seconds'})[0]}")
+    try:
+        self_app = None if update.get("app") is None else check_app(update.get("app"))
+    except FormatError as err:
+        raise ConfigError(f"self_update.app: {err.reason}") from err
     return Config(
         epn=epn, model=model, data_dir=data_dir, install_root=install_root, trusted_keys=trusted,
         broker_host=host, broker_port=port, tls_ca=ca, tls_cert=cert, tls_key=key,
@@ -183,5 +210,68 @@ def parse_config(raw: dict[str, Any], base: str) -> Config:
         ack_idle=_number(ack, "idle_ms", "ack.", 50, 1, 10000) / 1000,
         ack_fraction=_number(ack, "fraction", "ack.", 0.5, 0.01, 1.0),
         fsync_interval=_number(ack, "fsync_ms", "ack.", 200, 1, 10000) / 1000,
-        keepalive=keepalive,
+        keepalive=keepalive, broker_plaintext=plaintext, **commands, **auto, self_update_app=self_app,
+        trial_seconds=_number(update, "trial_seconds", "self_update.", 120, 5, 86400),
     )
+
+
+HOOKS = {"reboot": "reboot", "restart-agent": "restart_agent", "restart-app": "restart_app"}
+
+
+def _commands(table: dict[str, Any], base: str) -> dict[str, Any]:
+    """[commands]: allow (command types), one hook argv per restart type, output_max, restart_grace, log_file."""
+    known = {"allow", "output_max", "restart_grace", "log_file", *HOOKS.values()}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"unknown key commands.{unknown[0]}")
+    allow = table.get("allow", [])
+    if not isinstance(allow, list) or not all(a in oc.TYPES for a in allow):
+        raise ConfigError(f"commands.allow must be a list of command types ({', '.join(oc.TYPES)})")
+    hooks: dict[str, tuple[str, ...]] = {}
+    for kind, key in HOOKS.items():
+        argv = table.get(key)
+        if argv is None:
+            if kind in allow:
+                raise ConfigError(f"commands.allow lists {kind} but commands.{key} (the hook's argv) is not set")
+            continue
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) and a for a in argv):
+            raise ConfigError(f"commands.{key} must be a non-empty list of strings (argv)")
+        hooks[kind] = tuple(argv)
+    return {"command_allow": tuple(allow), "command_hooks": hooks,
+            "command_output_max": int(_number(table, "output_max", "commands.", 4096, 256, oc.MAX_OUTPUT)),
+            "restart_grace": _number(table, "restart_grace", "commands.", 120, 1, 3600),
+            "log_file": _path(base, _string(table, "log_file", "commands."))}
+
+
+def _auto(table: dict[str, Any], managed: tuple[str, ...]) -> dict[str, Any]:
+    """[auto]: channel (turns automatic updates on), check_interval, check_jitter, pin, opt_out."""
+    unknown = sorted(set(table) - {"channel", "check_interval", "check_jitter", "pin", "opt_out"})
+    if unknown:
+        raise ConfigError(f"unknown key auto.{unknown[0]}")
+    channel = table.get("channel")
+    if channel is not None and (not isinstance(channel, str) or not CHANNEL.fullmatch(channel)):
+        raise ConfigError(f"auto.channel must match {CHANNEL.pattern}")
+    pins, opt_out = table.get("pin", {}), table.get("opt_out", [])
+    if not isinstance(pins, dict) or not isinstance(opt_out, list):
+        raise ConfigError("auto.pin must be a table of app = \"version\" and auto.opt_out a list of apps")
+    for app in [*pins, *opt_out]:
+        if app not in managed:
+            raise ConfigError(f"auto.pin/auto.opt_out name {str(app)[:64]!r}, which is not in apps.managed")
+    try:
+        for version in pins.values():
+            Version.parse(version)
+    except FormatError as err:
+        raise ConfigError(f"auto.pin: {err.reason}") from err
+    return {"channel": channel, "pins": dict(pins), "opt_out": tuple(opt_out),
+            "check_interval": _number(table, "check_interval", "auto.", 3600, 1, 7 * 86400),
+            "check_jitter": _number(table, "check_jitter", "auto.", 0.2, 0, 0.9)}
+
+
+def transport_problem(config: Config) -> str | None:
+    """Why this configuration must not start, or None: without TLS credentials ([tls] cert/key) and
+    without [registration] (which provides them) the agent would speak plain MQTT, which it does only
+    when `broker.plaintext = true` says so."""
+    if config.tls_cert or (config.api_url and config.registration_token) or config.broker_plaintext:
+        return None
+    return ("neither [tls] (cert and key) nor [registration] is configured, so the agent would talk plain "
+            "MQTT; set [broker] plaintext = true to allow that (closed test networks only)")

@@ -75,6 +75,15 @@ class Guard:
                 return
             self.fail(Event.JOB_REFUSED, "FAILED", reason)  # a job document was being accepted
             return
+        if state == State.COMMANDING:  # the command ends FAILED; a second fault (reporting it) drops it
+            record = self.store.data.get("command") or {}
+            if record.get("outcome") is None and record:
+                record["outcome"] = {"state": "FAILED", "reason": reason}
+                self.store.save()
+                return
+            self.store.data["command"] = None
+            self.fire(Event.FAULT)
+            return
         if state == State.COMMITTING and self.store.data.get("state") == State.REPORTING.value:
             self.fire(Event.COMMITTED)  # the commit is persisted: what failed was clean-up, never roll back
             return

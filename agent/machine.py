@@ -18,6 +18,8 @@ class State(StrEnum):
     COMMITTING = "COMMITTING"
     ROLLING_BACK = "ROLLING_BACK"
     REPORTING = "REPORTING"
+    COMMANDING = "COMMANDING"  # a verified remote command runs (agent.commanding); only entered from IDLE
+    TRIAL = "TRIAL"  # a new agent is installed, not committed: it must connect and confirm (agent.selfupdate)
 
 
 class Event(StrEnum):
@@ -34,6 +36,10 @@ class Event(StrEnum):
     ROLLED_BACK = "ROLLED_BACK"  # previous `current` restored
     REPORTED = "REPORTED"  # terminal status published, spool removed
     FAULT = "FAULT"  # an unexpected exception in a step, timer or handler: the execution ends FAILED
+    COMMAND_ACCEPTED = "COMMAND_ACCEPTED"  # a command passed every check; its id is persisted as seen
+    COMMAND_DONE = "COMMAND_DONE"  # its outcome was reported (or it was dropped after a fault)
+    TRIAL_STARTED = "TRIAL_STARTED"  # an agent package is installed: restart into it before committing
+    CONFIRMED = "CONFIRMED"  # the new agent connected and its report was acknowledged
 
 
 TRANSITIONS: dict[tuple[State, Event], State] = {
@@ -59,6 +65,14 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.COMMITTING, Event.FAULT): State.ROLLING_BACK,
     (State.ROLLING_BACK, Event.FAULT): State.REPORTING,
     (State.REPORTING, Event.FAULT): State.IDLE,
+    # Remote commands: one at a time, never during an execution (the cloud resends them after it).
+    (State.IDLE, Event.COMMAND_ACCEPTED): State.COMMANDING,
+    (State.COMMANDING, Event.COMMAND_DONE): State.IDLE,
+    (State.COMMANDING, Event.FAULT): State.IDLE,
+    # Self-update: commit only once the new agent confirmed; otherwise the launcher restores the old one.
+    (State.COMMITTING, Event.TRIAL_STARTED): State.TRIAL,
+    (State.TRIAL, Event.CONFIRMED): State.COMMITTING,
+    (State.TRIAL, Event.FAULT): State.ROLLING_BACK,
 }
 
 # States that wait on the network, and the event their stall budget fires when no progress was made for
@@ -76,6 +90,8 @@ RESUME: dict[State, State] = {
     State.COMMITTING: State.COMMITTING,  # `current` already switched: finishing the commit is idempotent
     State.ROLLING_BACK: State.ROLLING_BACK,  # rollback is idempotent
     State.REPORTING: State.REPORTING,  # publish the persisted outcome again (QoS 1, the cloud dedups)
+    State.COMMANDING: State.COMMANDING,  # never run again: report it (a reboot or restart-agent succeeded)
+    State.TRIAL: State.TRIAL,  # the new agent's first start (the launcher restores the old one otherwise)
 }
 
 # Steps of otaformat.messages.Status reported while IN_PROGRESS.

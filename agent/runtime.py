@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import secrets
 import threading
 import time
 from collections import deque
@@ -28,12 +29,16 @@ from otaformat.errors import FormatError
 
 from . import AGENT_VERSION
 from .acks import AckPolicy
+from .autocheck import AutoCheck
+from .commanding import Commanding
 from .config import Config
 from .download import UrlDownload
 from .downloading import Downloading
 from .guard import Guard
+from .history import History
 from .installer import Installer
 from .machine import REPORTED_STEP, STALL, Event, State, next_state, resume_state
+from .selfupdate import SelfUpdate
 from .spool import Spool, remove_spool
 from .steps import Steps
 from .store import Store, remove_stray_temps
@@ -44,7 +49,7 @@ log = logging.getLogger("ota-agent")
 GET_INTERVAL = 1.0
 
 
-class Agent(Downloading, Steps, Guard):
+class Agent(Downloading, Steps, Commanding, AutoCheck, SelfUpdate, History, Guard):
     def __init__(self, config: Config, transport: Transport, *, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], datetime] = lambda: datetime.now(UTC),
                  crash: Callable[[str], None] = lambda name: None, get_interval: float = GET_INTERVAL,
@@ -82,6 +87,9 @@ class Agent(Downloading, Steps, Guard):
         self.dropped: dict[str, int] = {}
         self.blocks_received = 0
         self.stop_event = threading.Event()
+        self.next_check: float | None = None  # automatic updates: when the next inventory goes out
+        self.instance = secrets.token_hex(8)  # tells a restart apart from this run (agent.commanding)
+        self.restart_code = 0  # the exit status asked for (selfupdate.TRIAL_EXIT: start me again)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -111,8 +119,7 @@ class Agent(Downloading, Steps, Guard):
         return self.publish("status", messages.encode(status), wait=wait)
 
     def publish_inventory(self) -> None:
-        inv = messages.Inventory(AGENT_VERSION, self.cfg.model, dict(self.store.data["apps"]))
-        self.publish("status", messages.encode(inv))
+        self.publish("status", messages.encode(self.inventory_message()))
 
     def fire(self, event: Event) -> None:
         new = next_state(self.state, event)
@@ -140,7 +147,9 @@ class Agent(Downloading, Steps, Guard):
                 self.job = decoded if isinstance(decoded, messages.JobDocument) else None
             except FormatError:
                 self.job = None
-        if self.state != State.IDLE and self.job is None:
+        if self.state not in (State.IDLE, State.COMMANDING) and self.job is None:
+            self.state = State.IDLE
+        if self.state == State.COMMANDING and not self.store.data.get("command"):
             self.state = State.IDLE
         if self.state.value != persisted:
             if persisted == State.INSTALLING.value:
@@ -170,6 +179,7 @@ class Agent(Downloading, Steps, Guard):
             self.guarded(f"handling {type(item).__name__}", self.dispatch, item)
         self.guarded("running timers", self.tick)
         self.guarded("checking the stall budget", self.check_stall)
+        self.guarded("checking for releases", self.auto_check)
         self.run_steps()
 
     def close(self) -> None:
@@ -215,6 +225,8 @@ class Agent(Downloading, Steps, Guard):
                 self.on_block(item.payload)
             elif item.leaf == "job":
                 self.on_job_message(item.payload)
+            elif item.leaf == "cmd":
+                self.on_command_message(item.payload)
             else:
                 log.info("ignoring message on %s (not supported by this agent)", item.leaf)
 

@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from otaformat import messages
 from otaformat.errors import FormatError
 
+from .history import append_once, history_line
 from .installer import InstallError
 from .machine import Event, State
 from .spool import Spool, remove_spool
-from .store import append_line, atomic_write, last_line
-from .verify import Refusal, Verified, verify_download
+from .store import atomic_write
+from .verify import Refusal, Verified
+from .verify_stream import verify_spool
 
 if TYPE_CHECKING:
     from .runtime import Agent
@@ -37,6 +39,8 @@ class Steps:
             State.COMMITTING: self.step_committing,
             State.ROLLING_BACK: self.step_rolling_back,
             State.REPORTING: self.step_reporting,
+            State.COMMANDING: self.step_commanding,
+            State.TRIAL: self.step_trial,
         }
         while self.state in steps:
             event = steps[self.state]()
@@ -52,14 +56,15 @@ class Steps:
         try:
             spool = self.spool or Spool(self.spool_dir, package_size=job.package_size, block_size=job.block_size,
                                         block_count=job.block_count, stream=job.stream)
-            data = spool.read_all()
+            path = spool.path
         except Exception as err:
             self.store.data["outcome"] = {"state": "FAILED", "reason": f"cannot read the downloaded package: {err}"}
             return Event.REJECTED
         finally:
             self.close_download()
         try:
-            self.verified = verify_download(job, data, self.policy, now=self.wall(), base_content=self.base_content)
+            self.verified = verify_spool(job, path, self.policy, now=self.wall(), base_content=self.base_content,
+                                         workdir=self.spool_dir)
         except Refusal as refusal:
             self.store.data["outcome"] = {"state": refusal.state, "reason": refusal.reason}
             return Event.REJECTED
@@ -160,6 +165,8 @@ class Steps:
     # -- COMMITTING -------------------------------------------------------------------------------
 
     def step_committing(self: Agent) -> Event | None:
+        if self.is_self_update(self.store.data["install"] or {}) and not self.store.data["install"].get("confirmed"):
+            return self.start_trial()  # a new agent commits only after it confirmed itself
         self.crash("before-commit")
         try:
             return self.commit()
@@ -174,10 +181,8 @@ class Steps:
         if not info.get("committed_at"):
             info["committed_at"] = stamp
             self.store.save()
-        history = os.path.join(self.cfg.data_dir, "history.txt")
-        line = f"{stamp} {app} {version}"
-        if last_line(history) != line and not info.get("noop"):
-            append_line(history, line)
+        if not info.get("noop"):
+            append_once(self.history_path, history_line(stamp, app, version, "SUCCEEDED"))
         self.store.data["apps"][app] = version
         floor = self.store.data["floors"].get(app)
         if floor is None or _key(version) > _key(floor):
@@ -202,6 +207,7 @@ class Steps:
     def step_rolling_back(self: Agent) -> Event | None:
         info = self.store.data.get("install")
         if info:
+            info["rolled_back"] = True  # for history.txt (persisted with the next transition)
             app, version, previous = info["app"], info["version"], info.get("previous")
             env = self.script_env(app, version, info.get("kind", ""), previous)
             try:
@@ -238,6 +244,7 @@ class Steps:
         xid = self.job.execution_id if self.job else "-"
         self.close_download()
         remove_spool(self.spool_dir)  # temp data goes before the outcome is told (THREATS 3)
+        self.record_attempt(outcome)  # history.txt: a line for a failed or rolled-back attempt too
         if not self.report(outcome["state"], reason=outcome.get("reason"), wait=REPORT_WAIT):
             return None
         self.store.remember_finished(xid, outcome)

@@ -139,6 +139,9 @@ def empty_state(apps: Mapping[str, str]) -> dict[str, Any]:
         "floors": dict(apps),
         "seq": 0,
         "finished": {},
+        "command": None,  # the remote command being run (agent.commanding)
+        "commands_seen": {},  # command id -> its expiry: ids already run (replays are refused)
+        "trial": None,  # a new agent on trial (agent.selfupdate)
     }
 
 

@@ -44,7 +44,7 @@ class Refusal(Exception):
 @dataclass(frozen=True)
 class Verified:
     manifest: Manifest
-    content: bytes  # full target content (files concatenated in manifest order)
+    content: bytes  # full target content (files concatenated in manifest order); bytes-like: verify_stream maps it
 
     def files(self) -> list[tuple[str, int, memoryview]]:
         return [(entry.path, entry.mode, data) for entry, data in iter_files(self.manifest, self.content)]

@@ -5,6 +5,9 @@
     ota packages upload FILE | list | show PKG | retire PKG
     ota jobs create --package PKG (--device EPN ... | --model M) [--mode block|url] [--block-size N] [--window W]
     ota jobs list | show ID [--device EPN] | cancel ID | watch ID
+    ota commands send TYPE (--device EPN ... | --model M) --key PUBLISHER.key [--script F] [--wait] | list | show ID
+    ota devices reboot|restart-agent EPN --key PUBLISHER.key
+    ota releases publish APP VERSION --model M [--channel C] | list
 
 PKG is an upload id or a name (`demo@1.1.0`, `demo@1.0.0..1.1.0`, `demo@1.1.0:MODEL`; cli.refs). The
 options, defaults, bounds, examples and exit codes are in cli.parser (and `ota --help`).
@@ -19,7 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from cli import commands as c
-from cli import refs
+from cli import refs, releases, remote
 from cli.client import ApiClient, ApiError, CliError, resolve, with_auth
 from cli.parser import build_parser
 from cli.watch import watch
@@ -27,6 +30,12 @@ from cli.watch import watch
 
 def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
     g, a = args.group, args.action
+    if g == "commands" or a in ("reboot", "restart-agent"):
+        return run_remote(args, api, out)
+    if g == "releases":
+        if a == "publish":
+            return releases.publish(api, out, args.app, args.app_version, args.model, args.channel)
+        return releases.list_(api, out)
     if g == "devices":
         if a == "add":
             return c.devices_add(api, out, args.epn, args.model)
@@ -59,6 +68,24 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
     if a == "cancel":
         return c.jobs_cancel(api, out, args.job_id)
     return watch(api, out, args.job_id, args.interval, args.timeout)
+
+
+def run_remote(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
+    a = args.action
+    if a == "list":
+        return remote.list_(api, out)
+    if a == "show":
+        return remote.show(api, out, args.command_id)
+    if a == "watch":
+        return remote.watch(api, out, args.command_id, args.interval, args.timeout)
+    if a == "send":
+        envelope = remote.build_envelope(args.key, args.type, args.devices, args.model, script=args.script,
+                                         app=args.app, max_bytes=args.max_bytes, timeout=args.timeout_seconds,
+                                         expires_in=args.expires_in)
+        return remote.send(api, out, envelope, args.wait, args.wait_timeout)
+    envelope = remote.build_envelope(args.key, a, [args.epn], None, timeout=args.timeout_seconds,
+                                     expires_in=args.expires_in)
+    return remote.send(api, out, envelope, True, args.wait_timeout)
 
 
 def error_line(err: CliError, as_json: bool) -> str:

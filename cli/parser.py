@@ -79,7 +79,8 @@ def build_parser() -> Parser:
                     + WHERE, epilog=EXIT_CODES, formatter_class=_Formatter)
     parser.add_argument("--version", action="version", version=f"ota {version()}")
     _globals(parser, suppress=False)
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{devices,keys,packages,jobs}")
+    groups = parser.add_subparsers(dest="group", required=True,
+                                   metavar="{devices,keys,packages,jobs,commands,releases}")
 
     def group(name: str, text: str) -> argparse._SubParsersAction:
         sub = groups.add_parser(name, help=text, description=text, epilog=EXIT_CODES, formatter_class=_Formatter)
@@ -101,6 +102,11 @@ def build_parser() -> Parser:
         "epn", help="EPN ID")
     action(devices, "rm", "deregister a device and revoke its certificate", "ota devices rm pump-0042").add_argument(
         "epn", help="EPN ID")
+    for kind in ("reboot", "restart-agent"):
+        p = action(devices, kind, f"send a signed {kind} command to one device and wait for its result",
+                   f"ota devices {kind} pump-0042 --key keys/publisher.key")
+        p.add_argument("epn", help="EPN ID")
+        _signing(p, wait=False)
 
     keys = group("keys", "publisher public keys packages are signed with")
     p = action(keys, "add", "register a publisher public key (PEM, ECDSA P-256)",
@@ -156,4 +162,49 @@ def build_parser() -> Parser:
     p.add_argument("job_id", help="job id")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (never)")
+
+    commands = group("commands", "signed remote commands: reboot, restart the agent or an app, run a script, logs")
+    p = action(commands, "send", "sign a command with your publisher key and send it to devices",
+               "ota commands send run-script --script check.sh --model model-a --key keys/publisher.key --wait",
+               "ota commands send collect-logs --device pump-0042 --max-bytes 4096 --key keys/publisher.key",
+               "ota commands send restart-app --app demo --device pump-0042 --key keys/publisher.key")
+    p.add_argument("type", choices=("reboot", "restart-agent", "restart-app", "run-script", "collect-logs"),
+                   help="what the devices do (each must be allowed in the device's [commands] allow)")
+    p.add_argument("--device", action="append", dest="devices", metavar="EPN", help="target device (repeatable)")
+    p.add_argument("--model", help="target every registered device of this model")
+    p.add_argument("--script", type=Path, metavar="FILE", help="run-script: the script to run (at most 8 KiB)")
+    p.add_argument("--app", help="restart-app: the app to restart")
+    p.add_argument("--max-bytes", type=_int(1, 8192), metavar="N", help="collect-logs: bytes of log, 1..8192")
+    _signing(p, wait=True)
+    action(commands, "list", "list commands (newest first) with counts per state", "ota commands list")
+    action(commands, "show", "a command and every device's result and output",
+           "ota commands show cmd-0123456789abcdef0123").add_argument("command_id", help="command id")
+    p = action(commands, "watch", "follow a command until every device has a result; exit 0 only if all SUCCEEDED",
+               "ota commands watch cmd-0123456789abcdef0123 --timeout 120")
+    p.add_argument("command_id", help="command id")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    p.add_argument("--timeout", type=float, default=None, help="give up after this many seconds (never)")
+
+    releases = group("releases", "what devices that update automatically should run")
+    p = action(releases, "publish", "publish a release: devices of the model on the channel that update the app "
+               "automatically install it", "ota releases publish demo 1.0.5 --model m1 --channel stable")
+    p.add_argument("app", help="app name")
+    p.add_argument("app_version", metavar="version", help="MAJOR.MINOR.PATCH of an AVAILABLE full package")
+    p.add_argument("--model", required=True, help="model number the release is for")
+    p.add_argument("--channel", default="stable", help="release channel (agent config [auto] channel)")
+    action(releases, "list", "list releases, newest first", "ota releases list")
     return parser
+
+
+def _signing(p: argparse.ArgumentParser, *, wait: bool) -> None:
+    p.add_argument("--key", type=Path, required=True, metavar="PEM",
+                   help="publisher private key to sign with (made by 'ota-pack keygen'; never sent anywhere)")
+    p.add_argument("--timeout-seconds", type=_int(1, 3600), default=60, metavar="S",
+                   help="how long the device lets the command run, 1..3600")
+    p.add_argument("--expires-in", type=_int(60, 7 * 86400), default=3600, metavar="S",
+                   help="devices refuse the command after this many seconds (an offline device gets it when it "
+                        "returns until then), 60..604800")
+    if wait:
+        p.add_argument("--wait", action="store_true", help="follow the command until every device has a result")
+    p.add_argument("--wait-timeout", type=float, default=None, metavar="S",
+                   help="with --wait (always for the device shortcuts): give up after this many seconds")

@@ -6,9 +6,11 @@ with `ota` (scan verdicts shown); one agent process per device (each registers w
 token and gets its own certificate), N of one model and M of another; a delta job refused while the
 devices lack its base; 1.0.0 to the first model by one job in block mode, then the delta, with live
 progress; an unsigned package REJECTED at the scan; a downgrade job refused with a 4xx; the other
-model untouched. `observe` collects what happened, `judge` turns it into the checklist (in one place);
-main prints it and exits 0 only if every item holds. Every process is stopped by PID at the end, also
-on errors and Ctrl-C/SIGTERM, unless --keep.
+model untouched; then a signed run-script command to every device of the first model with each
+device's output, and a release of 1.2.0 published for the model's `stable` channel that every device
+installs by itself (a delta from 1.1.0). `observe` collects what happened, `judge` turns it into the
+checklist (in one place); main prints it and exits 0 only if every item holds. Every process is
+stopped by PID at the end, also on errors and Ctrl-C/SIGTERM, unless --keep.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ from pathlib import Path
 from types import FrameType
 
 from local import procs, stack
-from local.outcomes import APP, MODEL, OTHER_MODEL, V1, V2, Facts, Outcomes, judge
+from local.outcomes import APP, MODEL, OTHER_MODEL, V1, V2, V3, Facts, Outcomes, judge
 from local.scenario import ScenarioError, Session, strip_signatures
+
+# every agent updates `demo` automatically on channel stable, and runs signed scripts and log requests
+AGENT_EXTRAS = ('[apps]\nmanaged = ["demo", "ota-agent"]\n[auto]\nchannel = "stable"\ncheck_interval = 30\n'
+                'opt_out = ["ota-agent"]\n[commands]\nallow = ["run-script", "collect-logs"]\n'
+                '[self_update]\napp = "ota-agent"\ntrial_seconds = 60\n')
+NEW_AGENT = '#!/bin/sh\nexec "$OTA_PYTHON" -m agent "$@"\n'  # the new agent's entry point (same code here)
+AGENT_APP, AGENT_V = "ota-agent", "1.1.0"
+CHECK_SCRIPT = 'echo "$OTA_EPN runs demo $(readlink "$OTA_DATA_DIR/../root/demo/current")"; uptime\n'
 
 
 @dataclass(frozen=True)
@@ -47,10 +57,11 @@ def make_packages(s: Session, size: int) -> dict[str, Path]:
     s.pack("keygen", "--out", str(keys), "--force")
     base = os.urandom(size)
     made = {"key": keys / "publisher.key", "pub": keys / "publisher.pub"}
-    for name, version in (("v1", V1), ("v2", V2)):
+    for name, version in (("v1", V1), ("v2", V2), ("v3", V3)):
         src = s.work / f"src-{version}"
         (src / "bin").mkdir(parents=True, exist_ok=True)
         data = base if version == V1 else base[: size // 2] + os.urandom(16384) + base[size // 2 + 16384:]
+        base = data if version == V2 else base
         (src / "bin" / "data").write_bytes(data)
         (src / "VERSION").write_text(version + "\n")
         made[name] = s.work / f"{APP}-{version}.otapkg"
@@ -62,6 +73,16 @@ def make_packages(s: Session, size: int) -> dict[str, Path]:
     made["delta"] = s.work / f"{APP}-{V1}-{V2}.delta.otapkg"
     s.pack("delta", "--from", str(made["v1"]), "--to", str(made["v2"]), "--key", str(made["key"]),
            "--out", str(made["delta"]))
+    made["delta3"] = s.work / f"{APP}-{V2}-{V3}.delta.otapkg"
+    s.pack("delta", "--from", str(made["v2"]), "--to", str(made["v3"]), "--key", str(made["key"]),
+           "--out", str(made["delta3"]))
+    agent_src = s.work / f"src-agent-{AGENT_V}"
+    (agent_src / "bin").mkdir(parents=True, exist_ok=True)
+    (agent_src / "bin" / "ota-agent").write_text(NEW_AGENT)
+    (agent_src / "bin" / "ota-agent").chmod(0o755)
+    made["agent"] = s.work / f"{AGENT_APP}-{AGENT_V}.otapkg"
+    s.pack("build", str(agent_src), "--app", AGENT_APP, "--version", AGENT_V, "--kind", "agent", "--model", MODEL,
+           "--key", str(made["key"]), "--compression", "none", "--out", str(made["agent"]))
     made["unsigned"] = strip_signatures(made["v1"], s.work / f"{APP}-{V1}.unsigned.otapkg")
     s.say(f"(made {made['unsigned'].name}: {made['v1'].name} with its signatures removed)")
     return made
@@ -72,7 +93,7 @@ def upload(s: Session, f: Facts, files: dict[str, Path]) -> dict[str, str]:
     if s.ota("keys", "add", str(files["pub"]), "--name", "demo-publisher").code != 0:
         raise ScenarioError("the publisher key was not registered")
     ids = {}
-    for name in ("v1", "v2", "delta", "m2", "unsigned"):
+    for name in ("v1", "v2", "delta", "m2", "unsigned", "v3", "delta3", "agent"):
         # `ota` refuses an unsigned file before uploading it; --no-local-check sends it to show the scan's verdict
         check = ["--no-local-check"] if name == "unsigned" else []
         done = s.ota("packages", "upload", str(files[name]), "--timeout", "120", *check)
@@ -91,9 +112,9 @@ def start_fleet(s: Session, f: Facts, model_epns: list[str], other_epns: list[st
                 timeout: float) -> None:
     s.say("\n== devices: pre-authorise, then one agent process each (it registers with its token)")
     for epn in model_epns:
-        s.start_agent(epn, MODEL, pub)
+        s.start_agent(epn, MODEL, pub, extra_config=AGENT_EXTRAS)
     for epn in other_epns:
-        s.start_agent(epn, OTHER_MODEL, pub)
+        s.start_agent(epn, OTHER_MODEL, pub, extra_config=AGENT_EXTRAS)
     everyone = set(model_epns + other_epns)
 
     def registered() -> bool:
@@ -156,6 +177,55 @@ def report(s: Session, f: Facts, model_epns: list[str], other_epns: list[str]) -
         s.ota("jobs", "show", job["job_id"])
 
 
+def command_to_group(s: Session, f: Facts, key: Path, timeout: float) -> None:
+    s.say(f"\n== a signed command to every {MODEL} device: run a script, collect each device's output")
+    script = s.work / "check.sh"
+    script.write_text(CHECK_SCRIPT)
+    done = s.ota("commands", "send", "run-script", "--script", str(script), "--model", MODEL, "--key", str(key),
+                 "--wait", "--wait-timeout", str(timeout))
+    f.command_code = done.code
+    found = re.search(r"command (cmd-[0-9a-f]+)", done.out)
+    if found is not None:
+        f.command = s.api.get(f"/commands/{found.group(1)}")
+
+
+def automatic_update(s: Session, f: Facts, model_epns: list[str], timeout: float) -> None:
+    s.say(f"\n== publish {APP} {V3} for {MODEL} on channel stable: the devices update themselves")
+    s.ota("releases", "publish", APP, V3, "--model", MODEL, "--channel", "stable")
+    wait_inventory(s, model_epns, V3, timeout)
+    for agent in [a for a in s.agents if a.epn in model_epns]:
+        auto = [e for e in s.api.get(f"/devices/{agent.epn}/executions").get("executions", [])
+                if e.get("job_id") not in {j["job_id"] for j in f.jobs.values()}]
+        state = auto[0].get("state") if len(auto) == 1 else f"{len(auto)} automatic executions"
+        f.auto[agent.epn] = (agent.current(APP), s.device(agent.epn).get("apps", {}).get(APP), state)
+    s.ota("devices", "show", model_epns[0])
+    s.ota("jobs", "list")
+
+
+def self_update(s: Session, f: Facts, upload_id: str, model_epns: list[str], timeout: float) -> None:
+    s.say(f"\n== the agents update themselves: {AGENT_APP} {AGENT_V} (kind agent) to every {MODEL} device; each "
+          "installs it, exits 75, is started again (here by the demo, as systemd would) and confirms")
+    made = s.ota("jobs", "create", "--package", upload_id, "--model", MODEL)
+    found = re.search(r"job (job-[0-9a-f]+)", made.out)
+    if made.code != 0 or found is None:
+        raise ScenarioError(f"self-update job not created: {made.err.strip()}")
+    job_id, deadline, restarts = found.group(1), time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        job = s.api.get(f"/jobs/{job_id}")
+        if job.get("state") != "ACTIVE" or sum(job["counts"].get(k, 0) for k in ("QUEUED", "IN_PROGRESS")) == 0:
+            break
+        for agent in list(s.agents):
+            if not procs.is_alive(agent.process.pid):
+                s.restart_agent(agent)
+                restarts += 1
+        time.sleep(0.3)
+    s.say(f"({restarts} agent restart(s) by the service manager)")
+    s.ota("jobs", "show", job_id)
+    for agent in [a for a in s.agents if a.epn in model_epns]:
+        view = s.api.get(f"/jobs/{job_id}/executions/{agent.epn}")
+        f.self_update[agent.epn] = (view.get("state"), agent.current(AGENT_APP), procs.is_alive(agent.process.pid))
+
+
 def run_scenario(s: Session, o: Options) -> Outcomes:
     """The whole scenario on a running stack; returns the judged outcomes (agents are left to the caller)."""
     f = Facts()
@@ -176,6 +246,12 @@ def run_scenario(s: Session, o: Options) -> Outcomes:
     if other_epns:
         rollout(s, f, "m2", ids["m2"], o, OTHER_MODEL)
     report(s, f, model_epns, other_epns)
+    command_to_group(s, f, files["key"], o.timeout)
+    automatic_update(s, f, model_epns, o.timeout)
+    self_update(s, f, ids["agent"], model_epns, o.timeout)
+    last = next(a for a in s.agents if a.epn == model_epns[0])
+    s.say(f"\n== {last.history} now (one line per attempt, with its result)\n"
+          + "\n".join(f"    {ln}" for ln in last.history_lines()))
     return judge(f, model_epns, other_epns)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 APP = "demo"
 MODEL, OTHER_MODEL = "demo-m1", "demo-m2"
-V1, V2 = "1.0.0", "1.1.0"
+V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
 
 
 @dataclass
@@ -30,6 +30,12 @@ class Facts:
     inventory: dict[str, str | None] = field(default_factory=dict)  # the API's device apps
     # the other model's devices after the first model's jobs: (executions, history lines, current, inventory)
     other_before: dict[str, tuple[int, int, str | None, str | None]] = field(default_factory=dict)
+    command: dict[str, Any] = field(default_factory=dict)  # the run-script command to the model, as shown
+    command_code: int | None = None  # `ota commands send --wait` exit status
+    auto: dict[str, tuple[str | None, str | None, str | None]] = field(default_factory=dict)  # after the release:
+    # epn -> (current, inventory, state of its automatic execution)
+    self_update: dict[str, tuple[str | None, str | None, bool]] = field(default_factory=dict)
+    # epn -> (execution state, installed agent version, agent process alive)
 
 
 @dataclass(frozen=True)
@@ -58,17 +64,28 @@ def _succeeded(job: dict[str, Any] | None, count: int) -> tuple[bool, str]:
     return counts.get("SUCCEEDED") == count == sum(counts.values()), str({k: v for k, v in counts.items() if v})
 
 
+def installed(lines: list[str]) -> list[str]:
+    """The versions a history.txt says were installed (`<stamp> <app> <version> SUCCEEDED`), in order."""
+    return [ln.split()[2] for ln in lines if len(ln.split()) >= 4 and ln.split()[3] == "SUCCEEDED"]
+
+
 def judge(f: Facts, model_epns: list[str], other_epns: list[str]) -> Outcomes:
     """The checklist: every expected outcome, checked explicitly."""
     v1_ok, v1_counts = _succeeded(f.jobs.get("v1"), len(model_epns))
     d_ok, d_counts = _succeeded(f.jobs.get("delta"), len(model_epns))
-    order_bad = [e for e in model_epns if [ln.split()[-1] for ln in f.histories.get(e, [])] != [V1, V2]]
+    order_bad = [e for e in model_epns if installed(f.histories.get(e, [])) != [V1, V2]]
     not_current = [e for e in model_epns if f.current.get(e) != V2 or f.inventory.get(e) != V2]
     touched = [e for e in other_epns if f.other_before.get(e, (1,)) != (0, 0, None, None)]
     own_ok, own_counts = _succeeded(f.jobs.get("m2"), len(other_epns))
-    own_bad = [e for e in other_epns if [ln.split()[-1] for ln in f.histories.get(e, [])] != [V1]
+    own_bad = [e for e in other_epns if installed(f.histories.get(e, [])) != [V1]
                or f.current.get(e) != V1]
     signed = ("v1", "v2", "delta", "m2")
+    runs = f.command.get("runs", [])
+    cmd_bad = [r.get("epn", "?") for r in runs if r.get("state") != "SUCCEEDED"
+               or f"{r.get('epn')} runs demo {V2}" not in (r.get("output") or "")]
+    cmd_ok = len(runs) == len(model_epns) and not cmd_bad and f.command_code == 0
+    auto_bad = [e for e in model_epns if f.auto.get(e) != (V3, V3, "SUCCEEDED")]
+    su_bad = [e for e in model_epns if f.self_update.get(e) != ("SUCCEEDED", "1.1.0", True)]
     items = [
         Outcome(f"{len(model_epns)} + {len(other_epns)} agents registered", f.devices == len(model_epns)
                 + len(other_epns), f"{f.devices} REGISTERED"),
@@ -92,5 +109,13 @@ def judge(f: Facts, model_epns: list[str], other_epns: list[str]) -> Outcomes:
                 not touched, ", ".join(touched)),
         Outcome(f"then its own package (one job for model {OTHER_MODEL}): SUCCEEDED, history lists only it",
                 own_ok and f.watch_codes.get("m2") == 0 and not own_bad, " ".join([own_counts, *own_bad])),
+    ]
+    items += [
+        Outcome(f"signed run-script command to every {MODEL} device: all SUCCEEDED with their output",
+                cmd_ok, ", ".join(cmd_bad) or f"{len(runs)} run(s), ota exit {f.command_code}"),
+        Outcome(f"release {APP} {V3} published for {MODEL}/stable: every device installed it by itself "
+                "(an execution each, SUCCEEDED)", not auto_bad and bool(f.auto), ", ".join(auto_bad)),
+        Outcome(f"agent self-update to ota-agent 1.1.0 on every {MODEL} device: restarted into it, confirmed, "
+                "SUCCEEDED", not su_bad and bool(f.self_update), ", ".join(su_bad)),
     ]
     return Outcomes(tuple(items), f)

@@ -159,8 +159,10 @@ class Session:
             return err.status, str(err)
         return 200, ""
 
-    def start_agent(self, epn: str, model: str, publisher_pub: Path, *, register: bool = True) -> Agent:
-        """Pre-authorise `epn` (if `register`), write its config and start its agent process."""
+    def start_agent(self, epn: str, model: str, publisher_pub: Path, *, register: bool = True,
+                    extra_config: str = "") -> Agent:
+        """Pre-authorise `epn` (if `register`), write its config (plus `extra_config` TOML tables) and start
+        its agent process."""
         home = self.work / epn
         if register:
             made = self.ota("devices", "add", epn, "--model", model)
@@ -169,7 +171,7 @@ class Session:
                 raise ScenarioError(f"cannot add device {epn}: {made.err.strip()}")
             home.mkdir(parents=True, exist_ok=True)
             (home / "agent.toml").write_text(agent_config(epn, model, self.state["api_url"], token.group(1),
-                                                          publisher_pub))
+                                                          publisher_pub) + extra_config)
         argv = [sys.executable, "-m", "agent", "--config", str(home / "agent.toml")]
         started = procs.start(f"agent {epn}", argv, home / "agent.log", cwd=stack.PROJECT_DIR,
                               env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OTA_"))})

@@ -14,6 +14,10 @@ Encodings (names as in `manifest.DELTA_ENCODINGS`):
   dictionary, long-distance matching and a window covering base + target (what ``zstd --patch-from``
   does).
 
+The bsdiff encodings' matches come from bsdiff4's suffix sort or, for the builder that has the
+`hdiffpatch` package, from HDiffPatch's covers (`otaformat.hdiffmatch`; windowed from 1 MiB on, which
+bounds build memory near 3-4x the image): the wire format is the same, decoders need nothing new.
+
 Applying never trusts the patch: declared sizes are checked against `max_output` before anything is
 allocated, every decompression is capped, bsdiff control triples are validated before the C patcher
 sees them. `apply_verified_delta` adds the base hash check first and the result hash check last.
@@ -26,10 +30,12 @@ import bz2
 import hashlib
 import lzma
 import struct
+from collections.abc import Callable
 
 import bsdiff4.core as bscore
 import zstandard
 
+from . import hdiffmatch
 from .container import bounded_zstd, check_content
 from .errors import UnsafeArchiveError, VerificationError
 from .manifest import DELTA_ENCODINGS, Manifest
@@ -40,12 +46,20 @@ BSZ_MAGIC = b"OTABSZ01"
 BSX_MAGIC = b"OTABSX01"
 _BSZ_HEADER = struct.Struct(">8s6Q")
 _MAX_LENGTH = (1 << 31) - 2  # bsdiff4's C core uses int lengths
+XZ_DICT_DIVISOR = 8  # windowed builds: LZMA dictionary = target / 8 (at least 64 KiB); the encoder needs ~11x it
+Progress = Callable[[float], None]
 
 
-def make_delta(base: bytes, target: bytes, encodings: tuple[str, ...] | None = None) -> tuple[str, bytes]:
+def make_delta(
+    base: bytes, target: bytes, encodings: tuple[str, ...] | None = None, progress: Progress | None = None
+) -> tuple[str, bytes]:
     """Try every encoding (or those given) and return (encoding, patch) for the smallest patch.
 
     Deterministic: the same inputs give the same patch. Ties go to the earlier name in DELTA_ENCODINGS.
+    Targets of `hdiffmatch.WINDOW_FROM` bytes and more, with no encodings given, get one ``bsdiff4-xz``
+    patch whose matches HDiffPatch finds in windows (bounded memory and time; see `hdiffmatch`); smaller
+    ones get every candidate, ``bsdiff4-xz`` from both matchers. `progress`, when given, is called with
+    the fraction done (0 to 1) as the build goes.
     """
     wanted = tuple(encodings or DELTA_ENCODINGS)
     unknown = [e for e in wanted if e not in DELTA_ENCODINGS]
@@ -53,17 +67,33 @@ def make_delta(base: bytes, target: bytes, encodings: tuple[str, ...] | None = N
         raise ValueError(f"unknown delta encoding(s): {', '.join(unknown)}")
     if len(base) > _MAX_LENGTH or len(target) > _MAX_LENGTH:
         raise ValueError("base and target must each be below 2 GiB")
+    report = progress or (lambda _fraction: None)
+    large = len(target) >= hdiffmatch.WINDOW_FROM and hdiffmatch.available()
+    if large and encodings is None:
+        wanted = ("bsdiff4-xz",)
     candidates: list[tuple[int, str, bytes]] = []
     if "zstd-dict" in wanted:  # first: its match tables and bsdiff's suffix array are never alive together
         candidates.append((3, "zstd-dict", _zdict_encode(base, target)))
-    if any(name.startswith("bsdiff4") for name in wanted):
+    report(0.1)
+    if any(name in wanted for name in ("bsdiff4", "bsdiff4-zstd")) or ("bsdiff4-xz" in wanted and not large):
         control, diff, extra = bscore.diff(base, target)
+        report(0.3)
         if "bsdiff4" in wanted:
             candidates.append((0, "bsdiff4", _bsdiff_encode(len(target), control, diff, extra)))
         for rank, name in ((1, "bsdiff4-zstd"), (2, "bsdiff4-xz")):
             if name in wanted:
                 candidates.append((rank, name, _blocks_encode(name, len(target), control, diff, extra)))
         del control, diff, extra
+    start = 0.0 if large else 0.5
+    report(start)
+    if "bsdiff4-xz" in wanted and hdiffmatch.available():
+        control, diff, extra = hdiffmatch.covers_to_bsdiff(
+            base, target, lambda f: report(start + (0.6 - start) * f))
+        cap = max(len(target) // XZ_DICT_DIVISOR, 1 << 16) if large else None
+        candidates.append((2, "bsdiff4-xz", _blocks_encode("bsdiff4-xz", len(target), control, diff, extra, cap,
+                                                           lambda f: report(0.6 + 0.4 * f))))
+        del control, diff, extra
+    report(1.0)
     best = min(candidates, key=lambda c: (len(c[2]), c[0]))
     return best[1], best[2]
 
@@ -143,13 +173,30 @@ def _bounded_bz2(data: bytes, limit: int) -> bytes:
 # --- bsdiff4-zstd and bsdiff4-xz (bsdiff blocks, column-wise control, each block compressed) ------
 
 
-def _blocks_encode(encoding: str, len_dst: int, control: bytes, diff: bytes, extra: bytes) -> bytes:
-    columns = b"".join(control[j : j + 8] for col in range(3) for j in range(col * 8, len(control), 24))
-    pack = _zstd if encoding == "bsdiff4-zstd" else _xz
-    zc, zd, ze = (pack(b) for b in (columns, diff, extra))
+def _blocks_encode(encoding: str, len_dst: int, control: bytes, diff: bytes | memoryview, extra: bytes,
+                   dict_cap: int | None = None, report: Progress = lambda _fraction: None) -> bytes:
+    columns = _columns(control)
+    if encoding == "bsdiff4-zstd":
+        zc, zd, ze = (_zstd(b) for b in (columns, diff, extra))
+    elif dict_cap is None:
+        zc, zd, ze = _xz(columns, None, _COLUMN_OPTIONS), _xz(diff), _xz(extra)
+    else:  # large: the diff block (mostly zeros) only with lc0/lp0/pb0, which wins there; a capped dictionary
+        zc = _xz(columns, dict_cap, _COLUMN_OPTIONS)
+        hdiffmatch.release_heap()  # each LZMA encoder's ~11x-dictionary tables, before the next one
+        report(0.1)
+        zd = _xz(diff, dict_cap, _LC0)
+        hdiffmatch.release_heap()
+        report(0.85)
+        ze = _xz(extra, dict_cap)
     magic = BSZ_MAGIC if encoding == "bsdiff4-zstd" else BSX_MAGIC
     header = _BSZ_HEADER.pack(magic, len_dst, len(control), len(diff), len(extra), len(zc), len(zd))
     return header + zc + zd + ze
+
+
+def _columns(control: bytes) -> bytes:
+    """The control block column-wise: every triple's first integer, then every second, then every third."""
+    words = memoryview(control).cast("B").cast("Q")  # 8-byte groups moved as they are: no byte order involved
+    return b"".join(words[col::3].tobytes() for col in range(3))
 
 
 def _blocks_apply(encoding: str, base: bytes, patch: bytes, max_output: int) -> bytes:
@@ -216,7 +263,7 @@ def _window_log(size: int) -> int:
     return min(max(size.bit_length(), zstandard.WINDOWLOG_MIN), 31)
 
 
-def _zstd(data: bytes) -> bytes:
+def _zstd(data: bytes | memoryview) -> bytes:
     """zstd 19 + long window, match tables sized to the block (not the level's default)."""
     log = _window_log(len(data))
     params = zstandard.ZstdCompressionParameters.from_level(
@@ -231,11 +278,19 @@ def _xz_filters(raw_length: int, **extra: int) -> list[dict[str, int]]:
     return [{"id": lzma.FILTER_LZMA2, "dict_size": max(raw_length, 4096), **extra}]
 
 
-def _xz(data: bytes) -> bytes:
-    """Raw LZMA2, preset 9e, dictionary = block size; the smaller of default and lc0/lp0/pb0 literals."""
+_LC0: tuple[dict[str, int], ...] = ({"lc": 0, "lp": 0, "pb": 0},)
+_DEFAULT_OPTIONS: tuple[dict[str, int], ...] = ({}, *_LC0)
+_COLUMN_OPTIONS: tuple[dict[str, int], ...] = (*_DEFAULT_OPTIONS, {"lc": 0, "lp": 3, "pb": 3})  # 8-byte fields
+
+
+def _xz(data: bytes | memoryview, dict_cap: int | None = None,
+        options: tuple[dict[str, int], ...] = _DEFAULT_OPTIONS) -> bytes:
+    """Raw LZMA2, preset 9e, dictionary = block size (or `dict_cap` if smaller; a decoder with the full
+    block-size dictionary reads it all the same); the smallest of the literal/position `options` (lc, lp
+    and pb travel in the LZMA2 chunk headers, so the decoder needs none of them)."""
     preset = 9 | lzma.PRESET_EXTREME
-    options: tuple[dict[str, int], ...] = ({}, {"lc": 0, "lp": 0, "pb": 0})
-    outs = [lzma.compress(data, format=lzma.FORMAT_RAW, filters=_xz_filters(len(data), preset=preset, **o))
+    size = len(data) if dict_cap is None else min(len(data), dict_cap)
+    outs = [lzma.compress(data, format=lzma.FORMAT_RAW, filters=_xz_filters(size, preset=preset, **o))
             for o in options]
     return min(outs, key=len)
 

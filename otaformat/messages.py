@@ -6,6 +6,7 @@ unknown types, wrong field types and out-of-range values raise MalformedError na
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,12 @@ class Inventory:
     agent_version: str
     model: str
     apps: dict[str, str] = field(default_factory=dict)
+    channel: str | None = None  # automatic updates: the release channel the device follows
+    auto: tuple[str, ...] = ()  # the apps (at most 8) it installs releases of automatically
+
+
+CHANNEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+MAX_AUTO_APPS = 8
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,11 @@ def encode(message: JobDocument | Cancel | Status | Inventory | UrlRefresh) -> b
                 body[key] = value
         return canonical_json(body)
     if isinstance(message, Inventory):
-        return canonical_json({"v": 1, "type": "inventory", "agent_version": message.agent_version,
-                               "model": message.model, "apps": dict(message.apps)})
+        inventory: dict[str, Any] = {"v": 1, "type": "inventory", "agent_version": message.agent_version,
+                                     "model": message.model, "apps": dict(message.apps)}
+        if message.channel is not None:  # both absent for a device without automatic updates
+            inventory.update(channel=message.channel, auto=list(message.auto))
+        return canonical_json(inventory)
     return canonical_json({"v": 1, "type": "url", "x": message.execution_id})
 
 
@@ -130,7 +140,14 @@ def decode(
             Version.parse(version)
         agent_version = d.get("agent_version")
         Version.parse(agent_version)
-        return Inventory(str(agent_version), check_model(d.get("model")), dict(apps))
+        channel, auto = d.get("channel"), d.get("auto", [])
+        if channel is not None and (not isinstance(channel, str) or not CHANNEL.fullmatch(channel)):
+            raise MalformedError(f"field 'channel' must match {CHANNEL.pattern}")
+        if not isinstance(auto, list) or len(auto) > MAX_AUTO_APPS or (auto and channel is None):
+            raise MalformedError(f"field 'auto' must list at most {MAX_AUTO_APPS} app names, with a channel")
+        for name in auto:
+            check_app(name)
+        return Inventory(str(agent_version), check_model(d.get("model")), dict(apps), channel, tuple(auto))
     if kind == "url":
         return UrlRefresh(_text(d, "x", 64))
     raise MalformedError(f"unknown message type {str(kind)[:30]!r}")

@@ -9,6 +9,7 @@ from the --key file and never printed.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import NoReturn, TextIO
 
 from otaformat.build import BuildSpec, SourceFile, build_delta, build_full
 from otaformat.container import verify_package
+from otaformat.delta import make_delta
 from otaformat.errors import FormatError
 from otaformat.manifest import COMPRESSIONS, DELTA_ENCODINGS, KINDS, SCRIPT_ROLES, format_timestamp, parse_timestamp
 from otaformat.signing import generate_key, public_key_pem
@@ -27,6 +29,7 @@ from otaformat.verdict import Verdict, judge, trusted_keys
 
 from . import files, mcuboot
 from .inspect import describe
+from .progress import Progress
 
 PROG = "ota-pack"
 DEFAULT_EXPIRY_DAYS = 365
@@ -139,7 +142,8 @@ def cmd_build(args: argparse.Namespace, out: TextIO) -> int:
         except mcuboot.ImageError as err:
             raise UsageError(f"--mcuboot: {err}") from err
     else:
-        package = build(labels)
+        with Progress(f"building {args.app} {args.version}", fractions=False):
+            package = build(labels)
     return _write(args.out, f"{args.app}-{args.version}", package, out)
 
 
@@ -190,11 +194,13 @@ def cmd_delta(args: argparse.Namespace, out: TextIO) -> int:
     base, target = verified
     created = _created(args.created)
     try:
-        package = build_delta(
-            base, target, key, created=format_timestamp(created),
-            expires=_expires(args.expires, created) if args.expires else None,
-            encodings=tuple(args.encoding) if args.encoding else None, compression=args.compression,
-        )
+        with Progress(f"delta {base.manifest.version}->{target.manifest.version}") as progress:
+            package = build_delta(
+                base, target, key, created=format_timestamp(created),
+                expires=_expires(args.expires, created) if args.expires else None,
+                encodings=tuple(args.encoding) if args.encoding else None, compression=args.compression,
+                differ=functools.partial(make_delta, progress=progress),
+            )
     except FormatError as err:
         raise UsageError(err.reason) from err
     old, new = base.manifest, target.manifest

@@ -5,6 +5,9 @@ device's executions, gsi3 holds only what is active: ACTIVE jobs under one key a
 executions spread over ACTIVE_SHARDS keys; a put without gsi3 keys drops the item from it), `ver`
 (optimistic concurrency, checked by condition expressions), `doc` (the entity as JSON, see
 domain.models.to_record) and, on REJECTED packages only, `expires_at` (DynamoDB TTL, epoch seconds).
+Remote commands and releases follow the same layout: a command (CMD#) listed under gsi1 COMMANDS, one
+run per device (CMDRUN#<command>#<epn>) listed per command (gsi1), per device (gsi2 DEVCMD#) and, while
+QUEUED/DELIVERED/RUNNING, in gsi3 ACTIVECMD#<shard>; a release (REL#) under gsi1 RELEASES.
 Does not: business rules; those are in services.
 """
 
@@ -17,15 +20,29 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from ..domain.commands import ACTIVE as COMMAND_ACTIVE
 from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.executions import ACTIVE
-from ..domain.models import Device, E, Execution, Job, Package, PublisherKey, from_record, to_record
+from ..domain.models import (
+    CommandRun,
+    Device,
+    E,
+    Execution,
+    Job,
+    Package,
+    PublisherKey,
+    Release,
+    RemoteCommand,
+    from_record,
+    to_record,
+)
 
 ACTIVE_SHARDS = 8  # spreads the writes of many live executions over several index partitions
 # TTL (the table's TimeToLiveSpecification on `expires_at`, infra/template.yaml): a REJECTED package's
 # record goes 90 days after its upload, with its quarantined object (the staging bucket's lifecycle rule).
 REJECTED_TTL_SECONDS = 90 * 24 * 3600
-_ROOT = {Device: "DEV", PublisherKey: "KEY", Package: "PKG", Job: "JOB", Execution: "EXEC"}
+_ROOT = {Device: "DEV", PublisherKey: "KEY", Package: "PKG", Job: "JOB", Execution: "EXEC", RemoteCommand: "CMD",
+         CommandRun: "CMDRUN", Release: "REL"}
 
 
 def _id(entity: Any) -> str:
@@ -37,6 +54,12 @@ def _id(entity: Any) -> str:
         return entity.upload_id
     if isinstance(entity, Job):
         return entity.job_id
+    if isinstance(entity, RemoteCommand):
+        return entity.command_id
+    if isinstance(entity, CommandRun):
+        return f"{entity.command_id}#{entity.epn}"
+    if isinstance(entity, Release):
+        return entity.release_id
     return entity.execution_id
 
 
@@ -51,6 +74,17 @@ def _indexes(entity: Any) -> dict[str, str]:
         keys = {"gsi1pk": "JOBS", "gsi1sk": f"{entity.created_at:020.6f}#{entity.job_id}"}
         if entity.state == "ACTIVE":
             keys.update(gsi3pk="ACTIVEJOB", gsi3sk=entity.job_id)
+        return keys
+    if isinstance(entity, Release):
+        return {"gsi1pk": "RELEASES", "gsi1sk": f"{entity.created_at:020.6f}#{entity.release_id}"}
+    if isinstance(entity, RemoteCommand):
+        return {"gsi1pk": "COMMANDS", "gsi1sk": f"{entity.created_at:020.6f}#{entity.command_id}"}
+    if isinstance(entity, CommandRun):
+        keys = {"gsi1pk": f"CMDRUNS#{entity.command_id}", "gsi1sk": entity.epn,
+                "gsi2pk": f"DEVCMD#{entity.epn}", "gsi2sk": f"{entity.created_at:020.6f}#{entity.command_id}"}
+        if entity.state in COMMAND_ACTIVE:
+            shard = zlib.crc32(entity.command_id.encode() + entity.epn.encode()) % ACTIVE_SHARDS
+            keys.update(gsi3pk=f"ACTIVECMD#{shard}", gsi3sk=f"{entity.command_id}#{entity.epn}")
         return keys
     keys = {
         "gsi1pk": f"JOBEXEC#{entity.job_id}", "gsi1sk": entity.epn,
@@ -225,6 +259,45 @@ class DynamoRepository:
     def list_device_executions(self, epn: str) -> list[Execution]:
         return self._list(Execution, "gsi2", "gsi2pk", f"DEVEXEC#{epn}")
 
+
+    # -- remote commands -------------------------------------------------------------------------
+
+    def create_command(self, command: RemoteCommand, runs: Sequence[CommandRun]) -> None:
+        self._create(command)
+        for start in range(0, len(runs), 25):
+            requests = [{"PutRequest": {"Item": self._item(r)}} for r in runs[start : start + 25]]
+            pending: dict[str, Any] = {self._table: requests}
+            while pending:
+                pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+    def get_command(self, command_id: str) -> RemoteCommand | None:
+        return self._get(RemoteCommand, command_id)
+
+    def list_commands(self) -> list[RemoteCommand]:
+        return self._list(RemoteCommand, "gsi1", "gsi1pk", "COMMANDS")
+
+    def get_command_run(self, command_id: str, epn: str) -> CommandRun | None:
+        return self._get(CommandRun, f"{command_id}#{epn}")
+
+    def save_command_run(self, run: CommandRun) -> None:
+        self._save(run)
+
+    def list_command_runs(self, command_id: str) -> list[CommandRun]:
+        return self._list(CommandRun, "gsi1", "gsi1pk", f"CMDRUNS#{command_id}")
+
+    def list_device_command_runs(self, epn: str) -> list[CommandRun]:
+        return self._list(CommandRun, "gsi2", "gsi2pk", f"DEVCMD#{epn}")
+
+    def create_release(self, release: Release) -> None:
+        self._create(release)
+
+    def list_releases(self) -> list[Release]:
+        return self._list(Release, "gsi1", "gsi1pk", "RELEASES")
+
+    def list_active_command_runs(self) -> list[CommandRun]:
+        found = [r for shard in range(ACTIVE_SHARDS)
+                 for r in self._list(CommandRun, "gsi3", "gsi3pk", f"ACTIVECMD#{shard}")]
+        return sorted(found, key=lambda r: (r.command_id, r.epn))
 
 def _load(cls: type[E], item: dict[str, Any]) -> E:
     record = json.loads(item["doc"]["S"])

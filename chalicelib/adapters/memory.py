@@ -11,9 +11,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ..domain.commands import ACTIVE as COMMAND_ACTIVE
 from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.executions import ACTIVE
-from ..domain.models import Device, Execution, Job, Package, PublisherKey
+from ..domain.models import CommandRun, Device, Execution, Job, Package, PublisherKey, Release, RemoteCommand
 from ..domain.ports import RepositoryIntegrityError, StagedObject
 
 
@@ -117,6 +118,43 @@ class MemoryRepository:
 
     def list_device_executions(self, epn: str) -> list[Execution]:
         return sorted((e for e in self._all("execution") if e.epn == epn), key=lambda e: (e.created_at, e.execution_id))
+
+
+    def create_command(self, command: RemoteCommand, runs: Sequence[CommandRun]) -> None:
+        with self._lock:
+            if ("command", command.command_id) in self._items:
+                raise Conflict(f"command {command.command_id!r} already exists")
+            self._items[("command", command.command_id)] = command
+            for run in runs:
+                self._items[("command-run", f"{run.command_id}#{run.epn}")] = run
+
+    def get_command(self, command_id: str) -> RemoteCommand | None:
+        return self._items.get(("command", command_id))
+
+    def list_commands(self) -> list[RemoteCommand]:
+        return sorted(self._all("command"), key=lambda c: (c.created_at, c.command_id))
+
+    def get_command_run(self, command_id: str, epn: str) -> CommandRun | None:
+        return self._items.get(("command-run", f"{command_id}#{epn}"))
+
+    def save_command_run(self, run: CommandRun) -> None:
+        self._save("command-run", f"{run.command_id}#{run.epn}", run)
+
+    def list_command_runs(self, command_id: str) -> list[CommandRun]:
+        return sorted((r for r in self._all("command-run") if r.command_id == command_id), key=lambda r: r.epn)
+
+    def list_device_command_runs(self, epn: str) -> list[CommandRun]:
+        return sorted((r for r in self._all("command-run") if r.epn == epn), key=lambda r: (r.created_at, r.command_id))
+
+    def list_active_command_runs(self) -> list[CommandRun]:
+        return [r for r in self._all("command-run") if r.state in COMMAND_ACTIVE]
+
+
+    def create_release(self, release: Release) -> None:
+        self._create("release", release.release_id, release)
+
+    def list_releases(self) -> list[Release]:
+        return sorted(self._all("release"), key=lambda r: (r.created_at, r.release_id))
 
 
 class MemoryStorage:

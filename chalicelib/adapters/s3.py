@@ -2,15 +2,23 @@
 
 A staging object stays writable through its presigned PUT URL, so the scan never copies staging to
 the repository: `read_staging` returns the bytes together with the ETag of the very GET that returned
-them, and `publish` writes those judged bytes themselves to the repository key with `ChecksumSHA256`
+them (streamed into an unlinked temporary file and mapped read-only, so a 1 GiB upload costs the
+function disk, not heap: ephemeral storage >= the largest package, see services/scan.py), and
+`publish` writes those judged bytes themselves to the repository key with `ChecksumSHA256`
 (S3 verifies what it received against the SHA-256 the scan recorded and answers BadDigest otherwise)
 and `IfNoneMatch: *` (a repository key is written once; an existing one must already hold that SHA-256,
 checked from its stored checksum or, for objects written without one, by reading it). A server-side
 copy with `CopySourceIfMatch` would also stop a swap, but it trusts the ETag (an MD5 for single-part
 uploads, so collidable) and moto ignores the condition, so it could not be tested here.
 
-Blocks are read with range GETs; an object smaller than CACHE_LIMIT is fetched whole once and kept
-for the life of the container (repository objects are immutable, so the cache never goes stale).
+Blocks are read with range GETs, one per run of consecutive blocks (services.delivery reads a whole
+window, at most 8 MiB, in one `read_range`). A repository object of at most CACHE_LIMIT bytes is
+fetched whole once and kept for the life of the container (repository objects are immutable, so the
+cache never goes stale); the cache holds at most CACHE_TOTAL bytes in all (least recently used
+objects are dropped first), so a container's memory for package bytes is bounded by CACHE_TOTAL plus
+one read (services.delivery.MAX_READ, 8 MiB), whatever the package sizes: 72 MiB of package bytes
+at most per container, plus the runtime. Larger objects are never held whole. A single PUT takes up
+to 5 GB, above the service's 4 GiB package ceiling, so `publish` needs no multipart upload.
 Does not: decide anything about packages.
 """
 
@@ -18,6 +26,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import mmap
+import tempfile
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -26,8 +36,9 @@ from botocore.exceptions import ClientError
 
 from ..domain.ports import RepositoryIntegrityError, StagedObject
 
-CACHE_LIMIT = 64 * 1024 * 1024
-CACHE_TOTAL = 256 * 1024 * 1024
+CACHE_LIMIT = 16 * 1024 * 1024  # objects up to this size are cached whole
+CACHE_TOTAL = 64 * 1024 * 1024  # bytes held by the cache of one container, all objects together
+SPOOL_CHUNK = 1024 * 1024
 
 
 def upload_key(upload_id: str) -> str:
@@ -36,9 +47,11 @@ def upload_key(upload_id: str) -> str:
 
 class S3Storage:
     def __init__(self, client: Any, staging_bucket: str, repository_bucket: str, *,
-                 cache_limit: int = CACHE_LIMIT) -> None:
+                 cache_limit: int = CACHE_LIMIT, cache_total: int = CACHE_TOTAL) -> None:
         self._s3 = client
-        self._cache_limit = cache_limit
+        self._cache_limit = min(cache_limit, cache_total)
+        self._cache_total = cache_total
+        self._cached_bytes = 0
         self._staging = staging_bucket
         self._repository = repository_bucket
         self._cache: OrderedDict[str, bytes] = OrderedDict()
@@ -67,17 +80,22 @@ class S3Storage:
             raise
         size, body = int(answer["ContentLength"]), answer["Body"]
         if size > limit:
-            body.close()  # never pull an oversized upload into memory
+            body.close()  # never pull an oversized upload in
             return StagedObject(etag=str(answer["ETag"]), size=size, data=None)
-        data = body.read(limit + 1)
+        data = _spool(body, limit)
+        if data is None:  # grew past the limit while being read
+            return StagedObject(etag=str(answer["ETag"]), size=limit + 1, data=None)
         return StagedObject(etag=str(answer["ETag"]), size=len(data), data=data)
 
     def publish(self, repository_key: str, data: bytes, sha256: str) -> None:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise ValueError("publish: data does not hash to the given sha256")
         checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+        body: Any = data
+        if isinstance(data, mmap.mmap):  # the spooled staging object: uploaded from its mapping, not copied
+            data.seek(0)
         try:
-            answer = self._s3.put_object(Bucket=self._repository, Key=repository_key, Body=data,
+            answer = self._s3.put_object(Bucket=self._repository, Key=repository_key, Body=body,
                                          ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum, IfNoneMatch="*")
         except ClientError as err:
             if err.response["Error"]["Code"] not in ("PreconditionFailed", "ConditionalRequestConflict"):
@@ -128,10 +146,34 @@ class S3Storage:
             return None
         data = self._s3.get_object(Bucket=self._repository, Key=key)["Body"].read()
         with self._lock:
-            self._cache[key] = data
-            while sum(len(v) for v in self._cache.values()) > CACHE_TOTAL and len(self._cache) > 1:
-                self._cache.popitem(last=False)
+            if key not in self._cache:
+                self._cache[key] = data
+                self._cached_bytes += len(data)
+            while self._cached_bytes > self._cache_total and len(self._cache) > 1:
+                self._cached_bytes -= len(self._cache.popitem(last=False)[1])
         return data
+
+    def cached_bytes(self) -> int:
+        """Bytes the whole-object cache holds now (never more than cache_total)."""
+        with self._lock:
+            return self._cached_bytes
+
+
+def _spool(body: Any, limit: int) -> Any:
+    """The streamed GET body in an unlinked temporary file (TMPDIR; Lambda: /tmp), mapped read-only:
+    b"" when empty, None when it turned out longer than limit (never read past limit + 1 bytes)."""
+    with tempfile.TemporaryFile() as f:
+        total = 0
+        for chunk in body.iter_chunks(SPOOL_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                body.close()
+                return None
+            f.write(chunk)
+        if total == 0:
+            return b""
+        f.flush()
+        return mmap.mmap(f.fileno(), total, prot=mmap.PROT_READ)  # the mapping outlives the closed file
 
 
 def _missing(err: ClientError) -> bool:

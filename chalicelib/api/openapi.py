@@ -32,7 +32,13 @@ REQUESTS: dict[tuple[str, str], dict[str, Any]] = {
                         "timeouts": {"stall_seconds": 300, "total_seconds": 604800}, "max_retries": 2,
                         "abort": {"failure_threshold_percent": 20, "min_executed": 10}},
 }
-SUCCESS = {("POST", "/devices"): "201", ("POST", "/keys"): "201", ("POST", "/packages"): "201",
+REQUESTS[("POST", "/commands")] = {"envelope": {
+    "command": {"id": "cmd-0123456789abcdef", "type": "run-script", "target": {"model": "model-a"}, "args": {},
+                "script": "uptime", "timeout": 60, "issued": "2026-11-30T12:00:00Z", "expires": "2026-11-30T13:00:00Z"},
+    "signatures": [{"alg": "ecdsa-p256-sha256", "keyid": "0123456789abcdef", "sig": "<base64 signature>"}]}}
+REQUESTS[("POST", "/releases")] = {"app": "demo", "version": "1.0.5", "model": "model-a", "channel": "stable"}
+SUCCESS = {("POST", "/commands"): "201", ("POST", "/releases"): "201",
+           ("POST", "/devices"): "201", ("POST", "/keys"): "201", ("POST", "/packages"): "201",
            ("POST", "/jobs"): "201"}
 ERRORS = {"400": "invalid input (the message names the field)", "401": "missing or wrong credential",
           "403": "credential not allowed", "404": "not found", "409": "conflicts with the current state"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from otaformat import commands as oc
 from otaformat.ids import APP_PATTERN, EPN_PATTERN, MODEL_PATTERN
 from otaformat.wire import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
 
@@ -57,6 +58,8 @@ PATH: dict[str, dict[str, Any]] = {
                   "description": "package upload id: up-<20 hex>, or up-<20 hex>.<16 hex> for a staging object "
                                  "replaced after its decision (judged as its own upload)",
                   "example": "up-0123456789abcdef0123"},
+    "command_id": {"type": "string", "pattern": r"^cmd-[0-9a-f]{8,40}$", "description": "command id (chosen and "
+                   "signed by the operator's client)", "example": "cmd-0123456789abcdef"},
     "key_id": {"type": "string", "minLength": 1, "maxLength": 64,
                "description": "publisher key id (16 hex: SHA-256 of the DER public key)",
                "example": "0123456789abcdef"},
@@ -123,5 +126,37 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         }),
     }, ("package_id", "targets")),
 }
+
+TIMESTAMP = _string(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$", "UTC, like 2026-01-31T12:00:00Z")
+COMMAND = _object({
+    "id": _string(r"^cmd-[0-9a-f]{8,40}$", "unique id (single use)"),
+    "type": {"type": "string", "enum": list(oc.TYPES)},
+    "target": {"oneOf": [
+        _object({"devices": {"type": "array", "minItems": 1, "maxItems": oc.MAX_TARGET_DEVICES, "items": EPN}},
+                ("devices",)),
+        _object({"model": MODEL}, ("model",)),
+    ]},
+    "args": _object({"app": _string(APP_PATTERN, "restart-app: the app"),
+                     "max_bytes": _string(r"^[1-9][0-9]{0,3}$", "collect-logs: bytes of log, at most 8192")}),
+    "script": {"type": ["string", "null"], "minLength": 1, "maxLength": oc.MAX_SCRIPT,
+               "description": "run-script only: the script (sh, or its own #! line)"},
+    "timeout": _integer(1, oc.MAX_TIMEOUT, "seconds the device lets it run", 60),
+    "issued": TIMESTAMP, "expires": TIMESTAMP,
+}, ("id", "type", "target", "issued", "expires"))
+BODIES[("POST", "/commands")] = _object({
+    "envelope": _object({
+        "command": COMMAND,
+        "signatures": {"type": "array", "maxItems": 8, "items": _object({
+            "alg": {"type": "string", "enum": ["ecdsa-p256-sha256"]},
+            "keyid": {"type": "string", "minLength": 1, "maxLength": 64},
+            "sig": {"type": "string", "minLength": 1, "maxLength": 256, "description": "base64 DER ECDSA signature"},
+        }, ("alg", "keyid", "sig"))},
+    }, ("command", "signatures"), description="made by `ota commands send --key` (docs/protocol.md)"),
+}, ("envelope",))
+BODIES[("POST", "/releases")] = _object({
+    "app": _string(APP_PATTERN, "app name"), "version": VERSION, "model": MODEL,
+    "channel": {"type": "string", "pattern": r"^[a-z0-9][a-z0-9._-]{0,31}$", "default": "stable",
+                "description": "release channel devices follow (agent config [auto] channel)"},
+}, ("app", "version", "model"))
 
 FORMATS = ("pem-csr", "pem-public-key")

@@ -35,6 +35,8 @@ class Device:
     certificate_pem: str | None = None
     public_key_sha256: str | None = None
     last_seen: float | None = None
+    channel: str | None = None  # automatic updates, from the device's inventory: the channel it follows
+    auto_apps: tuple[str, ...] = ()  # and the apps it installs releases of automatically
     version: int = 1
 
 
@@ -130,7 +132,61 @@ class Execution:
     version: int = 1
 
 
-E = TypeVar("E", Device, PublisherKey, Package, Job, Execution)
+@dataclass(frozen=True)
+class RemoteCommand:
+    """A signed remote command as the operator submitted it (the envelope is kept verbatim: the cloud
+    cannot sign, it only forwards) and the devices it was sent to (domain/commands.py)."""
+
+    command_id: str
+    type: str
+    envelope: dict[str, Any]
+    key_id: str
+    targets: tuple[str, ...]
+    target_spec: dict[str, Any]
+    created_at: float
+    expires_at: float
+    timeout: int
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """One device's delivery of a command: QUEUED, DELIVERED, RUNNING, then SUCCEEDED, FAILED, REJECTED
+    or TIMED_OUT (sticky), with what the device said (exit code, reason, bounded output)."""
+
+    command_id: str
+    epn: str
+    state: str
+    created_at: float
+    last_activity: float
+    expires_at: float
+    timeout: int
+    started_at: float | None = None
+    last_seq: int = -1
+    exit_code: int | None = None
+    reason: str | None = None
+    output: str | None = None
+    truncated: bool = False
+    timeline: tuple[TimelineEntry, ...] = ()
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Release:
+    """An operator's decision that `app` `version` (an AVAILABLE full package) is what devices of `model`
+    following `channel` should run (services/releases.py)."""
+
+    release_id: str  # "<app>@<version>:<model>:<channel>"
+    app: str
+    app_version: str
+    model: str
+    channel: str
+    upload_id: str
+    created_at: float
+    version: int = 1
+
+
+E = TypeVar("E", Device, PublisherKey, Package, Job, Execution, RemoteCommand, CommandRun, Release)
 
 
 def bumped(entity: E, **changes: Any) -> E:

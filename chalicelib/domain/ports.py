@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .models import Device, Execution, Job, Package, PublisherKey
+from .models import CommandRun, Device, Execution, Job, Package, PublisherKey, Release, RemoteCommand
 
 Clock = Callable[[], float]
 
@@ -52,6 +52,26 @@ class Repository(Protocol):
         """Executions in QUEUED or IN_PROGRESS only, of every job (the sweeper's work list)."""
         ...
 
+    def create_command(self, command: RemoteCommand, runs: Sequence[CommandRun]) -> None:
+        """Store a command and its runs; Conflict if its id exists (a replayed submission)."""
+        ...
+
+    def get_command(self, command_id: str) -> RemoteCommand | None: ...
+    def list_commands(self) -> list[RemoteCommand]: ...
+    def get_command_run(self, command_id: str, epn: str) -> CommandRun | None: ...
+    def save_command_run(self, run: CommandRun) -> None: ...
+    def list_command_runs(self, command_id: str) -> list[CommandRun]: ...
+    def list_device_command_runs(self, epn: str) -> list[CommandRun]: ...
+    def list_active_command_runs(self) -> list[CommandRun]:
+        """Runs in QUEUED, DELIVERED or RUNNING only (the sweeper's work list)."""
+        ...
+
+    def create_release(self, release: Release) -> None:
+        """Conflict if a release with this id exists."""
+        ...
+
+    def list_releases(self) -> list[Release]: ...
+
 
 class Publisher(Protocol):
     def publish(self, topic: str, payload: bytes) -> None:
@@ -88,7 +108,9 @@ class DeviceRegistry(Protocol):
 class StagedObject:
     """One version of a staging object as it was read: its ETag (the S3 object version identity the
     judgement is recorded against), its full size, and its bytes when size <= the limit asked for
-    (None otherwise: an oversized upload is never read past the limit)."""
+    (None otherwise: an oversized upload is never read past the limit). The bytes are a read-only
+    bytes-like buffer: `bytes`, or (S3) an mmap of the object spooled to an unlinked temporary file, so
+    a large upload is not held in the heap; compare with bytes(data), search with find()."""
 
     etag: str
     size: int
@@ -110,7 +132,7 @@ class Storage(Protocol):
         ...
     def read_staging(self, upload_id: str, limit: int) -> StagedObject | None:
         """The current staging object, bytes and ETag from ONE read (so the ETag names these bytes);
-        None while absent. Never holds more than limit + 1 bytes in memory."""
+        None while absent. Never reads more than limit + 1 bytes."""
         ...
     def publish(self, repository_key: str, data: bytes, sha256: str) -> None:
         """Write exactly `data` (whose SHA-256 hex is `sha256`) to the repository key, only if the key

@@ -4,11 +4,16 @@ The planning (which blocks, how many in flight, what counts as a retransmission)
 domain/window.py; this module only turns a plan into frames on `ota/{epn}/blk`, and starts a
 transfer. Callers save the execution (conditional write) before calling `send_blocks`, so a lost
 race never sends twice; a send that fails after the save is repaired by the sweeper's resend.
+
+Reads: the blocks to send are grouped into runs of consecutive indices, and each run is read with ONE
+`Storage.read_range` of at most MAX_READ bytes (a whole window in the usual case, one GET for it on
+S3), then sliced into blocks. Memory per call is bounded by MAX_READ, whatever the package size; the
+cost per window is one storage round trip instead of one per block. Does not cache anything itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from otaformat import topics, wire
 
@@ -23,6 +28,8 @@ ACK_TIMEOUT_SECONDS = 5.0  # the sweeper resends the oldest unacked window after
 # long enough that the device's first `get` (published with its DOWNLOADING status, before the first
 # window reached it) does not send that window twice.
 REQUEST_GUARD_SECONDS = 0.5
+# The most bytes one storage read covers (a window of 100 blocks of 64 KiB is 6.25 MiB: one read).
+MAX_READ = 8 * 1024 * 1024
 
 
 def ensure_transfer(execution: Execution, job: Job) -> Transfer:
@@ -30,16 +37,42 @@ def ensure_transfer(execution: Execution, job: Job) -> Transfer:
     return execution.transfer or Transfer.start(job.block_count, job.window)
 
 
-def send_blocks(publisher: Publisher, storage: Storage, job: Job, execution: Execution, indices: Iterable[int]) -> int:
-    """Publish the given blocks of the job's package to the execution's device; returns how many."""
-    topic = topics.topic(execution.epn, "blk")
-    sent = 0
+def read_runs(indices: Iterable[int], block_size: int, block_count: int,
+              max_read: int = MAX_READ) -> Iterator[tuple[int, int]]:
+    """(first index, number of blocks) for each run of consecutive in-range indices, in the order given;
+    a run never covers more than max_read bytes (at least one block)."""
+    per_read = max(1, max_read // max(block_size, 1))
+    first = count = 0
     for index in indices:
-        start = index * job.block_size
-        length = min(job.block_size, job.package_size - start)
-        if length <= 0 and job.package_size:
+        if not 0 <= index < block_count:
             continue
-        data = storage.read_range(job.repository_key, start, max(length, 0)) if job.package_size else b"\x00"
-        publisher.publish(topic, wire.encode_frame(execution.stream, index, job.block_count, data))
-        sent += 1
+        if count and index == first + count and count < per_read:
+            count += 1
+            continue
+        if count:
+            yield first, count
+        first, count = index, 1
+    if count:
+        yield first, count
+
+
+def send_blocks(publisher: Publisher, storage: Storage, job: Job, execution: Execution, indices: Iterable[int]) -> int:
+    """Publish the given blocks of the job's package to the execution's device; returns how many.
+    Consecutive blocks are read together (one storage read per run, see read_runs)."""
+    topic = topics.topic(execution.epn, "blk")
+    if not job.package_size:  # an empty package travels as one zero byte (block 0)
+        sent = 0
+        for index in indices:
+            publisher.publish(topic, wire.encode_frame(execution.stream, index, job.block_count, b"\x00"))
+            sent += 1
+        return sent
+    size, sent = job.block_size, 0
+    for first, count in read_runs(indices, size, job.block_count):
+        start = first * size
+        data = storage.read_range(job.repository_key, start, min(count * size, job.package_size - start))
+        view = memoryview(data)
+        for k in range(count):
+            block = bytes(view[k * size : (k + 1) * size])
+            publisher.publish(topic, wire.encode_frame(execution.stream, first + k, job.block_count, block))
+            sent += 1
     return sent

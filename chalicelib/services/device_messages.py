@@ -1,4 +1,6 @@
-"""Device messages (what the IoT topic rule forwards): status, inventory, acks, block and URL requests.
+"""Device messages (what the IoT topic rule forwards): status, inventory, acks, block and URL requests;
+command results (`cmd/result`) are handed to services/commands.py, and an inventory also resends the
+device's unstarted commands and offers it the releases it follows (services/releases.py).
 
 A batch is grouped per execution: every message of one execution is applied in memory, then one
 conditional write saves the result, then the blocks it freed are sent. Duplicated, reordered and late
@@ -37,6 +39,8 @@ from ..domain.errors import ConcurrentUpdate
 from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import FAILURES, can_retry, retry, split_wire_id
+from . import commands as command_service
+from . import releases
 from .abort import check_abort
 from .common import retrying
 from .delivery import REQUEST_GUARD_SECONDS, ensure_transfer, send_blocks
@@ -191,7 +195,11 @@ def handle_batch(
     messages of its group (`Outcome.failures`); the other groups are applied all the same."""
     cache = cache or HotCache()
     tally = _Tally()
-    per_execution, inventories = _sort(batch, tally)
+    results = [m for m in batch if m.leaf == "cmd/result"]  # remote commands: services/commands.py
+    per_execution, inventories = _sort([m for m in batch if m.leaf != "cmd/result"], tally)
+    if results:
+        tally.guarded("command results", [m.message_id for m in results],
+                      partial(_settle_results, repo, results, tally))
     failed_jobs: dict[str, tuple[float, list[str]]] = {}
     for execution_id, items in per_execution.items():
         tally.guarded("execution", [m.message_id for m, _ in items],
@@ -211,10 +219,6 @@ def _sort(batch: list[DeviceMessage], tally: _Tally) -> tuple[dict[str, Group], 
     per_execution: dict[str, Group] = defaultdict(list)
     inventories: dict[str, tuple[DeviceMessage, Any]] = {}
     for message in batch:
-        if message.leaf == "cmd/result":
-            log.info("command result ignored by the job service", extra={"epn": message.epn})
-            tally.ignored += 1
-            continue
         decoded = decode_safely(message)
         if decoded is None:
             tally.malformed += 1
@@ -247,6 +251,13 @@ def _settle(
     tally.applied += changed
     tally.ignored += len(items) - changed
     tally.sent += sent
+
+
+def _settle_results(repo: Repository, results: list[DeviceMessage], tally: _Tally) -> None:
+    done = command_service.record_results(repo, [(m.epn, m.payload, m.received_at) for m in results])
+    tally.applied += done.applied
+    tally.ignored += done.ignored
+    tally.malformed += done.malformed
 
 
 def _settle_inventory(
@@ -386,7 +397,7 @@ def _inventory(
         if device is None or device.state != "REGISTERED":
             return False
         repo.save_device(bumped(device, agent_version=inventory.agent_version, apps=dict(inventory.apps),
-                                last_seen=now))
+                                last_seen=now, channel=inventory.channel, auto_apps=tuple(inventory.auto)))
         return True
 
     if not retrying(update):
@@ -402,4 +413,5 @@ def _inventory(
             continue
         publish_job_document(publisher, storage, job, package, execution, now)
         count += 1
-    return count
+    count += command_service.republish_pending(repo, publisher, epn, now)
+    return count + releases.on_inventory(repo, storage, publisher, epn, now)  # automatic updates

@@ -1,8 +1,17 @@
 """The staging scan: size limits, otaformat's verdict (signature, hashes, archive safety, expiry) and a
 pluggable malware-scan port; clean packages are published to an immutable repository key.
 
-`judge_package` is the one place that decides on package bytes (otaformat.verdict.judge). Rejected
-uploads stay in staging (quarantine) with every reason recorded. Does not: delete anything.
+`judge_package` is the one place that decides on package bytes (otaformat.verdict.judge's checks,
+streamed by otaformat.streaming.judge_buffer). Rejected uploads stay in staging (quarantine) with every
+reason recorded. Does not: delete anything.
+
+Memory (issue 12): the scan never holds the package in its heap. Storage.read_staging spools the
+staging object to an unlinked temporary file (Lambda: /tmp, TMPDIR elsewhere) and hands back a
+read-only mmap of it; the judgement reads that buffer in 1 MiB slices, a compressed payload is
+decompressed into a second unlinked temporary file for the malware scan, and `publish` uploads from
+the same mapping. The mapped pages are page cache (the kernel drops them under pressure), so the
+function's heap stays at a few MiB whatever the package; its ephemeral storage must hold the package
+plus its decompressed content (2 x OTA_MAX_PACKAGE_BYTES; Lambda allows up to 10,240 MB).
 
 What is judged is what is published. The staging object stays writable through its presigned PUT
 URL after the scan has read it, so the scan never copies staging to the repository (a copy takes
@@ -29,16 +38,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from otaformat import messages, verdict
-from otaformat.container import split_container
+from otaformat import messages
+from otaformat.container import HEADER, envelope_length
 from otaformat.manifest import Manifest
 from otaformat.signing import parse_envelope
+from otaformat.streaming import judge_buffer
 
 from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.models import Package, bumped
@@ -60,9 +71,17 @@ class BuiltinScanner:
 
     def scan(self, data: bytes, manifest: Any, content: bytes | None = None) -> list[str]:
         for where, blob in (("package", data), ("content", content or b"")):
-            if EICAR in blob:
+            if _contains(blob, EICAR):
                 return [f"malware scan: EICAR test signature found in the {where}"]
         return []
+
+
+def _contains(blob: Any, needle: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether any buffer (bytes, memoryview, mmap) holds `needle`, copying at most one chunk at a time."""
+    view = memoryview(blob).cast("B")
+    step = max(chunk, len(needle))
+    return any(bytes(view[offset : offset + step + len(needle) - 1]).find(needle) >= 0
+               for offset in range(0, max(len(view), 1), step))
 
 
 @dataclass(frozen=True)
@@ -75,11 +94,15 @@ class Judgement:
 
 
 def judge_package(data: bytes, trusted: Mapping[str, ec.EllipticCurvePublicKey], now: float) -> Judgement:
-    """Verdict on package bytes (the one-line switch point for the package checks)."""
-    result = verdict.judge(data, trusted, now=dt.datetime.fromtimestamp(now, dt.UTC), model=None)
+    """Verdict on package bytes (the one-line switch point for the package checks): otaformat.verdict's
+    checks, in its order and with its codes, streamed over `data` without copying it
+    (otaformat.streaming.judge_buffer; `data` may be a read-only mmap of the spooled staging object).
+    A compressed payload is decompressed into an unlinked temporary file for the malware scan."""
+    result = judge_buffer(data, trusted, now=dt.datetime.fromtimestamp(now, dt.UTC), model=None,
+                          content_file=tempfile.TemporaryFile)
     if not result.accepted:
         return Judgement((f"{result.code}: {result.reason}",), result.manifest, None, None, None)
-    raw_envelope = split_container(data).envelope
+    raw_envelope = bytes(memoryview(data)[HEADER.size : HEADER.size + envelope_length(bytes(data[: HEADER.size]))])
     if len(raw_envelope) > MAX_ENVELOPE_IN_JOB:
         reason = (f"size: signed manifest is {len(raw_envelope)} bytes; a job document carries at most "
                   f"{MAX_ENVELOPE_IN_JOB} (split the package)")

@@ -1,5 +1,6 @@
 """The scheduled sweeper: times out silent executions (or retries them), resends overdue blocks,
-aborts jobs past their failure threshold and completes finished jobs.
+aborts jobs past their failure threshold, completes finished jobs, and times out remote-command runs
+(services/commands.py: not started before expiry, or running past their deadline).
 
 Runs from a schedule (EventBridge on AWS, the local bridge's timer locally). It reads only what is
 still active (`list_active_executions`, `list_active_jobs`: sparse indexes in DynamoDB), so its cost
@@ -21,6 +22,7 @@ from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import can_retry, retry, wire_id
 from .abort import check_abort
+from .commands import sweep_commands
 from .common import retrying
 from .delivery import ACK_TIMEOUT_SECONDS, send_blocks
 from .jobs import publish_job_document
@@ -35,6 +37,7 @@ class SweepResult:
     completed_jobs: int = 0
     retried: int = 0
     aborted_jobs: int = 0
+    commands_timed_out: int = 0
 
 
 def sweep(
@@ -78,8 +81,9 @@ def sweep(
         finished = all(ex.is_terminal(e.state) for e in repo.list_job_executions(job.job_id))
         if finished and retrying(partial(_complete, repo, job.job_id)):
             completed += 1
+    commands_timed_out = sweep_commands(repo, now)
     publisher.flush()
-    return SweepResult(timed_out, resent, completed, retried, aborted)
+    return SweepResult(timed_out, resent, completed, retried, aborted, commands_timed_out)
 
 
 def _sweep_one(

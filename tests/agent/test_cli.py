@@ -18,7 +18,8 @@ def write_config(tmp_path: Path, pub_pem: bytes, body: str | None = None, **over
     values = {"epn": '"dev-1"', "model": '"m1"', "data_dir": '"data"', "install_root": '"root"'}
     values.update(over)
     top = "".join(f"{k} = {v}\n" for k, v in values.items() if v is not None)
-    text = top + (body if body is not None else '[trust]\npublisher_keys = ["publisher.pub"]\n')
+    default = '[broker]\nplaintext = true\n[trust]\npublisher_keys = ["publisher.pub"]\n'
+    text = top + (body if body is not None else default)
     path = tmp_path / "agent.toml"
     path.write_text(text)
     return path
@@ -68,6 +69,7 @@ def test_bad_config_names_the_problem(tmp_path, publisher, over, body, needle):
     (["--config", "nope.toml"], 2, "does not exist"),
     (["--config", "{cfg}", "--check"], 0, "is valid"),
     (["--config", "{bad}"], 2, "at most 8"),
+    (["--config", "{plain}", "--check"], 2, "set [broker] plaintext = true"),
 ])
 def test_cli_exit_codes_one_line(tmp_path, publisher, args, code, needle):
     good = write_config(tmp_path, publisher[1])
@@ -75,7 +77,10 @@ def test_cli_exit_codes_one_line(tmp_path, publisher, args, code, needle):
     bad_dir.mkdir()
     bad = write_config(bad_dir, publisher[1], TRUST + "[apps]\nmanaged = " +
                        str([f"a{i}" for i in range(9)]).replace("'", '"') + "\n")
-    argv = [a.format(cfg=good, bad=bad) for a in args]
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    plain = write_config(plain_dir, publisher[1], TRUST)  # neither [tls] nor [registration], plaintext not asked
+    argv = [a.format(cfg=good, bad=bad, plain=plain) for a in args]
     done = subprocess.run([sys.executable, "-m", "agent", *argv], cwd=tmp_path, capture_output=True, text=True,
                           timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     out = (done.stdout + done.stderr).strip()

@@ -29,7 +29,7 @@ class AgentProcess:
         self.config = tmp_path / "agent.toml"
         self.config.write_text(
             f'epn = "dev-1"\nmodel = "m1"\ndata_dir = "data"\ninstall_root = "root"\n'
-            f'[broker]\nhost = "127.0.0.1"\nport = {port}\nkeepalive = 5\n'
+            f'[broker]\nhost = "127.0.0.1"\nport = {port}\nkeepalive = 5\nplaintext = true\n'
             f'[trust]\npublisher_keys = ["publisher.pub"]\n[apps]\ninstalled = {{ {installed} }}\n'
             f'[limits]\nscript_timeout = 20\nstall_budget = {stall}\n')
         self.proc: subprocess.Popen | None = None
@@ -96,7 +96,7 @@ def test_happy_path_and_acks_per_block(agent_proc, sender, publisher):
           f"{ratio:.3f} acks/block, {result.gets} gets, {len(package) / result.transfer_seconds / 1e6:.2f} MB/s "
           f"from first get to last ack (not asserted)")
     history = (agent.tmp / "data" / "history.txt").read_text().splitlines()
-    assert len(history) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ demo 1\.0\.0", history[0])
+    assert len(history) == 1 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ demo 1\.0\.0 SUCCEEDED", history[0])
     assert ratio <= 0.2  # 0.032 measured; the deterministic 0.1 bound is in test_acks.py (idle acks vary with load)
     inventory = sender.next_inventory()  # published right after the terminal status
     assert inventory is not None and inventory.apps == {"demo": "1.0.0"}
@@ -176,8 +176,8 @@ def test_sigkill_at_checkpoint_then_restart(agent_proc, sender, publisher, check
     assert result.terminal(job.execution_id)[-1:] == [state], agent.log.read_text()[-3000:]
     assert agent.current() == version
     history = (agent.tmp / "data" / "history.txt").read_text().split("\n")
-    assert [line.split()[1:] for line in history if line] == [["demo", "1.0.0"]] + (
-        [["demo", "2.0.0"]] if version == "2.0.0" else [])
+    assert [line.split()[1:4] for line in history if line] == [["demo", "1.0.0", "SUCCEEDED"]] + (
+        [["demo", "2.0.0", "SUCCEEDED"]] if version == "2.0.0" else [["demo", "2.0.0", "ROLLED_BACK"]])
 
 
 @pytest.mark.parametrize(("build", "code"), [({"version": "1.0.0"}, "downgrade"), ({"models": ("m2",)}, "wrong-model")])

@@ -26,7 +26,7 @@ def test_happy_path_installs_and_reports(harness, publisher):
     assert steps == ["DOWNLOADING", "VERIFYING", "INSTALLING"]
     assert harness.agent.store.data["apps"] == {"demo": "1.0.0"}
     with open(os.path.join(harness.config.data_dir, "history.txt")) as f:
-        assert f.read().strip().endswith(" demo 1.0.0")
+        assert f.read().strip().endswith(" demo 1.0.0 SUCCEEDED")
     inventories = [messages.decode(p) for p in harness.transport.leaf("status")]
     assert isinstance(inventories[-1], messages.Inventory) and inventories[-1].apps == {"demo": "1.0.0"}
 

@@ -38,15 +38,24 @@ FAULTS = [  # the generic guard: nothing touched -> report, something touched ->
     (State.ROLLING_BACK, Event.FAULT, State.REPORTING),
     (State.REPORTING, Event.FAULT, State.IDLE),
 ]
+COMMANDS = [  # remote commands: only from IDLE, one at a time, a fault drops back to IDLE
+    (State.IDLE, Event.COMMAND_ACCEPTED, State.COMMANDING),
+    (State.COMMANDING, Event.COMMAND_DONE, State.IDLE),
+    (State.COMMANDING, Event.FAULT, State.IDLE),
+    # self-update: a new agent commits only after it confirmed itself; a fault restores the old one
+    (State.COMMITTING, Event.TRIAL_STARTED, State.TRIAL),
+    (State.TRIAL, Event.CONFIRMED, State.COMMITTING),
+    (State.TRIAL, Event.FAULT, State.ROLLING_BACK),
+]
 
 
-@pytest.mark.parametrize(("state", "event", "new"), HAPPY + FAILURES + FAULTS)
+@pytest.mark.parametrize(("state", "event", "new"), HAPPY + FAILURES + FAULTS + COMMANDS)
 def test_transitions(state, event, new):
     assert next_state(state, event) == new
 
 
 def test_table_is_exactly_these_rows():
-    assert {(s, e): n for s, e, n in HAPPY + FAILURES + FAULTS} == TRANSITIONS
+    assert {(s, e): n for s, e, n in HAPPY + FAILURES + FAULTS + COMMANDS} == TRANSITIONS
 
 
 def test_every_busy_state_can_fault_out_and_every_waiting_state_has_a_stall_budget():

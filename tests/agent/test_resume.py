@@ -87,8 +87,9 @@ def test_crash_and_resume(harness, publisher, point):
     assert harness.agent.state == "IDLE"
     with open(os.path.join(harness.config.data_dir, "history.txt")) as f:
         history = f.read().splitlines()
-    assert [line.split()[1:] for line in history] == [["demo", "1.0.0"]] + ([["demo", "2.0.0"]] if
-                                                                          version == "2.0.0" else [])
+    # one line per attempt: the committed ones SUCCEEDED, an interrupted install ROLLED_BACK
+    assert [line.split()[1:4] for line in history] == [["demo", "1.0.0", "SUCCEEDED"]] + (
+        [["demo", "2.0.0", "SUCCEEDED"]] if version == "2.0.0" else [["demo", "2.0.0", "ROLLED_BACK"]])
 
 
 def test_crash_after_block_write_requests_only_missing(harness, publisher):

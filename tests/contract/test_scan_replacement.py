@@ -67,7 +67,7 @@ def test_a_swap_after_the_read_publishes_the_judged_bytes_and_the_swapped_ones_a
     assert decided.state == "AVAILABLE" and decided.sha256 == sha(good)
     assert stores.stored(decided.repository_key) == good  # the judged bytes, not the swapped ones
     assert_repository_matches_records(stores)
-    assert stores.storage.read_staging(upload_id, MAX).data == evil
+    assert bytes(stores.storage.read_staging(upload_id, MAX).data) == evil
 
     # the swap's own notification: the new object is judged as a new upload
     replaced = scan(stores, stores.storage, upload_id)

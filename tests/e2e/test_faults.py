@@ -101,7 +101,7 @@ def test_an_agent_offline_when_its_job_was_created_gets_it_when_it_comes_back(
     on_stack.restart_agent(agent)
     view = wait_execution(on_stack, job_id, agent.epn, terminal)
     assert view["state"] == "SUCCEEDED", view
-    assert [line.split()[1:] for line in on_stack.agents[0].history_lines()] == [["e2e", "1.0.0"]]
+    assert [line.split()[1:] for line in on_stack.agents[0].history_lines()] == [["e2e", "1.0.0", "SUCCEEDED"]]
 
 
 def test_a_job_succeeds_although_the_broker_restarts_mid_transfer(tmp_path: Path) -> None:

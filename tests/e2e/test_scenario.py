@@ -25,7 +25,7 @@ def test_the_demo_scenario_meets_every_expected_outcome(tmp_path: Path) -> None:
         finally:
             session.stop_agents()
     assert outcomes.ok, outcomes.checklist() + "\n" + log.getvalue()[-4000:]
-    assert len(outcomes.items) == 11
+    assert len(outcomes.items) == 14
     facts = outcomes.facts
     assert "the delta needs 1.0.0" in facts.delta_before_base[1]
     assert "no downgrades" in facts.downgrade[1]

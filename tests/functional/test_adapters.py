@@ -30,7 +30,7 @@ def test_read_range_with_and_without_cache(aws, cache_limit, start, length):
     s3.put_object(Bucket="stg-b", Key="uploads/up-1", Body=data)
     storage = S3Storage(s3, "stg-b", "repo-b", cache_limit=cache_limit)
     staged = storage.read_staging("up-1", len(data))
-    assert staged is not None and staged.data == data and storage.read_staging("up-2", 10) is None
+    assert staged is not None and bytes(staged.data) == data and storage.read_staging("up-2", 10) is None
     storage.publish("packages/a/1.0.0/x.otapkg", data, hashlib.sha256(data).hexdigest())
     assert storage.read_range("packages/a/1.0.0/x.otapkg", start, length) == data[start : start + length]
     assert "packages/a/1.0.0/x.otapkg" in storage.download_url("packages/a/1.0.0/x.otapkg", 60)

@@ -7,13 +7,17 @@ not from the catch-all that maps a stray TypeError/KeyError to 400."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
+import secrets
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from otaformat import commands as oc
 
 from .fakes import make_csr, public_pem
 from .flows import publish, register_device
@@ -77,7 +81,11 @@ def seeded(api, world):
     register_device(api, "dev-1")
     job = api.call("POST", "/jobs", {"package_id": upload_id, "targets": {"devices": ["dev-1"]}}).json
     fresh = api.call("POST", "/devices", {"epn": "dev-2", "model": "model-a"}).json
-    return {"upload_id": upload_id, "job_id": job["job_id"], "token": fresh["registration_token"],
+    issued = dt.datetime.fromtimestamp(world.clock(), dt.UTC)
+    command = oc.Command(command_id="cmd-" + secrets.token_hex(8), type="run-script", issued=oc.iso(issued),
+                         expires=oc.iso(issued + dt.timedelta(hours=1)), devices=("dev-1",), script="uptime")
+    return {"envelope": oc.sign_command(command, key),  # type: ignore[dict-item]
+            "upload_id": upload_id, "job_id": job["job_id"], "token": fresh["registration_token"],
             "csr": make_csr("dev-2"), "public_key": public_pem(ec.generate_private_key(ec.SECP256R1()))}
 
 
@@ -99,10 +107,15 @@ def routes(seed: dict[str, str]) -> list[tuple[str, str, Any]]:
                            "abort": {"failure_threshold_percent": 50, "min_executed": 2}}),
         ("GET", "/jobs", None), ("GET", f"/jobs/{job}", None), ("GET", f"/jobs/{job}/executions", None),
         ("GET", f"/jobs/{job}/executions/dev-1", None), ("POST", f"/jobs/{job}/cancel", None),
+        ("POST", "/commands", {"envelope": seed.get("envelope") or {"command": {}, "signatures": []}}),
+        ("GET", "/commands", None), ("GET", "/commands/cmd-0123456789abcdef", None),
+        ("GET", "/devices/dev-1/commands", None),
+        ("POST", "/releases", {"app": "demo", "version": "1.1.0", "model": "model-a", "channel": "stable"}),
+        ("GET", "/releases", None),
     ]
 
 
-ROUTE_COUNT = 19
+ROUTE_COUNT = 25
 
 
 def check(answer: Any, label: Any) -> None:
@@ -167,6 +180,7 @@ def test_route_table_covers_every_route():
                                                             "csr": "", "public_key": ""})}
     templated = {(m, p.replace("dev-1", "{epn}").replace("dev-2", "{epn}").replace("dev-9", "{epn}")
                   .replace("/U", "/{upload_id}").replace("up-missing", "{upload_id}").replace("/J", "/{job_id}")
+                  .replace("cmd-0123456789abcdef", "{command_id}")
                   .replace("0123456789abcdef", "{key_id}")) for m, p in covered}
     declared = {(m, p) for p, methods in application.app.routes.items() for m in methods}
     assert templated == declared

@@ -21,8 +21,9 @@ def test_triggers_are_plain_callables_taking_event_and_context():
 
 def test_routes_cover_the_api_contract():
     routes = {(method, path) for path, methods in application.app.routes.items() for method in methods}
-    assert len(routes) == 19
+    assert len(routes) == 25
     assert ("POST", "/devices/{epn}/register") in routes and ("POST", "/jobs/{job_id}/cancel") in routes
+    assert ("POST", "/commands") in routes and ("POST", "/releases") in routes
 
 
 def test_a_trigger_imported_alone_still_runs_inside_the_middleware():
