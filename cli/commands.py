@@ -6,12 +6,13 @@ REJECTED package, a job that did not fully succeed). `--json` prints the API's a
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 from urllib.parse import quote
 
 from tqdm import tqdm
@@ -128,6 +129,15 @@ def package_verdict(package: Mapping[str, Any]) -> str:
     return f"{state}: {package.get('upload_id')}\n" + "\n".join(f"  - {r}" for r in reasons)
 
 
+def _sha256(handle: BinaryIO) -> str:
+    """SHA-256 of an open file, read in 1 MiB chunks; leaves it at the start again."""
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+    handle.seek(0)
+    return digest.hexdigest()
+
+
 def packages_upload(api: ApiClient, out: Output, path: Path, timeout: float, interval: float = 0.5,
                     check: bool = True) -> int:
     try:
@@ -139,7 +149,10 @@ def packages_upload(api: ApiClient, out: Output, path: Path, timeout: float, int
         if check:
             keys = [k.get("public_key", "") for k in api.get("/keys").get("keys", [])]
             check_package_file(path, keys)
-        upload = api.post("/packages", {"size": size})
+        upload = api.post("/packages", {"size": size, "sha256": _sha256(handle)})
+        if isinstance(upload.get("existing"), dict):  # these bytes are in the repository already: nothing to send
+            out.emit(upload["existing"], lambda: "already in the repository: " + package_verdict(upload["existing"]))
+            return 0 if upload["existing"].get("state") == "AVAILABLE" else 1
         url = upload.get("url")
         if not isinstance(url, str) or not upload.get("upload_id"):
             raise CliError("the API gave no upload URL")

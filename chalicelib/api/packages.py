@@ -18,12 +18,13 @@ bp = Blueprint(__name__)
 @bp.route("/packages", methods=["POST"], authorizer=OPERATOR)
 @handled
 def create_upload() -> Any:
-    """Open an upload slot: a presigned PUT into the staging bucket."""
+    """Open an upload slot (a presigned PUT into staging), or name the AVAILABLE package with this SHA-256."""
     c = bootstrap.get()
     data = body(bp.current_request)
-    only(data, {"size"})
-    answer = packages.create_upload(c.repository, c.storage, c.clock(), data, c.settings.max_package_bytes)
-    return json_response(answer, 201)
+    only(data, {"size", "sha256"})
+    answer, created = packages.create_upload(c.repository, c.storage, c.clock(), data,
+                                             c.settings.max_package_bytes)
+    return json_response(answer, 201 if created else 200)
 
 
 @bp.route("/packages", methods=["GET"], authorizer=OPERATOR)

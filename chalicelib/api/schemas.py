@@ -105,6 +105,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/packages"): _object({
         "size": _integer(1, DEFAULT_MAX_PACKAGE_BYTES, "exact size in bytes of the package to upload (at most "
                          "the deployment's OTA_MAX_PACKAGE_BYTES)"),
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$",
+                   "description": "SHA-256 of the file: if an AVAILABLE package holds these bytes, it is returned "
+                                  "(200, `existing`) and nothing is uploaded; else the upload must match it"},
     }, ("size",)),
     ("POST", "/jobs"): _object({
         "package_id": {"type": "string", "minLength": 1, "maxLength": 64,

@@ -73,6 +73,7 @@ class Package:
     scanned_at: float | None = None
     staging_etag: str | None = None  # ETag of the staging object version this decision judged
     replaces: str | None = None  # set on a replacement's record: the upload slot whose object was replaced
+    declared_sha256: str | None = None  # the SHA-256 the slot was opened for; other bytes are REJECTED
     version: int = 1
 
 

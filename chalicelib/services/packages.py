@@ -5,6 +5,7 @@ Does not: check package contents (services/scan.py does, when the staging notifi
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -17,20 +18,31 @@ from ..domain.ports import Repository, Storage
 from .common import checked, integer, iso, retrying
 
 UPLOAD_URL_SECONDS = 900
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def create_upload(
     repo: Repository, storage: Storage, now: float, body: dict[str, Any], max_bytes: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], bool]:
+    """An upload slot (and True), or, when `sha256` names bytes already AVAILABLE, that package (and False)."""
     size = integer(body, "size", 1, max_bytes)
+    sha256 = body.get("sha256")
+    if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.fullmatch(sha256)):
+        raise InvalidInput("field 'sha256' must be 64 lowercase hex characters", field="sha256")
+    if sha256 is not None:
+        same = [p for p in repo.list_packages() if p.state == "AVAILABLE" and p.sha256 == sha256 and p.size == size]
+        if same:
+            existing = min(same, key=lambda p: (p.created_at, p.upload_id))
+            return {"upload_id": existing.upload_id, "existing": package_view(existing)}, False
     upload_id = "up-" + secrets.token_hex(10)
-    repo.create_package(Package(upload_id=upload_id, state="PENDING", declared_size=size, created_at=now))
+    repo.create_package(Package(upload_id=upload_id, state="PENDING", declared_size=size, created_at=now,
+                                declared_sha256=sha256))
     return {
         "upload_id": upload_id,
         "url": storage.upload_url(upload_id, size, UPLOAD_URL_SECONDS),
         "method": "PUT",
         "expires": iso(now + UPLOAD_URL_SECONDS),
-    }
+    }, True
 
 
 def get_package(repo: Repository, upload_id: str) -> Package:

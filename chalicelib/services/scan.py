@@ -152,7 +152,7 @@ def _scan_once(
         staged = storage.read_staging(upload_id, limit)
         if staged is None:
             return slot  # notification before the object is visible: stays PENDING, the retry decides
-        decided = bumped(slot, **_decide(repo, storage, scanner, now, staged, limit))
+        decided = bumped(slot, **_decide(repo, storage, scanner, now, staged, limit, slot.declared_sha256))
         repo.save_package(decided)
         log.info("package scanned", extra={"upload_id": upload_id, "state": decided.state,
                                            "reasons": list(decided.reasons)})
@@ -167,8 +167,8 @@ def _scan_once(
     if existing is not None:
         return existing
     fresh = Package(upload_id=record_id, state="PENDING", declared_size=slot.declared_size, created_at=now,
-                    replaces=upload_id)
-    decided = replace(fresh, **_decide(repo, storage, scanner, now, staged, limit))
+                    replaces=upload_id, declared_sha256=slot.declared_sha256)
+    decided = replace(fresh, **_decide(repo, storage, scanner, now, staged, limit, slot.declared_sha256))
     try:
         repo.create_package(decided)
     except Conflict:
@@ -189,7 +189,8 @@ def _is_judged_object(slot: Package, staged: StagedObject) -> bool:
 
 
 def _decide(
-    repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, staged: StagedObject, limit: int
+    repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, staged: StagedObject, limit: int,
+    declared_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The decision on one staged object version as record fields; a clean package's bytes (exactly
     the judged ones) are published before the decision is returned, so AVAILABLE never names a key
@@ -202,6 +203,8 @@ def _decide(
         reasons.append(f"size: upload is {staged.size} bytes, more than the {limit} bytes allowed for this slot")
     else:
         sha256 = hashlib.sha256(data).hexdigest()
+        if declared_sha256 is not None and sha256 != declared_sha256:
+            reasons.append(f"sha256: the upload's SHA-256 is {sha256}; the slot was opened for {declared_sha256}")
         judgement = judge_package(data, trusted_keys(repo), now)
         reasons.extend(judgement.reasons)
         if not reasons:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -191,7 +192,8 @@ def test_packages_upload_puts_the_file_and_waits_for_the_verdict(fake_api: FakeA
                                                  (200, {"upload_id": "u-7", "state": "PENDING"}),
                                                  (200, {"upload_id": "u-7", **verdict})]
     assert _run(fake_api, ["packages", "upload", str(package)], output) == code
-    assert fake_api.seen[1].json() == {"size": package.stat().st_size}
+    assert fake_api.seen[1].json() == {"size": package.stat().st_size,
+                                       "sha256": hashlib.sha256(package.read_bytes()).hexdigest()}
     put = fake_api.seen[2]
     assert (put.method, put.body, "Authorization" in put.headers) == ("PUT", package.read_bytes(), False)
     assert [s.path for s in fake_api.seen[3:]] == ["/packages/u-7"] * 3
@@ -289,3 +291,13 @@ def test_upload_refuses_locally_before_sending_a_byte(fake_api: FakeApi, tmp_pat
     code = _run(fake_api, ["packages", "upload", str(FIXTURES / fixture)], Output(stream=io.StringIO()))
     assert code == 1 and said in capsys.readouterr().err
     assert [(s.method, s.path) for s in fake_api.seen] == [("GET", "/keys")]
+
+
+def test_upload_of_bytes_already_in_the_repository_sends_nothing(fake_api: FakeApi, output: Output) -> None:
+    package = FIXTURES / "good-full-1.0.0.otapkg"
+    fake_api.routes[("GET", "/keys")] = (200, {"keys": [{"public_key": (FIXTURES / "publisher.pub").read_text()}]})
+    existing = {"upload_id": "up-1", "state": "AVAILABLE", "manifest": {"app": "demo", "version": "1.0.0"}}
+    fake_api.routes[("POST", "/packages")] = (200, {"upload_id": "up-1", "existing": existing})
+    assert _run(fake_api, ["packages", "upload", str(package)], output) == 0
+    assert [s.method for s in fake_api.seen] == ["GET", "POST"]  # no PUT, no polling
+    assert "already in the repository: AVAILABLE: demo 1.0.0 as up-1" in output.stream.getvalue()  # type: ignore[attr-defined]

@@ -36,7 +36,7 @@ def trust(repo: Any, key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def slot(stores: Any, size: int = MAX) -> str:
-    return create_upload(stores.repo, stores.storage, NOW, {"size": size}, MAX)["upload_id"]
+    return create_upload(stores.repo, stores.storage, NOW, {"size": size}, MAX)[0]["upload_id"]
 
 
 def scan(stores: Any, storage: Any, upload_id: str) -> Any:

@@ -191,3 +191,39 @@ def test_staging_object_swapped_after_the_scan_read_it_is_judged_as_a_new_upload
     assert [k["Key"] for k in keys] == [shown["repository_key"]]
     # a job may reference the slot's package: nothing about it changed
     assert api.call("GET", f"/packages/{upload_id}").json == shown
+
+
+def _slot(api, data: bytes, sha256: str | None = None):
+    body = {"size": len(data)} if sha256 is None else {"size": len(data), "sha256": sha256}
+    return api.call("POST", "/packages", body)
+
+
+def test_an_upload_of_bytes_already_available_returns_the_existing_package(api, world, key):
+    data = make_package(key)
+    trust(api, key)
+    first = upload(api, world, data)
+    again = _slot(api, data, hashlib.sha256(data).hexdigest())
+    assert again.status_code == 200 and again.json["upload_id"] == first
+    assert again.json["existing"]["state"] == "AVAILABLE" and "url" not in again.json
+    listed = api.call("GET", "/packages").json["packages"]
+    assert [p["upload_id"] for p in listed if p["state"] == "AVAILABLE"] == [first]  # one row for one package
+
+
+@pytest.mark.parametrize("known", [False, True])
+def test_other_bytes_get_a_slot_that_accepts_only_the_declared_bytes(api, world, key, known):
+    trust(api, key)
+    data, other = make_package(key), make_package(key, version="2.0.0")
+    if known:
+        upload(api, world, data)
+    slot = _slot(api, other, hashlib.sha256(data + b"x").hexdigest())  # declared bytes that are not these
+    assert slot.status_code == 201 and slot.json["url"]
+    world.session.client("s3").put_object(Bucket=world.settings.staging_bucket,
+                                          Key=f"uploads/{slot.json['upload_id']}", Body=other)
+    drain_staging(world)
+    shown = api.call("GET", f"/packages/{slot.json['upload_id']}").json
+    assert shown["state"] == "REJECTED" and shown["reasons"][0].startswith("sha256: the upload's SHA-256 is")
+
+
+def test_a_malformed_declared_sha256_is_400(api):
+    answer = api.call("POST", "/packages", {"size": 10, "sha256": "XYZ"})
+    assert answer.status_code == 400 and answer.json["field"] == "sha256"
