@@ -8,7 +8,9 @@ devices lack its base; 1.0.0 to the first model by one job in block mode, then t
 progress; an unsigned package REJECTED at the scan; a downgrade job refused with a 4xx; the other
 model untouched; then a signed run-script command to every device of the first model with each
 device's output, and a release of 1.2.0 published for the model's `stable` channel that every device
-installs by itself (a delta from 1.1.0). `observe` collects what happened, `judge` turns it into the
+installs by itself (a delta from 1.1.0); and an MCU device of its own model (mcu/'s host build, a
+libmosquitto device provisioned as a factory would) that takes a signed MCUboot image by a block-mode
+job, swaps, reboots, confirms and reports SUCCEEDED. `observe` collects what happened, `judge` turns it into the
 checklist (in one place); main prints it and exits 0 only if every item holds. Every process is
 stopped by PID at the end, also on errors and Ctrl-C/SIGTERM, unless --keep.
 """
@@ -16,6 +18,7 @@ stopped by PID at the end, also on errors and Ctrl-C/SIGTERM, unless --keep.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import shutil
@@ -26,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from local import procs, stack
-from local.outcomes import APP, MODEL, OTHER_MODEL, V1, V2, V3, Facts, Outcomes, judge
-from local.scenario import ScenarioError, Session, strip_signatures
+from local import mcudevice, procs, stack
+from local.outcomes import APP, MCU_APP, MCU_MODEL, MODEL, OTHER_MODEL, V1, V2, V3, Facts, Outcomes, judge
+from local.scenario import Agent, ScenarioError, Session, strip_signatures
 
 # every agent updates `demo` automatically on channel stable, and runs signed scripts and log requests
 AGENT_EXTRAS = ('[apps]\nmanaged = ["demo", "ota-agent"]\n[auto]\nchannel = "stable"\ncheck_interval = 30\n'
@@ -47,6 +50,7 @@ class Options:
     block_size: int = 16384
     window: int = 32
     timeout: float = 120.0
+    mcu: bool = False  # also the MCU device (needs cc and libmosquitto-dev; `make setup`)
 
 
 # steps ---------------------------------------------------------------------------------------------
@@ -135,7 +139,8 @@ def refuse(s: Session, what: str, upload_id: str) -> tuple[int, str]:
 
 
 def rollout(s: Session, f: Facts, name: str, upload_id: str, o: Options, model: str = MODEL) -> None:
-    what = {"v1": V1, "delta": f"the delta {V1} -> {V2}", "m2": f"{V1} built for {OTHER_MODEL}"}.get(name, name)
+    what = {"v1": V1, "delta": f"the delta {V1} -> {V2}", "m2": f"{V1} built for {OTHER_MODEL}",
+            "mcu": f"the MCUboot image {MCU_APP} {V2}"}.get(name, name)
     s.say(f"\n== roll out {what}: one job for every {model} device, block mode, live progress")
     made = s.ota("jobs", "create", "--package", upload_id, "--model", model, "--mode", "block",
                  "--block-size", str(o.block_size), "--window", str(o.window))
@@ -226,6 +231,46 @@ def self_update(s: Session, f: Facts, upload_id: str, model_epns: list[str], tim
         f.self_update[agent.epn] = (view.get("state"), agent.current(AGENT_APP), procs.is_alive(agent.process.pid))
 
 
+def mcu_update(s: Session, f: Facts, files: dict[str, Path], o: Options) -> list[str]:
+    """One MCU device (mcu/'s host build) takes a signed MCUboot image by a block-mode job; returns its EPN."""
+    epn, home, keys = "demo-mcu-1", s.work / "demo-mcu-1", s.work / "keys"
+    s.say(f"\n== an MCU device of model {MCU_MODEL}: the C library's host build (libmosquitto, files as flash)")
+    mcudevice.run(s, ["make", "-s", "-C", "mcu", "host"], "building the MCU host device")
+    imgtool = shutil.which("imgtool") or str(Path(sys.executable).parent / "imgtool")
+    (keys / "image.pem").unlink(missing_ok=True)
+    mcudevice.run(s, [imgtool, "keygen", "-k", str(keys / "image.pem"), "-t", "ecdsa-p256"], "imgtool keygen")
+    images = {}
+    for version, size in ((V1, 48_000), (V2, 64_000)):
+        body, images[version] = s.work / f"{MCU_APP}-{version}.bin", s.work / f"{MCU_APP}-{version}.signed.bin"
+        body.write_bytes(os.urandom(size))
+        mcudevice.run(s, [imgtool, "sign", "--key", str(keys / "image.pem"), "--header-size", "0x200", "--pad-header",
+                          "--align", "8", "--version", version, "--slot-size", hex(mcudevice.SLOT), str(body),
+                          str(images[version])], "imgtool sign")
+    package = s.work / f"{MCU_APP}-{V2}.otapkg"
+    s.pack("build", "--firmware", str(images[V2]), "--mcuboot", "--mcuboot-key", str(keys / "image.pem"), "--app",
+           MCU_APP, "--version", V2, "--model", MCU_MODEL, "--key", str(files["key"]), "--out", str(package))
+    done = s.ota("packages", "upload", str(package), "--timeout", "120")
+    found = re.search(r" as (up-[0-9a-f]+)", done.out)
+    if found is None:
+        raise ScenarioError(f"upload of {package.name} failed: {done.err.strip()}")
+    s.say(f"\n== the factory: pre-authorise {epn}, register its key, flash {MCU_APP} {V1} into its primary slot")
+    running = images[V1].read_bytes()
+    mqtt = mcudevice.factory(s, epn, MCU_MODEL, MCU_APP, V1, home, running, show=True)
+    started = mcudevice.start(s, epn, MCU_MODEL, MCU_APP, home, mqtt, files["pub"], keys / "image.pem", show=True)
+    s.agents.append(Agent(epn, MCU_MODEL, home, started))  # stopped with the agents
+    if not s.wait_for(f"{epn} online", lambda: mcudevice.online(s, epn, MCU_APP, V1), o.timeout):
+        raise ScenarioError(f"{epn} did not come online; log {home / 'device.log'}")
+    small = dataclasses.replace(o, block_size=min(o.block_size, mcudevice.MAX_BLOCK), window=min(o.window, 8))
+    rollout(s, f, "mcu", found.group(1), small, MCU_MODEL)
+    s.wait_for(f"{epn} reporting {V2}", lambda: mcudevice.online(s, epn, MCU_APP, V2), o.timeout)
+    log = (home / "device.log").read_text(errors="replace")
+    s.say(f"{home / 'device.log'}:\n" + "\n".join(f"    {ln}" for ln in log.splitlines()[-8:]))
+    s.ota("devices", "show", epn)
+    f.mcu[epn] = (mcudevice.confirmed(home, images[V2].read_bytes()), s.device(epn).get("apps", {}).get(MCU_APP),
+                  "swapped in the new image (trial)" in log and "reboot" in log)
+    return [epn]
+
+
 def run_scenario(s: Session, o: Options) -> Outcomes:
     """The whole scenario on a running stack; returns the judged outcomes (agents are left to the caller)."""
     f = Facts()
@@ -252,7 +297,8 @@ def run_scenario(s: Session, o: Options) -> Outcomes:
     last = next(a for a in s.agents if a.epn == model_epns[0])
     s.say(f"\n== {last.history} now (one line per attempt, with its result)\n"
           + "\n".join(f"    {ln}" for ln in last.history_lines()))
-    return judge(f, model_epns, other_epns)
+    mcu_epns = mcu_update(s, f, files, o) if o.mcu else None
+    return judge(f, model_epns, other_epns, mcu_epns)
 
 
 # main ----------------------------------------------------------------------------------------------
@@ -269,9 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=float, default=1.0, help="payload size of the packages")
     parser.add_argument("--block-size", type=int, default=16384)
     parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--no-mcu", action="store_true", help=f"leave out the MCU device ({MCU_MODEL})")
     parser.add_argument("--keep", action="store_true", help="leave the stack and agents running")
     args = parser.parse_args(argv)
-    options = Options(args.devices, args.others, int(args.size_mb * (1 << 20)), args.block_size, args.window)
+    options = Options(args.devices, args.others, int(args.size_mb * (1 << 20)), args.block_size, args.window,
+                      mcu=not args.no_mcu)
     work = args.dir.resolve()
     stack_dir = work / "stack"
     signal.signal(signal.SIGTERM, _terminate)

@@ -12,6 +12,7 @@ from typing import Any
 APP = "demo"
 MODEL, OTHER_MODEL = "demo-m1", "demo-m2"
 V1, V2, V3 = "1.0.0", "1.1.0", "1.2.0"
+MCU_MODEL, MCU_APP = "demo-mcu", "demo-fw"  # the MCU device (mcu/'s host build) and its firmware
 
 
 @dataclass
@@ -36,6 +37,8 @@ class Facts:
     # epn -> (current, inventory, state of its automatic execution)
     self_update: dict[str, tuple[str | None, str | None, bool]] = field(default_factory=dict)
     # epn -> (execution state, installed agent version, agent process alive)
+    mcu: dict[str, tuple[bool, str | None, bool]] = field(default_factory=dict)  # after its firmware job:
+    # epn -> (primary slot holds the new image with image_ok set, inventory version, log shows swap and reboot)
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,8 @@ def installed(lines: list[str]) -> list[str]:
     return [ln.split()[2] for ln in lines if len(ln.split()) >= 4 and ln.split()[3] == "SUCCEEDED"]
 
 
-def judge(f: Facts, model_epns: list[str], other_epns: list[str]) -> Outcomes:
-    """The checklist: every expected outcome, checked explicitly."""
+def judge(f: Facts, model_epns: list[str], other_epns: list[str], mcu_epns: list[str] | None = None) -> Outcomes:
+    """The checklist: every expected outcome, checked explicitly (the MCU line only if `mcu_epns` took part)."""
     v1_ok, v1_counts = _succeeded(f.jobs.get("v1"), len(model_epns))
     d_ok, d_counts = _succeeded(f.jobs.get("delta"), len(model_epns))
     order_bad = [e for e in model_epns if installed(f.histories.get(e, [])) != [V1, V2]]
@@ -118,4 +121,11 @@ def judge(f: Facts, model_epns: list[str], other_epns: list[str]) -> Outcomes:
         Outcome(f"agent self-update to ota-agent 1.1.0 on every {MODEL} device: restarted into it, confirmed, "
                 "SUCCEEDED", not su_bad and bool(f.self_update), ", ".join(su_bad)),
     ]
+    if mcu_epns:
+        mcu_ok, mcu_counts = _succeeded(f.jobs.get("mcu"), len(mcu_epns))
+        mcu_bad = [e for e in mcu_epns if f.mcu.get(e) != (True, V2, True)]
+        items.append(Outcome(f"MCU device ({MCU_MODEL}, the C library's host build): signed MCUboot image {MCU_APP} "
+                             f"{V2} by a block-mode job, swapped, confirmed after its reboot, SUCCEEDED",
+                             mcu_ok and f.watch_codes.get("mcu") == 0 and not mcu_bad,
+                             " ".join([mcu_counts, *mcu_bad])))
     return Outcomes(tuple(items), f)

@@ -12,27 +12,23 @@ image and reports SUCCEEDED. A tampered image is REJECTED with the reason.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from agent.register import make_csr
-from local import procs
+from local import mcudevice, procs
+from local.mcudevice import SLOT
 from local.scenario import Session
 from otaformat import wire
-from otaformat.signing import key_id
-from tests.mcu.mcudevice import APP, HOST_DEVICE, Firmware, build, point
+from tests.mcu.mcudevice import APP, Firmware, build
 
 from .conftest import WAIT, create_job, terminal, unique_epn, wait_execution
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MODEL = "mcu-e2e"
-SLOT = 256 * 1024  # FILE_SLOT_SIZE of mcu/port/host/file_port.h
 BLOCK = 1024
 WINDOW = 4
 
@@ -46,37 +42,16 @@ def _upload(s: Session, fw: Firmware, package: bytes, name: str) -> str:
 
 
 def _factory(s: Session, epn: str, home: Path, running: bytes) -> dict[str, Any]:
-    """Pre-authorise, register with a fresh key (as a factory station would), flash the first image."""
-    made = s.ota("devices", "add", epn, "--model", MODEL, show=False)
-    token = re.search(r"registration token \(shown once\): (\S+)", made.out)
-    assert made.code == 0 and token, made.err
-    key_pem, csr = make_csr(epn)
-    answer = requests.post(f"{s.state['api_url']}/devices/{epn}/register", timeout=30, json={
-        "token": token.group(1), "csr": csr.decode(), "agent_version": "1.0.0", "apps": {APP: "1.0.0"}})
-    assert answer.status_code == 200, answer.text
-    body = answer.json()
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "device.key").write_bytes(key_pem)
-    os.chmod(home / "device.key", 0o600)
-    (home / "device.crt").write_text(body["certificate"])
-    (home / "ca.pem").write_text(body["ca"])
-    (home / "slot0.bin").write_bytes(running + b"\xff" * (SLOT - len(running)))
-    return dict(body["mqtt"])
+    return mcudevice.factory(s, epn, MODEL, APP, "1.0.0", home, running)
 
 
-def _start(fw: Firmware, epn: str, home: Path, mqtt: dict[str, Any]) -> procs.Started:
-    pub = fw.publisher
-    argv = [str(HOST_DEVICE), "--dir", str(home), "--epn", epn, "--model", MODEL, "--app", APP,
-            "--host", str(mqtt["host"]), "--port", str(mqtt["port"]), "--ca", str(home / "ca.pem"),
-            "--cert", str(home / "device.crt"), "--key", str(home / "device.key"),
-            "--publisher", f"{point(pub).hex()}:{key_id(pub)}", "--image-key", fw.image_point().hex()]
-    return procs.start(f"ota_device {epn}", argv, home / "device.log")
+def _start(s: Session, fw: Firmware, epn: str, home: Path, mqtt: dict[str, Any]) -> procs.Started:
+    return mcudevice.start(s, epn, MODEL, APP, home, mqtt, fw.keys / "publisher.pub",
+                           fw.keys / "image.pem")
 
 
 def _online(s: Session, epn: str, version: str) -> bool:
-    device = s.device(epn)
-    seen, registered = device.get("last_seen"), device.get("registered_at")
-    return bool(seen and registered and seen > registered) and (device.get("apps") or {}).get(APP) == version
+    return mcudevice.online(s, epn, APP, version)
 
 
 @pytest.fixture
@@ -97,7 +72,7 @@ def test_mcu_device_takes_a_job_survives_a_power_cut_swaps_and_confirms(device_e
     upload_id = _upload(s, fw, fw.package(new, "1.1.0", model=MODEL, name="mcu-good", check_key=True), "good")
     epn, home = unique_epn("mcu"), tmp_path / "device"
     mqtt = _factory(s, epn, home, old)
-    started.append(_start(fw, epn, home, mqtt))
+    started.append(_start(s, fw, epn, home, mqtt))
     assert s.wait_for("inventory", lambda: _online(s, epn, "1.0.0"), WAIT), procs.log_tail(started[-1])
 
     package_size = len((fw.work / "mcu-good.otapkg").read_bytes())
@@ -109,14 +84,12 @@ def test_mcu_device_takes_a_job_survives_a_power_cut_swaps_and_confirms(device_e
     time.sleep(0.5)
     held = (home / "kv1.bin").read_bytes()
     assert 0 < sum(bin(b).count("1") for b in held) < total, "the bitmap was persisted part-way"
-    started.append(_start(fw, epn, home, mqtt))
+    started.append(_start(s, fw, epn, home, mqtt))
 
     view = wait_execution(s, job_id, epn, terminal)
     assert view["state"] == "SUCCEEDED", (view, procs.log_tail(started[-1], 40))
     assert view["blocks_sent"] < 1.5 * total, "it resumed instead of starting over"
-    slot0 = (home / "slot0.bin").read_bytes()
-    assert slot0[: len(new)] == new, "the primary slot runs the new image, byte for byte"
-    assert slot0[SLOT - 24] == 0x01, "image_ok set in the primary trailer: confirmed after the trial boot"
+    assert mcudevice.confirmed(home, new), "the primary slot runs the new image, confirmed after the trial boot"
     assert s.wait_for("new inventory", lambda: _online(s, epn, "1.1.0"), WAIT)
     log = Path(started[-1].log).read_text()
     assert "swapped in the new image (trial)" in log and "reboot" in log
@@ -129,7 +102,7 @@ def test_mcu_device_rejects_a_tampered_image(device_env: Any, tmp_path: Path) ->
     bad[0x200 + 5000] ^= 0x40  # flipped after imgtool signed it; the package around it is validly signed
     upload_id = _upload(s, fw, fw.package(bytes(bad), "1.2.0", model=MODEL, name="mcu-bad"), "bad")
     epn, home = unique_epn("mcu-bad"), tmp_path / "device"
-    started.append(_start(fw, epn, home, _factory(s, epn, home, old)))
+    started.append(_start(s, fw, epn, home, _factory(s, epn, home, old)))
     assert s.wait_for("inventory", lambda: _online(s, epn, "1.0.0"), WAIT), procs.log_tail(started[-1])
     job_id = create_job(s, upload_id, [epn], 4096, 8)
     view = wait_execution(s, job_id, epn, terminal)
