@@ -117,31 +117,41 @@ def verify_envelope(
             raise MalformedError("envelope must be an object with exactly 'manifest' and 'signatures'")
     except FormatError as err:
         raise VerificationError(f"envelope is malformed: {err.reason}", code="malformed") from err
-    signatures = env.get("signatures")
+    canonical, kid = verify_signatures(env["manifest"], env.get("signatures"), trusted, "package", "manifest")
+    try:
+        manifest = Manifest.from_dict(env["manifest"])
+    except FormatError as err:
+        raise VerificationError(f"signed manifest is invalid: {err.reason}", code=err.code) from err
+    return VerifiedManifest(manifest=manifest, key_id=kid, canonical=canonical)
+
+
+def verify_signatures(
+    body: object, signatures: object, trusted: Mapping[str, ec.EllipticCurvePublicKey], what: str, part: str
+) -> tuple[bytes, str]:
+    """One valid signature by a trusted key over canonical_json(body): (the canonical bytes, its key id).
+
+    Shared by packages and signed commands (otaformat.commands). Pure. VerificationError codes:
+    unsigned, malformed, untrusted-key, bad-signature; `what`/`part` name the thing in the messages."""
     if not isinstance(signatures, list) or not signatures:
-        raise VerificationError("package is unsigned: no signatures", code="unsigned")
+        raise VerificationError(f"{what} is unsigned: no signatures", code="unsigned")
     if len(signatures) > MAX_SIGNATURES:
         raise VerificationError(f"more than {MAX_SIGNATURES} signatures", code="malformed")
     try:
-        canonical = canonical_json(env["manifest"])
+        canonical = canonical_json(body)
     except FormatError as err:
-        raise VerificationError(f"manifest cannot be canonicalised: {err.reason}", code="malformed") from err
+        raise VerificationError(f"{part} cannot be canonicalised: {err.reason}", code="malformed") from err
     reasons = []
     for entry in signatures:
-        reason, kid = _check_one(entry, canonical, trusted)
+        reason, kid = _check_one(entry, canonical, trusted, part)
         if reason is None:
-            try:
-                manifest = Manifest.from_dict(env["manifest"])
-            except FormatError as err:
-                raise VerificationError(f"signed manifest is invalid: {err.reason}", code=err.code) from err
-            return VerifiedManifest(manifest=manifest, key_id=kid, canonical=canonical)
+            return canonical, kid
         reasons.append(reason)
     code = "untrusted-key" if all(r.startswith("key id") for r in reasons) else "bad-signature"
     raise VerificationError("; ".join(reasons), code=code)
 
 
 def _check_one(
-    entry: object, canonical: bytes, trusted: Mapping[str, ec.EllipticCurvePublicKey]
+    entry: object, canonical: bytes, trusted: Mapping[str, ec.EllipticCurvePublicKey], part: str = "manifest"
 ) -> tuple[str | None, str]:
     if not isinstance(entry, dict):
         return "signature entry is not an object", ""
@@ -159,7 +169,7 @@ def _check_one(
     try:
         trusted[kid].verify(raw, canonical, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        return f"signature by {kid} does not match the manifest", kid
+        return f"signature by {kid} does not match the {part}", kid
     return None, kid
 
 
