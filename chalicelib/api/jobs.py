@@ -1,4 +1,5 @@
-"""Routes /jobs: create (Idempotency-Key), list, show with progress, executions, cancel."""
+"""Routes /jobs: create (Idempotency-Key; `?dry_run=true` prices it and creates nothing), list, show with
+progress, executions, cancel."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from chalice import Blueprint
 
 from .. import bootstrap
 from ..domain.errors import NotFound
-from ..services import jobs
+from ..services import estimate, jobs
 from .auth import OPERATOR
 from .errors import handled
-from .http import body, epn_path, json_response
+from .http import body, epn_path, json_response, query
 
 bp = Blueprint(__name__)
 
@@ -19,9 +20,11 @@ bp = Blueprint(__name__)
 @bp.route("/jobs", methods=["POST"], authorizer=OPERATOR)
 @handled
 def create_job() -> Any:
-    """Create a job (Idempotency-Key header supported)."""
+    """Create a job (Idempotency-Key header supported); with ?dry_run=true, only its cost estimate."""
     c = bootstrap.get()
     request = bp.current_request
+    if estimate.dry_run(query(request)):
+        return json_response(estimate.estimate_job(c.repository, body(request), query(request)))
     key = request.headers.get("idempotency-key")
     job, created = jobs.create_job(c.repository, c.storage, c.publisher, c.clock(), body(request), key)
     return json_response(jobs.job_view(job, c.repository.list_job_executions(job.job_id)), 201 if created else 200)

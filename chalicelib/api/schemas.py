@@ -73,6 +73,14 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
         "version": VERSION,
         "state": {"type": "string", "enum": list(PACKAGE_STATES)},
     },
+    ("POST", "/jobs"): {  # services/estimate.py
+        "dry_run": {"type": "string", "enum": ["true", "false"], "default": "false",
+                    "description": "true: answer 200 with the rollout's cost estimate and create nothing"},
+        "loss": {"type": "string", "pattern": r"^(0(\.[0-9]+)?|0?\.[0-9]+)$", "default": "0",
+                 "description": "dry run: expected share of blocks lost on first arrival, 0..0.5"},
+        "prices": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$",
+                   "description": "dry run: the price table (chalicelib/prices), default the newest"},
+    },
 }
 
 _TARGETS = {
