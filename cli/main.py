@@ -60,6 +60,12 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
         package = refs.resolve(api, args.package, args.model)
         body = c.job_body(package, args.devices, args.model, args.mode, args.block_size, args.window,
                           args.stall_seconds, args.total_seconds)
+        if args.estimate:
+            from cli import estimate  # the cost estimate (POST /jobs?dry_run=true)
+
+            return estimate.jobs_estimate(api, out, body, args.loss)
+        if args.loss is not None:
+            raise c.UsageError("--loss goes with --estimate")
         return c.jobs_create(api, out, body, args.idempotency_key)
     if a == "list":
         return c.jobs_list(api, out)

@@ -151,6 +151,10 @@ def build_parser() -> Parser:
                    help="execution deadline, 60..2592000 (604800)")
     p.add_argument("--idempotency-key", metavar="KEY",
                    help="1..128 of [A-Za-z0-9._:-]: repeating the command with it creates one job")
+    p.add_argument("--estimate", action="store_true",
+                   help="only print what the rollout would cost on AWS (POST /jobs?dry_run=true); create nothing")
+    p.add_argument("--loss", type=float, metavar="SHARE",
+                   help="with --estimate: expected share of blocks lost on first arrival, 0..0.5 (0)")
     action(jobs, "list", "list jobs (newest first) with app, version and progress", "ota jobs list")
     p = action(jobs, "show", "a job, or one device's execution with its timeline", "ota jobs show job-0123",
                "ota jobs show job-0123 --device pump-0042")
