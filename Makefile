@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss bench-large package clean os-deps web-deps
+.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss bench-large bench-estimate package clean os-deps web-deps
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench-fleet: setup
 
 bench-loss: setup
 	$(PY) -m bench.loss
+
+bench-estimate: setup
+	$(PY) -m bench.estimate
 
 bench-large: setup
 	$(PY) -m bench.large

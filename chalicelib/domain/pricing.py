@@ -9,9 +9,10 @@ one price table (chalicelib/prices/). `iot_jobs_streams` prices the same rollout
 and MQTT-based file delivery (streams), for docs/operations.md.
 
 The rules (docs/protocol.md and docs/operations.md "Cost of a rollout"): one job document per device;
-every block once, plus the blocks first-arrival loss makes the cloud resend (fast repair, once per lost
-copy: B * p / (1 - p)); one ack per half window of new blocks (the agent's policy) plus one per resend
-round; one `get` to start plus one per window of lost blocks; four statuses and one inventory. Every
+every block once, plus the blocks loss makes the cloud resend (fast repair, once per lost copy, a resent
+copy being lost as often: B * p / (1 - p)); one ack per half window of new blocks (the agent's policy; a
+repaired copy is a new block); one `get`, the start signal (losses are repaired from the acks); four
+statuses and one inventory. Every
 number that is not the protocol's but the platform's (messages per Lambda batch, handler time, item
 sizes, concurrent containers) is an `Assumptions` field with its default and why. No I/O here: the
 service (services/estimate.py) reads the package and the targets, the table is loaded by
@@ -84,7 +85,7 @@ class Assumptions:
     containers: int = 5  # MaximumConcurrency of the device-message mapping (warm containers reading S3)
     sweep_seconds: float = 60.0  # EventBridge rate(1 minute)
     device_bytes_per_second: float = 491520.0  # OTA_DEVICE_BYTE_RATE: the pace of one device's blocks
-    setup_seconds: float = 30.0  # before and after the transfer: job document, verify, install, report
+    setup_seconds: float = 5.0  # before and after the transfer: job document, verify, install, report
     writes_per_message: float = 1.0  # one conditional PutItem per execution message (batches rarely merge)
     execution_item_bytes: int = 1500  # an execution item (timeline, transfer bitmaps) before its bitmaps
     device_item_bytes: int = 600
@@ -162,10 +163,8 @@ def transfer(spec: RolloutSpec) -> tuple[int, int, int, int]:
     blocks = max(1, math.ceil(spec.package_size / spec.block_size))
     loss = min(max(spec.loss, 0.0), 0.5)
     resends = math.ceil(blocks * loss / (1 - loss)) if loss else 0
-    half = half_window(spec.window)
-    rounds = math.ceil(resends / half) if resends else 0
-    acks = math.ceil(blocks / half) + rounds
-    gets = 1 + (math.ceil(resends / spec.window) if resends else 0)
+    acks = math.ceil(blocks / half_window(spec.window))  # new blocks per ack; a repaired copy is a new block
+    gets = 1  # the start signal; losses are repaired by the cloud's fast repair, not by the device asking
     return blocks, resends, acks, gets
 
 
@@ -178,7 +177,7 @@ def _wu(size: int) -> int:
     return math.ceil(max(size, 1) / 1024)
 
 
-def count(spec: RolloutSpec, assume: Assumptions = Assumptions(), unit: int = IOT_UNIT) -> Counts:  # noqa: B008
+def count(spec: RolloutSpec, assume: Assumptions = Assumptions(), unit: int = IOT_UNIT) -> Counts:
     """Every metered request of the rollout (all targets), from the protocol's rules and `assume`;
     IoT messages metered in units of `unit` bytes."""
     t = spec.targets
@@ -223,11 +222,11 @@ def count(spec: RolloutSpec, assume: Assumptions = Assumptions(), unit: int = IO
     reads_create = 1 + t  # the package, the targets
     reads_messages = math.ceil(t * seen) + assume.containers  # cold cache: executions, then the job once
     reads_inventory = t * assume.inventory_reads
-    reads_sweeps = sweeps * (ACTIVE_SHARDS + 2 + t)
+    reads_sweeps = sweeps * (2 * ACTIVE_SHARDS + 2 + t)  # active executions and commands, jobs; each execution
     read_requests = reads_create + reads_messages + reads_inventory + reads_sweeps
     read_units = (1 + t * _ru(assume.device_item_bytes) + math.ceil(t * seen) * _ru(execution_bytes)
                   + assume.containers * _ru(assume.job_item_bytes) + reads_inventory * _ru(execution_bytes)
-                  + sweeps * (ACTIVE_SHARDS * 0.5 + math.ceil(t * execution_bytes / 4096) * 0.5 + 1
+                  + sweeps * (2 * ACTIVE_SHARDS * 0.5 + math.ceil(t * execution_bytes / 4096) * 0.5 + 1.5
                               + t * _ru(execution_bytes)))
     if not block_mode:
         s3_gets, s3_out = t * math.ceil(spec.package_size / URL_RANGE), t * spec.package_size
@@ -271,7 +270,7 @@ def price(spec: RolloutSpec, counts: Counts, prices: Prices) -> Estimate:
     return Estimate(spec, counts, lines, prices.name, sum(line.cost for line in lines))
 
 
-def estimate(spec: RolloutSpec, prices: Prices, assume: Assumptions = Assumptions()) -> Estimate:  # noqa: B008
+def estimate(spec: RolloutSpec, prices: Prices, assume: Assumptions = Assumptions()) -> Estimate:
     return price(spec, count(spec, assume, prices.iot_message_unit_bytes), prices)
 
 
