@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     directory = args.dir.resolve()
     os.environ["MOTO_ENABLE_RECORDING"] = "1"  # inherited by the moto server the stack starts
     os.environ["MOTO_RECORDER_FILEPATH"] = str(directory / "moto-recording.jsonl")
+    (directory / "loss-events.jsonl").unlink(missing_ok=True)
     service = LossService(directory, device_workers=5, sweep_every=5.0)
     table = prices.load()
     results = []
