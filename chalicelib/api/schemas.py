@@ -16,6 +16,7 @@ from otaformat import commands as oc
 from otaformat.ids import APP_PATTERN, EPN_PATTERN, MODEL_PATTERN
 from otaformat.wire import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
 
+from .. import prices as price_tables
 from ..domain.models import PACKAGE_STATES
 from ..domain.retries import MAX_RETRIES
 from ..services.abort import DEFAULT_ABORT_MIN_EXECUTED, DEFAULT_ABORT_PERCENT
@@ -76,10 +77,10 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("POST", "/jobs"): {  # services/estimate.py
         "dry_run": {"type": "string", "enum": ["true", "false"], "default": "false",
                     "description": "true: answer 200 with the rollout's cost estimate and create nothing"},
-        "loss": {"type": "string", "pattern": r"^(0(\.[0-9]+)?|0?\.[0-9]+)$", "default": "0",
-                 "description": "dry run: expected share of blocks lost on first arrival, 0..0.5"},
-        "prices": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$",
-                   "description": "dry run: the price table (chalicelib/prices), default the newest"},
+        "loss": {"type": "string", "pattern": r"^(0|0?\.([0-4][0-9]{0,5}|50{0,5}))$", "default": "0",
+                 "description": "dry run: expected share of block copies lost on the way, 0..0.5"},
+        "prices": {"type": "string", "enum": price_tables.names(), "default": price_tables.DEFAULT,
+                   "description": "dry run: the price table (chalicelib/prices)"},
     },
 }
 
