@@ -92,14 +92,14 @@ class S3Storage:
                 return None
             raise
         size, body = int(answer["ContentLength"]), answer["Body"]
-        seen = {"etag": str(answer["ETag"]), "key": key, "modified": _stamp(answer.get("LastModified"))}
+        etag, modified = str(answer["ETag"]), _stamp(answer.get("LastModified"))
         if size > limit:
             body.close()  # never pull an oversized upload in
-            return StagedObject(size=size, data=None, **seen)
+            return StagedObject(etag, size, None, key, modified)
         data = _spool(body, limit)
         if data is None:  # grew past the limit while being read
-            return StagedObject(size=limit + 1, data=None, **seen)
-        return StagedObject(size=len(data), data=data, **seen)
+            return StagedObject(etag, limit + 1, None, key, modified)
+        return StagedObject(etag, len(data), data, key, modified)
 
     def publish(self, repository_key: str, data: bytes, sha256: str) -> None:
         if hashlib.sha256(data).hexdigest() != sha256:
