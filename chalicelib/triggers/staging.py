@@ -8,7 +8,9 @@ an object that replaced an already decided one is judged as a new upload (servic
 rule).
 
 A body that is not an S3 notification, the S3 test event, or a key outside both prefixes is logged and
-dropped. When the malware engine has no verdict yet (GuardDuty has not tagged the object:
+dropped. With GuardDuty the bucket also notifies `s3:ObjectTagging:Put` under `uploads/`: GuardDuty
+writing its verdict tag wakes the upload slot that waits for it (only `ObjectTagging:Put`, only slots).
+When the malware engine has no verdict yet (GuardDuty has not tagged the object:
 ScanPending), the message is reported in `batchItemFailures` (ReportBatchItemFailures): SQS delivers it
 again after the queue's visibility timeout; on its SCAN_ATTEMPTS-th receive (the staging queue's
 maxReceiveCount) the scan decides anyway and fails closed (REJECTED, `malware scan: no verdict ...`),
@@ -67,7 +69,8 @@ def staged_keys(body: str) -> list[StagedKey]:
     found = []
     for record in notification["Records"]:
         try:
-            if not str(record["eventName"]).startswith("ObjectCreated"):
+            name = str(record["eventName"])
+            if not name.startswith("ObjectCreated") and name != "ObjectTagging:Put":
                 continue
             obj = record["s3"]["object"]
             key = unquote_plus(obj["key"])
@@ -79,7 +82,10 @@ def staged_keys(body: str) -> list[StagedKey]:
         etag = obj.get("eTag") if isinstance(obj, dict) else None
         staged = StagedKey(key, etag if isinstance(etag, str) else None,
                            principal if isinstance(principal, str) else None)
-        if staged.upload_id is not None or is_incoming_key(key):
+        if name == "ObjectTagging:Put":  # GuardDuty tagged an object: a slot waiting for it is decided now
+            if staged.upload_id is not None:  # (an incoming/ object waits for its own ObjectCreated message,
+                found.append(StagedKey(key))  # which names its uploader; the tagger is GuardDuty's role)
+        elif staged.upload_id is not None or is_incoming_key(key):
             found.append(staged)
         else:
             log.warning("staging key outside uploads/ and incoming/ ignored", extra={"key": key[:200]})

@@ -32,8 +32,9 @@ def key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def notification(key: str, etag: str | None = None, receive_count: int = 1) -> dict[str, Any]:
-    record: dict[str, Any] = {"eventName": "ObjectCreated:Put", "userIdentity": {"principalId": PIPELINE},
+def notification(key: str, etag: str | None = None, receive_count: int = 1,
+                 name: str = "ObjectCreated:Put") -> dict[str, Any]:
+    record: dict[str, Any] = {"eventName": name, "userIdentity": {"principalId": PIPELINE},
                               "s3": {"object": {"key": key, **({"eTag": etag} if etag else {})}}}
     message = sqs_record(json.dumps({"Records": [record]}))
     message["attributes"] = {"ApproximateReceiveCount": str(receive_count)}
@@ -127,3 +128,17 @@ def test_a_tag_read_is_only_believed_for_the_object_that_was_judged(world):
         scanner.scan(b"judged bytes", None, None, obj)
     with pytest.raises(ValueError):
         scanner.scan(b"judged bytes", None, None, None)
+
+
+def test_guardduty_tagging_the_object_wakes_the_waiting_slot_but_not_an_incoming_upload(api, world, key):
+    trust(api, key)
+    upload_id = slot_with(api, world, make_package(key))
+    assert on_staging_object(notification(f"uploads/{upload_id}"), None)["batchItemFailures"]  # waits
+    tag(world, f"uploads/{upload_id}", "NO_THREATS_FOUND")
+    woken = on_staging_object(notification(f"uploads/{upload_id}", name="ObjectTagging:Put"), None)
+    assert woken["scanned"] == [{"upload_id": upload_id, "state": "AVAILABLE"}]
+    s3 = world.session.client("s3")
+    s3.put_object(Bucket=world.settings.staging_bucket, Key="incoming/b.otapkg",
+                  Body=make_package(key, version="2.0.0"))
+    tag(world, "incoming/b.otapkg", "NO_THREATS_FOUND")
+    assert on_staging_object(notification("incoming/b.otapkg", name="ObjectTagging:Put"), None)["scanned"] == []

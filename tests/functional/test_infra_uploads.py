@@ -33,11 +33,14 @@ def copy_of_infra(tmp_path: Path) -> Path:
 
 def test_the_staging_bucket_notifies_both_prefixes_and_expires_incoming(template):
     bucket = template["Resources"]["StagingBucket"]["Properties"]
-    queues = bucket["NotificationConfiguration"]["QueueConfigurations"]
+    *queues, woken = bucket["NotificationConfiguration"]["QueueConfigurations"]
     prefixes = sorted(q["Filter"]["S3Key"]["Rules"][0]["Value"] for q in queues)
     assert prefixes == ["incoming/", "uploads/"]
     assert all(q["Event"] == "s3:ObjectCreated:*" and q["Queue"] == {"Fn::GetAtt": ["StagingQueue", "Arn"]}
                for q in queues)
+    condition, tagging, otherwise = woken["Fn::If"]  # GuardDuty's verdict tag wakes a waiting slot
+    assert condition == "UseGuardDuty" and otherwise == {"Ref": "AWS::NoValue"}
+    assert tagging["Event"] == "s3:ObjectTagging:Put" and tagging["Filter"]["S3Key"]["Rules"][0]["Value"] == "uploads/"
     rules = {r["Prefix"]: r["ExpirationInDays"] for r in bucket["LifecycleConfiguration"]["Rules"]}
     assert rules == {"uploads/": 90, "incoming/": 90}
 
