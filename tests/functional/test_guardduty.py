@@ -142,3 +142,25 @@ def test_guardduty_tagging_the_object_wakes_the_waiting_slot_but_not_an_incoming
                   Body=make_package(key, version="2.0.0"))
     tag(world, "incoming/b.otapkg", "NO_THREATS_FOUND")
     assert on_staging_object(notification("incoming/b.otapkg", name="ObjectTagging:Put"), None)["scanned"] == []
+
+
+def test_s3_refusing_the_tag_read_is_retried_then_fails_closed_with_the_cause(world):
+    class Refusing:
+        """A staging function whose role lacks s3:GetObjectTagging."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def head_object(self, **kwargs: Any) -> Any:
+            return self.inner.head_object(**kwargs)
+
+        def get_object_tagging(self, **kwargs: Any) -> Any:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "GetObjectTagging")
+
+    s3, bucket = world.session.client("s3"), world.settings.staging_bucket
+    etag = s3.put_object(Bucket=bucket, Key="uploads/up-x", Body=b"bytes")["ETag"]
+    obj = StagedObject(etag=etag, size=5, data=b"bytes", key="uploads/up-x")
+    with pytest.raises(ScanPending, match="AccessDenied"):
+        GuardDutyScanner(Refusing(s3), bucket).scan(b"bytes", None, None, obj)
