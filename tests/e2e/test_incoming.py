@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,15 @@ def aws_s3_cp(state: dict[str, Any], path: Path, key: str) -> None:
 
 def decided(s: Session, key: str) -> dict[str, Any]:
     """The package recorded for the incoming object `key`, once the stack has decided it."""
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        listed = s.ota("--json", "packages", "list", show=False).json()["packages"]
-        found = [p for p in listed if p.get("staging_key") == key and p.get("state") != "PENDING"]
-        if found:
-            return found[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no package for {key} after {WAIT}s")
+    found: list[dict[str, Any]] = []
+
+    def listed() -> bool:
+        found[:] = [p for p in s.ota("--json", "packages", "list", show=False).json()["packages"]
+                    if p.get("staging_key") == key and p.get("state") != "PENDING"]
+        return bool(found)
+
+    assert s.wait_for(f"a package for {key}", listed, WAIT), f"no package for {key} after {WAIT}s"
+    return found[0]
 
 
 def test_aws_s3_cp_into_incoming_makes_a_package_with_its_uploader(e2e_stack: dict[str, Any], release: Release,
