@@ -63,6 +63,7 @@ def build(settings: Settings, session: Any = None) -> Container:
 
     from .adapters.certificates import IotRegistry, IotSigner, LocalCaSigner
     from .adapters.dynamo import DynamoRepository
+    from .adapters.malware import GuardDutyScanner
     from .adapters.pacing import PacedPublisher
     from .adapters.publisher import IotDataPublisher, MqttPublisher
     from .adapters.s3 import S3Storage
@@ -70,6 +71,10 @@ def build(settings: Settings, session: Any = None) -> Container:
 
     session = session or boto3.session.Session()
     iot = session.client("iot")
+    s3 = session.client("s3")
+    scanner: MalwareScanner = BuiltinScanner()  # the local default: EICAR check only, and says so
+    if settings.malware_engine == "guardduty":
+        scanner = GuardDutyScanner(s3, settings.staging_bucket)
     publisher: Publisher
     if settings.publisher == "mqtt":
         publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port, settings.mqtt_client_cert or "",
@@ -88,11 +93,11 @@ def build(settings: Settings, session: Any = None) -> Container:
     return Container(
         settings=settings,
         repository=DynamoRepository(session.client("dynamodb"), settings.table_name),
-        storage=S3Storage(session.client("s3"), settings.staging_bucket, settings.repository_bucket),
+        storage=S3Storage(s3, settings.staging_bucket, settings.repository_bucket),
         publisher=publisher,
         signer=signer,
         registry=IotRegistry(iot, settings.iot_policy_name),
-        scanner=BuiltinScanner(),
+        scanner=scanner,
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 PUBLISHERS = ("iot-data", "mqtt")
 SIGNERS = ("iot", "local-ca")
 AUTH_MODES = ("iam", "token")
+MALWARE_ENGINES = ("builtin", "guardduty")  # builtin: the EICAR check, the local default (not an engine)
 DEFAULT_MAX_PACKAGE_BYTES = 512 * 1024 * 1024
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -43,6 +44,7 @@ class Settings:
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
     device_publish_rate: int = 0  # cloud->device publishes per second per device; 0 = unlimited
     device_byte_rate: int = 0  # cloud->device bytes per second per device; 0 = unlimited
+    malware_engine: str = "builtin"  # OTA_MALWARE_ENGINE: builtin | guardduty (chalicelib/adapters/malware.py)
 
     @property
     def staging_dlq(self) -> str:
@@ -105,6 +107,9 @@ class Settings:
             max_bytes = integer("OTA_MAX_PACKAGE_BYTES", max_bytes_text, 1, 4 << 30)
         publish_rate = integer("OTA_DEVICE_PUBLISH_RATE", opt("OTA_DEVICE_PUBLISH_RATE"), 0, 100_000)
         byte_rate = integer("OTA_DEVICE_BYTE_RATE", opt("OTA_DEVICE_BYTE_RATE"), 0, 1 << 30)
+        engine = opt("OTA_MALWARE_ENGINE") or "builtin"
+        if engine not in MALWARE_ENGINES:
+            problems.append(f"OTA_MALWARE_ENGINE={engine!r} must be one of {', '.join(MALWARE_ENGINES)}")
         if auth == "token":
             if token_hash is None:
                 problems.append("OTA_OPERATOR_TOKEN_SHA256 is missing (required when OTA_AUTH=token)")
@@ -129,5 +134,5 @@ class Settings:
             operator_token_sha256=token_hash.lower() if token_hash else None, local_ca_dir=ca_dir,
             mqtt_client_cert=client_cert, mqtt_client_key=client_key, mqtt_ca=mqtt_ca,
             iot_policy_name=opt("OTA_IOT_POLICY_NAME") or "ota-device", max_package_bytes=max_bytes,
-            device_publish_rate=publish_rate, device_byte_rate=byte_rate,
+            device_publish_rate=publish_rate, device_byte_rate=byte_rate, malware_engine=engine,
         )

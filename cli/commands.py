@@ -27,7 +27,7 @@ DEVICE_COLUMNS = [("EPN", "epn"), ("MODEL", "model"), ("STATE", "state"), ("AGEN
 KEY_COLUMNS = [("KEY_ID", "key_id"), ("NAME", "name"), ("CREATED", "created_at")]
 PACKAGE_COLUMNS = [("UPLOAD_ID", "upload_id"), ("STATE", "state"), ("APP", "manifest.app"),
                    ("VERSION", "manifest.version"), ("KIND", "manifest.kind"), ("MODELS", "manifest.models"),
-                   ("SIZE", "size")]
+                   ("SIZE", "size"), ("SOURCE", "source"), ("UPLOADED_BY", "uploaded_by")]
 JOB_COLUMNS = [("JOB_ID", "job_id"), ("CREATED", "created_at"), ("APP", "app"), ("VERSION", "version"),
                ("STATE", "state"), ("MODE", "mode"), ("PERCENT", "percent"), ("DEVICES", "targets"),
                ("COUNTS", "counts")]
@@ -185,7 +185,8 @@ def packages_list(api: ApiClient, out: Output, filters: Mapping[str, str | None]
 def packages_show(api: ApiClient, out: Output, upload_id: str) -> int:
     package = api.get(f"/packages/{seg(upload_id)}")
     out.emit(package, lambda: render.block(package, ["upload_id", "state", "reasons", "package_id", "size",
-                                                     "sha256", "manifest"]))
+                                                     "sha256", "manifest", "scanner", "source", "uploaded_by",
+                                                     "staging_key"]))
     return 0
 
 

@@ -111,6 +111,24 @@ class Probe:
               {k: package.get(k) for k in ("state", "reasons")})
         return str(slot["upload_id"])
 
+    def incoming_package(self, upload_id: str) -> None:
+        """A pipeline's `aws s3 cp` of the same bytes into incoming/: the recorded notification (its
+        uploader, a multipart eTag) answers the package that already holds them."""
+        import boto3
+
+        data = (self.fixtures / "good-full-1.0.0.otapkg").read_bytes()
+        bucket, key = self.environ("OTA_STAGING_BUCKET"), "incoming/probe-1.0.0.otapkg"
+        etag = boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
+        event = self.event("sqs-s3-incoming.json")
+        notification = json.loads(event["Records"][0]["body"])
+        s3 = notification["Records"][0]["s3"]
+        s3["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+        s3["object"].update(key=key, size=len(data), eTag=etag)
+        event["Records"][0]["body"] = json.dumps(notification)
+        result = handler(self.handlers["staging"])(event, Context())
+        check("staging handler takes an incoming/ upload: the same bytes are the same package",
+              result.get("scanned") == [{"upload_id": upload_id, "state": "AVAILABLE"}], result)
+
     def register_device(self, epn: str) -> None:
         """Pre-authorise a device and register it with a CSR: IoT signs, the answer carries the bundled CA."""
         from cryptography import x509
@@ -207,7 +225,7 @@ def main(argv: list[str]) -> int:
     check("the operator token hash is the probe's", hashlib.sha256(TOKEN.encode()).hexdigest() ==
           Probe.environ("OTA_OPERATOR_TOKEN_SHA256"), "OTA_OPERATOR_TOKEN_SHA256")
     probe.authorizer()
-    probe.publish_package()
+    probe.incoming_package(probe.publish_package())
     probe.register_device("probe-device-1")
     probe.device_status("probe-device-1")
     probe.sweep()

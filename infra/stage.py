@@ -37,6 +37,7 @@ SQS_CONSUMER = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttribut
 # sweep would resend the same overdue blocks); everything else scales freely, the SQS consumers are capped
 # by their event source mapping's MaximumConcurrency instead (infra/template.yaml).
 RESERVED_CONCURRENCY = {"sweep": 1}
+MALWARE_ENGINES = ("builtin", "guardduty")  # chalicelib/settings.py reads the same names
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,16 @@ class Stage:
     mqtt_host: str
     log_retention_days: int
     console_origin: str = ""  # the web console's origin (CloudFront), allowed by CORS; "" = none
+    malware_engine: str = "builtin"  # OTA_MALWARE_ENGINE and the template's MalwareEngine: builtin | guardduty
 
 
 def load(root: Path = ROOT) -> Stage:
     """The stage named in `root`/infra/stage.json (keys starting with '_' are comments)."""
     data = json.loads((root / "infra" / "stage.json").read_text())
-    return Stage(**{k: v for k, v in data.items() if not k.startswith("_")})
+    stage = Stage(**{k: v for k, v in data.items() if not k.startswith("_")})
+    if stage.malware_engine not in MALWARE_ENGINES:
+        raise SystemExit(f"infra/stage.json: malware_engine must be one of {', '.join(MALWARE_ENGINES)}")
+    return stage
 
 
 def environment(stage: Stage) -> dict[str, str]:
@@ -79,6 +84,7 @@ def environment(stage: Stage) -> dict[str, str]:
         "OTA_IOT_POLICY_NAME": stage.device_policy,
         "OTA_DEVICE_PUBLISH_RATE": "85",
         "OTA_DEVICE_BYTE_RATE": "491520",
+        "OTA_MALWARE_ENGINE": stage.malware_engine,
         **({"OTA_CONSOLE_ORIGIN": stage.console_origin} if stage.console_origin else {}),
     }
 
@@ -87,7 +93,8 @@ def parameters(stage: Stage) -> dict[str, str]:
     """infra/template.yaml's parameters for this stage (`aws cloudformation deploy --parameter-overrides`)."""
     return {"TableName": stage.table, "StagingBucketName": stage.staging_bucket,
             "RepositoryBucketName": stage.repository_bucket, "StagingQueueName": stage.staging_queue,
-            "DeviceQueueName": stage.device_queue, "DevicePolicyName": stage.device_policy}
+            "DeviceQueueName": stage.device_queue, "DevicePolicyName": stage.device_policy,
+            "MalwareEngine": stage.malware_engine}
 
 
 def arn(service: str, resource: str, *, regional: bool = True) -> dict[str, str]:
@@ -114,6 +121,14 @@ def _table(stage: Stage, admin: bool = False) -> dict[str, Any]:
 
 def _s3(sid: str, actions: list[str], bucket: str, prefix: str) -> dict[str, Any]:
     return _statement(sid, actions, [arn("s3", f"{bucket}/{prefix}*", regional=False)])
+
+
+def _staging_reads(stage: Stage) -> list[dict[str, Any]]:
+    """What the staging scan reads: upload slots' objects and a pipeline's `incoming/` ones (services/
+    incoming.py), and with the GuardDuty engine their GuardDutyMalwareScanStatus tag (adapters/malware.py)."""
+    actions = ["s3:GetObject"] + (["s3:GetObjectTagging"] if stage.malware_engine == "guardduty" else [])
+    return [_s3("StagingUploads", actions, stage.staging_bucket, "uploads/"),
+            _s3("StagingIncoming", actions, stage.staging_bucket, "incoming/")]
 
 
 def _list(buckets: list[str]) -> dict[str, Any]:
@@ -152,8 +167,7 @@ def policies(stage: Stage) -> dict[str, dict[str, Any]]:
                         _s3("RepositoryPackages", ["s3:GetObject"], repository, "packages/"),
                         _list([staging, repository]), _publish(), *_registry(stage)],
         "operator_token": [],  # compares a hash with its environment; touches nothing
-        "on_staging_object": [_table(stage), _consume(stage.staging_queue),
-                              _s3("StagingUploads", ["s3:GetObject"], staging, "uploads/"),
+        "on_staging_object": [_table(stage), _consume(stage.staging_queue), *_staging_reads(stage),
                               _s3("RepositoryPackages", ["s3:GetObject", "s3:PutObject"], repository, "packages/"),
                               _list([staging, repository])],
         "on_device_message": [_table(stage), _consume(stage.device_queue),

@@ -1,6 +1,8 @@
 """The bridge: a real process (`python -m local.bridge`) playing what AWS wires around the Lambdas.
 
-- the S3 -> SQS -> scan Lambda path: a pump on the staging queue calls the staging handler;
+- the S3 -> SQS -> scan Lambda path: a pump on the staging queue calls the staging handler (moto sends
+  the notifications, for `uploads/` and `incoming/`; the bridge adds the `userIdentity` moto leaves out,
+  `local:<access key id>`, as S3 names the requester, see with_requester);
 - the IoT topic rule: device topics are forwarded to the device-message queue (local.forwarder);
 - the device-message Lambda: a pump on the device queue calls the device-message handler;
 - the EventBridge schedule: the sweep handler every `--sweep-every` seconds;
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import signal
@@ -43,6 +46,28 @@ def load_handler(spec: str) -> Handler:
     if not attribute:
         raise ValueError(f"handler {spec!r} must look like 'package.module:function'")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def with_requester(handler: Handler, principal: str) -> Handler:
+    """The staging handler, fed S3 notifications that name their requester as S3's do
+    (`userIdentity.principalId`): moto's carry none, so records without one get `principal`."""
+
+    def fill(event: dict[str, Any], context: Any) -> Any:
+        for message in event.get("Records", []):
+            try:
+                notification = json.loads(message.get("body", ""))
+            except ValueError:
+                continue
+            records = notification.get("Records") if isinstance(notification, dict) else None
+            if not isinstance(records, list):
+                continue
+            for record in records:
+                if isinstance(record, dict) and "userIdentity" not in record:
+                    record["userIdentity"] = {"principalId": principal}
+            message["body"] = json.dumps(notification)
+        return handler(event, context)
+
+    return fill
 
 
 def scheduled_event(region: str, rule: str = "ota-sweep") -> dict[str, Any]:
@@ -165,7 +190,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             importlib.import_module(args.app_module)
         # one client per thread: boto3 clients are thread-safe, but separate ones keep pools apart
         workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region),
-                               _need("OTA_STAGING_QUEUE"), load_handler(args.staging_handler),
+                               _need("OTA_STAGING_QUEUE"),
+                               with_requester(load_handler(args.staging_handler),
+                                              f"local:{os.environ.get('AWS_ACCESS_KEY_ID', 'unknown')}"),
                                function_name="on_staging_object", retry_delay=args.retry_delay, region=region))
         device_handler = load_handler(args.device_handler)
         for _ in range(args.device_workers):  # like Lambda's concurrent pollers on one queue

@@ -166,6 +166,8 @@ class MemoryStorage:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._staging: dict[str, bytes] = {}
+        self._incoming: dict[str, tuple[bytes, str]] = {}
+        self._puts = 0
         self._repository: dict[str, bytes] = {}
 
     def put_staging(self, upload_id: str, data: bytes) -> str:
@@ -173,6 +175,23 @@ class MemoryStorage:
         with self._lock:
             self._staging[upload_id] = bytes(data)
         return _etag(data)
+
+    def put_incoming(self, key: str, data: bytes) -> str:
+        """What `aws s3 cp FILE s3://<staging>/incoming/...` does; returns the new ETag. Each PUT gets a
+        new Last-Modified (a counter here: S3's has one-second resolution)."""
+        with self._lock:
+            self._puts += 1
+            self._incoming[key] = (bytes(data), f"put-{self._puts}")
+        return _etag(data)
+
+    def read_incoming(self, key: str, limit: int) -> StagedObject | None:
+        with self._lock:
+            found = self._incoming.get(key)
+        if found is None:
+            return None
+        data, modified = found
+        return StagedObject(etag=_etag(data), size=len(data), data=data if len(data) <= limit else None,
+                            key=key, modified=modified)
 
     def repository_keys(self) -> list[str]:
         with self._lock:
@@ -191,7 +210,8 @@ class MemoryStorage:
             data = self._staging.get(upload_id)
         if data is None:
             return None
-        return StagedObject(etag=_etag(data), size=len(data), data=data if len(data) <= limit else None)
+        return StagedObject(etag=_etag(data), size=len(data), data=data if len(data) <= limit else None,
+                            key=f"uploads/{upload_id}")
 
     def publish(self, repository_key: str, data: bytes, sha256: str) -> None:
         if hashlib.sha256(data).hexdigest() != sha256:

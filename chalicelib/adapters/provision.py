@@ -2,7 +2,7 @@
 
 Does: the single DynamoDB table (with its two indexes), both buckets, both queues with their
 dead-letter queues and redrive policy (maxReceiveCount 3), and the staging bucket -> staging queue
-ObjectCreated notification. Calling it again changes nothing.
+ObjectCreated notifications (`uploads/` and `incoming/`). Calling it again changes nothing.
 Does not: IoT policies or topic rules (infra/template.yaml does that on AWS; the local stack plays
 the rule), or anything with credentials.
 """
@@ -20,6 +20,7 @@ from ..settings import Settings
 MAX_RECEIVE_COUNT = 3
 TABLE_KEYS = (("pk", "sk"), ("gsi1pk", "gsi1sk"), ("gsi2pk", "gsi2sk"), ("gsi3pk", "gsi3sk"))
 INDEXES = ("gsi1", "gsi2", "gsi3")
+STAGING_PREFIXES = ("uploads/", "incoming/")  # upload slots; a pipeline's own `aws s3 cp` (services/incoming.py)
 
 
 def ensure_resources(settings: Settings, session: boto3.session.Session | None = None) -> dict[str, str]:
@@ -136,10 +137,10 @@ def ensure_staging_notification(s3: Any, sqs: Any, bucket: str, queue_url: str) 
         Bucket=bucket,
         NotificationConfiguration={
             "QueueConfigurations": [{
-                "Id": "staging-uploads",
+                "Id": f"staging-{prefix.rstrip('/')}",
                 "QueueArn": queue_arn,
                 "Events": ["s3:ObjectCreated:*"],
-                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}},
-            }]
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+            } for prefix in STAGING_PREFIXES]
         },
     )

@@ -1,5 +1,7 @@
 """S3 storage: presigned upload/download URLs, staging reads, publication to the repository, range reads.
 
+Staging holds two kinds of object: `uploads/<upload_id>` (an upload slot's presigned PUT) and
+`incoming/<anything>` (a release pipeline's own PUT with IAM credentials, read by `read_incoming`).
 A staging object stays writable through its presigned PUT URL, so the scan never copies staging to
 the repository: `read_staging` returns the bytes together with the ETag of the very GET that returned
 them (streamed into an unlinked temporary file and mapped read-only, so a 1 GiB upload costs the
@@ -41,6 +43,9 @@ CACHE_TOTAL = 64 * 1024 * 1024  # bytes held by the cache of one container, all 
 SPOOL_CHUNK = 1024 * 1024
 
 
+INCOMING = "incoming/"  # uploads made straight into the staging bucket with IAM (services/incoming.py)
+
+
 def upload_key(upload_id: str) -> str:
     return f"uploads/{upload_id}"
 
@@ -72,20 +77,29 @@ class S3Storage:
             raise
 
     def read_staging(self, upload_id: str, limit: int) -> StagedObject | None:
+        return self._read(upload_key(upload_id), limit)
+
+    def read_incoming(self, key: str, limit: int) -> StagedObject | None:
+        if not key.startswith(INCOMING):
+            raise ValueError(f"read_incoming: {key!r} is not under {INCOMING}")
+        return self._read(key, limit)
+
+    def _read(self, key: str, limit: int) -> StagedObject | None:
         try:
-            answer = self._s3.get_object(Bucket=self._staging, Key=upload_key(upload_id))
+            answer = self._s3.get_object(Bucket=self._staging, Key=key)
         except ClientError as err:
             if _missing(err):
                 return None
             raise
         size, body = int(answer["ContentLength"]), answer["Body"]
+        etag, modified = str(answer["ETag"]), _stamp(answer.get("LastModified"))
         if size > limit:
             body.close()  # never pull an oversized upload in
-            return StagedObject(etag=str(answer["ETag"]), size=size, data=None)
+            return StagedObject(etag, size, None, key, modified)
         data = _spool(body, limit)
         if data is None:  # grew past the limit while being read
-            return StagedObject(etag=str(answer["ETag"]), size=limit + 1, data=None)
-        return StagedObject(etag=str(answer["ETag"]), size=len(data), data=data)
+            return StagedObject(etag, limit + 1, None, key, modified)
+        return StagedObject(etag, len(data), data, key, modified)
 
     def publish(self, repository_key: str, data: bytes, sha256: str) -> None:
         if hashlib.sha256(data).hexdigest() != sha256:
@@ -174,6 +188,13 @@ def _spool(body: Any, limit: int) -> Any:
             return b""
         f.flush()
         return mmap.mmap(f.fileno(), total, prot=mmap.PROT_READ)  # the mapping outlives the closed file
+
+
+def _stamp(value: Any) -> str | None:
+    """Last-Modified as text (a datetime from boto3)."""
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _missing(err: ClientError) -> bool:

@@ -75,6 +75,11 @@ class Package:
     replaces: str | None = None  # set on a replacement's record: the upload slot whose object was replaced
     declared_sha256: str | None = None  # the SHA-256 the slot was opened for; other bytes are REJECTED
     version: int = 1
+    # uploads made straight into the staging bucket (services/incoming.py); None on API upload slots
+    source: str | None = None  # "s3" for an `incoming/` object; None (shown as "api") for an upload slot
+    uploaded_by: str | None = None  # the S3 event's userIdentity.principalId of the PUT that was judged
+    staging_key: str | None = None  # the `incoming/...` key the judged object was read from
+    staging_version: str | None = None  # 16 hex naming that object version (key, ETag, Last-Modified)
 
 
 @dataclass(frozen=True)

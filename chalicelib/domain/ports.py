@@ -115,6 +115,8 @@ class StagedObject:
     etag: str
     size: int
     data: bytes | None
+    key: str | None = None  # its key in the staging bucket (`uploads/<id>` or `incoming/...`)
+    modified: str | None = None  # its Last-Modified as the store gave it (tells re-uploads of one key apart)
 
 
 class RepositoryIntegrityError(RuntimeError):
@@ -139,13 +141,24 @@ class Storage(Protocol):
         is absent; the store verifies the SHA-256 of what it received. If the key exists it must hold
         the same SHA-256 (idempotent retry), else RepositoryIntegrityError and nothing is written."""
         ...
+    def read_incoming(self, key: str, limit: int) -> StagedObject | None:
+        """The current object at `key` under `incoming/` (uploads made straight into the staging bucket),
+        like read_staging: bytes, ETag and Last-Modified from ONE read; None while absent."""
+        ...
     def download_url(self, repository_key: str, expires_seconds: int) -> str: ...
     def read_range(self, repository_key: str, start: int, length: int) -> bytes: ...
 
 
-class MalwareScanner(Protocol):
-    name: str
+class ScanPending(RuntimeError):
+    """The malware engine has no verdict on this object version yet (e.g. GuardDuty has not tagged it):
+    nothing is decided now; the caller asks again later, and fails closed after its last attempt."""
 
-    def scan(self, data: bytes, manifest: Any, content: bytes | None) -> list[str]:
-        """Reasons to reject (empty when clean); `content` is the verified unpacked content."""
+
+class MalwareScanner(Protocol):
+    name: str  # shown as `scanner` in every package view: says which engine decided (or that none did)
+
+    def scan(self, data: bytes, manifest: Any, content: bytes | None, obj: StagedObject | None = None) -> list[str]:
+        """Reasons to reject (empty when clean); `content` is the verified unpacked content, `obj` the
+        staging object version `data` was read from (engines that scan the stored object need it).
+        Raises ScanPending while the engine has no verdict yet."""
         ...

@@ -104,5 +104,6 @@ def package_view(package: Package) -> dict[str, Any]:
         "manifest": manifest, "package_id": package.package_id, "size": package.size,
         "declared_size": package.declared_size, "sha256": package.sha256, "repository_key": package.repository_key,
         "scanner": package.scanner, "created_at": iso(package.created_at), "scanned_at": iso(package.scanned_at),
-        "replaces": package.replaces,
+        "replaces": package.replaces, "source": package.source or "api", "uploaded_by": package.uploaded_by,
+        "staging_key": package.staging_key,
     }

@@ -53,7 +53,7 @@ from otaformat.streaming import judge_buffer
 
 from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.models import Package, bumped
-from ..domain.ports import MalwareScanner, Repository, StagedObject, Storage
+from ..domain.ports import MalwareScanner, Repository, ScanPending, StagedObject, Storage
 from .keys import trusted_keys
 
 log = logging.getLogger(__name__)
@@ -63,13 +63,14 @@ EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 class BuiltinScanner:
-    """Default malware-scan step. It is NOT an antivirus engine: it only rejects the EICAR test
-    signature in the package bytes or in the unpacked content. Plug a real engine in behind the
-    MalwareScanner port for production."""
+    """The local default malware-scan step (OTA_MALWARE_ENGINE=builtin). It is NOT an antivirus engine:
+    it only rejects the EICAR test signature in the package bytes or in the unpacked content, and says
+    so in every package view (`scanner`). On AWS choose a real engine: OTA_MALWARE_ENGINE=guardduty
+    (chalicelib/adapters/malware.py)."""
 
-    name = "builtin (EICAR test signature only; no antivirus engine)"
+    name = "builtin-eicar (local default, not a malware engine: EICAR test signature only)"
 
-    def scan(self, data: bytes, manifest: Any, content: bytes | None = None) -> list[str]:
+    def scan(self, data: bytes, manifest: Any, content: bytes | None = None, obj: Any = None) -> list[str]:
         for where, blob in (("package", data), ("content", content or b"")):
             if _contains(blob, EICAR):
                 return [f"malware scan: EICAR test signature found in the {where}"]
@@ -123,23 +124,27 @@ ATTEMPTS = 3
 
 
 def scan_upload(
-    repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, upload_id: str, max_bytes: int
+    repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, upload_id: str, max_bytes: int,
+    last_attempt: bool = True,
 ) -> Package | None:
     """Decide what the staging object of one upload slot holds now. Returns the record holding that
-    decision (the slot's, or a replacement's), or None when no upload slot has this id."""
+    decision (the slot's, or a replacement's), or None when no upload slot has this id. Raises
+    ScanPending (nothing decided) while the malware engine has no verdict, unless `last_attempt`:
+    then the upload is REJECTED for it (fail closed)."""
     for _ in range(ATTEMPTS - 1):
         try:
-            return _scan_once(repo, storage, scanner, now, upload_id, max_bytes)
+            return _scan_once(repo, storage, scanner, now, upload_id, max_bytes, last_attempt)
         except ConcurrentUpdate:
             continue  # another scan decided the slot meanwhile: look again (its object may differ from ours)
     try:
-        return _scan_once(repo, storage, scanner, now, upload_id, max_bytes)
+        return _scan_once(repo, storage, scanner, now, upload_id, max_bytes, last_attempt)
     except ConcurrentUpdate:
         return repo.get_package(upload_id)
 
 
 def _scan_once(
-    repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, upload_id: str, max_bytes: int
+    repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, upload_id: str, max_bytes: int,
+    last_attempt: bool,
 ) -> Package | None:
     slot = repo.get_package(upload_id)
     if slot is None:
@@ -152,7 +157,8 @@ def _scan_once(
         staged = storage.read_staging(upload_id, limit)
         if staged is None:
             return slot  # notification before the object is visible: stays PENDING, the retry decides
-        decided = bumped(slot, **_decide(repo, storage, scanner, now, staged, limit, slot.declared_sha256))
+        decided = bumped(slot, **decide(repo, storage, scanner, now, staged, limit, slot.declared_sha256,
+                                        last_attempt))
         repo.save_package(decided)
         log.info("package scanned", extra={"upload_id": upload_id, "state": decided.state,
                                            "reasons": list(decided.reasons)})
@@ -168,7 +174,8 @@ def _scan_once(
         return existing
     fresh = Package(upload_id=record_id, state="PENDING", declared_size=slot.declared_size, created_at=now,
                     replaces=upload_id, declared_sha256=slot.declared_sha256)
-    decided = replace(fresh, **_decide(repo, storage, scanner, now, staged, limit, slot.declared_sha256))
+    decided = replace(fresh, **decide(repo, storage, scanner, now, staged, limit, slot.declared_sha256,
+                                      last_attempt))
     try:
         repo.create_package(decided)
     except Conflict:
@@ -188,13 +195,14 @@ def _is_judged_object(slot: Package, staged: StagedObject) -> bool:
     return hashlib.sha256(staged.data).hexdigest() == slot.sha256
 
 
-def _decide(
+def decide(
     repo: Repository, storage: Storage, scanner: MalwareScanner, now: float, staged: StagedObject, limit: int,
-    declared_sha256: str | None = None,
+    declared_sha256: str | None = None, last_attempt: bool = True,
 ) -> dict[str, Any]:
     """The decision on one staged object version as record fields; a clean package's bytes (exactly
     the judged ones) are published before the decision is returned, so AVAILABLE never names a key
-    that does not hold them."""
+    that does not hold them. ScanPending from the malware engine propagates (nothing decided) unless
+    `last_attempt`, where it becomes a rejection reason."""
     reasons: list[str] = []
     judgement = Judgement((), None, None, None, None)
     sha256 = None
@@ -209,7 +217,11 @@ def _decide(
         reasons.extend(judgement.reasons)
         if not reasons:
             try:
-                reasons.extend(_malware(scanner, data, judgement))
+                reasons.extend(scanner.scan(data, judgement.manifest, judgement.content, staged))
+            except ScanPending as err:
+                if not last_attempt:
+                    raise
+                reasons.append(f"malware scan: no verdict after the last attempt ({err})")
             except Exception as err:  # a broken scanner must fail closed, never promote
                 reasons.append(f"malware scan failed: {type(err).__name__}")
     manifest = judgement.manifest
@@ -226,7 +238,3 @@ def _decide(
     storage.publish(key, data, sha256)
     return {"state": "AVAILABLE", "repository_key": key, "key_id": judgement.key_id,
             "envelope": judgement.envelope, **changes}
-
-
-def _malware(scanner: MalwareScanner, data: bytes, judgement: Judgement) -> list[str]:
-    return list(scanner.scan(data, judgement.manifest, judgement.content))

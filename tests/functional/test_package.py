@@ -28,6 +28,7 @@ def test_every_handler_answers_its_recorded_event_from_the_bundle_alone(packaged
     assert all(c["ok"] for c in checks.values())
     for needed in ("boto3 and the app come from the bundle", "authorizer allows the operator token",
                    "authorizer denies another token", "staging handler scans the upload: AVAILABLE",
+                   "staging handler takes an incoming/ upload: the same bytes are the same package",
                    "registration answers a certificate and the bundled Amazon root CA",
                    "device-message handler applies the inventory", "API shows the reported apps",
                    "sweep answers the scheduled event", "X-Ray: the SQS middleware's subsegment"):

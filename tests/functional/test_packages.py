@@ -108,7 +108,7 @@ def test_scanning_twice_changes_nothing(api, world, key):
                                   json.dumps({"Records": [{"eventName": "ObjectCreated:Put",
                                                            "s3": {"object": {"key": "elsewhere/x"}}}]})])
 def test_staging_handler_drops_foreign_messages(world, body):
-    assert on_staging_object({"Records": [sqs_record(body)]}, None) == {"scanned": []}
+    assert on_staging_object({"Records": [sqs_record(body)]}, None) == {"scanned": [], "batchItemFailures": []}
 
 
 def test_list_filters_and_retire(api, world, key):

@@ -94,12 +94,14 @@ def test_every_command_of_the_runbook_runs(tmp_path, moto_endpoint):
     assert any(r.startswith("real aws cloudformation package") for r in ran)
     assert any(r.startswith("emulated aws cloudformation deploy") for r in ran)
     assert any(r.startswith("real ota-agent --config device/agent.toml --check") for r in ran)
+    assert any(r.startswith("real aws s3 cp demo.otapkg s3://ota-dev-staging-123456789012/incoming/") for r in ran)
 
     stage = json.loads((work / "infra" / "stage.json").read_text())
     assert stage["staging_bucket"] == "ota-dev-staging-123456789012" and stage["mqtt_host"].endswith("amazonaws.com")
     config = json.loads((work / ".chalice" / "config.json").read_text())
     variables = config["stages"]["dev"]["environment_variables"]
     assert variables["OTA_REPOSITORY_BUCKET"] == "ota-dev-repository-123456789012"
+    assert variables["OTA_MALWARE_ENGINE"] == "guardduty"  # the runbook chooses a real engine for AWS
     policy = json.loads((work / "out" / "operator-policy.json").read_text())
     assert policy["Statement"][0]["Resource"].endswith(":123456789012:abc123def4/api/*/*")
     agent = (work / "device" / "agent.toml").read_text()
