@@ -11,6 +11,7 @@ Tracing switches itself off outside Lambda (and with POWERTOOLS_TRACE_DISABLED=t
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from typing import Any
 
@@ -28,6 +29,9 @@ app = Chalice(app_name="ota-control-plane")
 logger = Logger(service="ota")
 metrics = Metrics(namespace="OTA", service="ota")
 tracer = Tracer(service="ota")  # patches boto3/botocore in Lambda; disabled locally
+# Metrics keeps one buffer per process: Lambda runs one event at a time, the local API server one thread per
+# request, so adding and flushing is serialised (unserialised, concurrent requests crashed with a 500)
+_metrics_lock = threading.Lock()
 logging.getLogger("chalicelib")  # register the package logger so it gets the structured JSON handler
 copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})
 
@@ -35,6 +39,12 @@ app.api.cors = console_cors() or False  # the web console on another origin (OTA
 for blueprint in (auth.bp, devices.bp, keys.bp, packages.bp, jobs.bp, commands.bp, releases.bp, staging.bp,
                   device_messages.bp, schedules.bp):
     app.register_blueprint(blueprint)
+
+
+def _count(name: str, value: int) -> None:
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        metrics.flush_metrics(raise_on_empty_metrics=False)
 
 
 @app.middleware("http")
@@ -46,9 +56,8 @@ def observe_http(event: Any, get_response: Any) -> Any:
     logger.set_correlation_id(headers.get("x-correlation-id") or context.get("requestId") or uuid.uuid4().hex)
     response = in_house_shape(get_response(event))
     logger.info("request", extra={"method": event.method, "path": event.path, "status": response.status_code})
-    metrics.add_metric(name="HttpRequests", unit=MetricUnit.Count, value=1)
     response.headers.setdefault("x-correlation-id", logger.get_correlation_id() or "")
-    metrics.flush_metrics(raise_on_empty_metrics=False)
+    _count("HttpRequests", 1)
     return response
 
 
@@ -60,8 +69,7 @@ def observe_sqs(event: Any, get_response: Any) -> Any:
     logger.set_correlation_id(records[0].get("messageId") or uuid.uuid4().hex)
     result = get_response(event)
     logger.info("sqs batch", extra={"records": len(records), "result": result})
-    metrics.add_metric(name="SqsRecords", unit=MetricUnit.Count, value=len(records))
-    metrics.flush_metrics(raise_on_empty_metrics=False)
+    _count("SqsRecords", len(records))
     return result
 
 
@@ -72,6 +80,5 @@ def observe_schedule(event: Any, get_response: Any) -> Any:
     logger.set_correlation_id(event.to_dict().get("id") or uuid.uuid4().hex)
     result = get_response(event)
     logger.info("sweep", extra={"result": result})
-    metrics.add_metric(name="Sweeps", unit=MetricUnit.Count, value=1)
-    metrics.flush_metrics(raise_on_empty_metrics=False)
+    _count("Sweeps", 1)
     return result
