@@ -79,6 +79,7 @@ class Status:
     reason: str | None = None
     seq: int = 0
     progress: int | None = None  # blocks held, for information only
+    group: int | None = None  # `g`: the group stream, on a DOWNLOADING status of a device that follows it
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,8 @@ def encode(message: JobDocument | Cancel | Status | Inventory | UrlRefresh) -> b
     if isinstance(message, Status):
         body: dict[str, Any] = {"v": 1, "type": "status", "x": message.execution_id, "state": message.state,
                                 "seq": message.seq}
-        for key, value in (("step", message.step), ("reason", message.reason), ("progress", message.progress)):
+        for key, value in (("step", message.step), ("reason", message.reason), ("progress", message.progress),
+                           ("g", message.group)):
             if value is not None:
                 body[key] = value
         return canonical_json(body)
@@ -146,7 +148,8 @@ def decode(
         progress = d.get("progress")
         if progress is not None:
             progress = _nat(d, "progress", MAX_BLOCKS)
-        return Status(_text(d, "x", 64), state, step, reason, _nat(d, "seq", 2**53), progress)
+        group = _nat(d, "g", MAX_STREAM) if "g" in d else None
+        return Status(_text(d, "x", 64), state, step, reason, _nat(d, "seq", 2**53), progress, group)
     if kind == "inventory":
         apps = d.get("apps")
         if not isinstance(apps, dict) or len(apps) > 64:

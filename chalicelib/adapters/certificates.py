@@ -111,9 +111,11 @@ class IotSigner:
 
 
 def device_policy_document() -> dict[str, Any]:
-    """A device may connect as its thing name and use only ota/<its name>/... (same as infra/template.yaml)."""
+    """A device may connect as its thing name and use only ota/<its name>/..., and read the group topics
+    of its own model (the thing's `model` attribute; docs/protocol.md 15). Same as infra/template.yaml."""
     prefix = "arn:aws:iot:*:*:"
     me = "${iot:Connection.Thing.ThingName}"
+    model = "${iot:Connection.Thing.Attributes[model]}"
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -121,9 +123,11 @@ def device_policy_document() -> dict[str, Any]:
             {"Effect": "Allow", "Action": "iot:Publish",
              "Resource": [f"{prefix}topic/ota/{me}/{leaf}" for leaf in ("ack", "get", "status", "cmd/result")]},
             {"Effect": "Allow", "Action": "iot:Subscribe",
-             "Resource": [f"{prefix}topicfilter/ota/{me}/{leaf}" for leaf in ("job", "blk", "cmd")]},
+             "Resource": [f"{prefix}topicfilter/ota/{me}/{leaf}" for leaf in ("job", "blk", "cmd")]
+             + [f"{prefix}topicfilter/ota/g/{model}/*"]},
             {"Effect": "Allow", "Action": "iot:Receive",
-             "Resource": [f"{prefix}topic/ota/{me}/{leaf}" for leaf in ("job", "blk", "cmd")]},
+             "Resource": [f"{prefix}topic/ota/{me}/{leaf}" for leaf in ("job", "blk", "cmd")]
+             + [f"{prefix}topic/ota/g/{model}/*"]},
         ],
     }
 
