@@ -5,8 +5,8 @@ A group is the devices of one model taking one block-mode job. The cloud broadca
 `ota/g/{model}/{job_id}/blk`; a device joins by carrying the group stream (`g`) in its acks and
 requests. The broadcast advances when a member's ack leaves at most half a window of its sent blocks
 unacknowledged (the pace of the fastest member); a member that lags the cursor by more than
-FALLBACK_LAG_WINDOWS windows, or needed more than FALLBACK_REPAIR_WINDOWS windows of repairs, is moved
-to unicast for the rest of its attempt.
+FALLBACK_LAG_WINDOWS windows, or needed more than FALLBACK_REPAIR_WINDOWS windows of repairs (and more
+than 1/8 of what it acknowledged), is moved to unicast for the rest of its attempt.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from .window import MAX_RECENT_RUNS, RECENT_HORIZON, Transfer
 
 FALLBACK_LAG_WINDOWS = 4  # a member more than 4 windows behind the cursor falls back to unicast
 FALLBACK_REPAIR_WINDOWS = 2  # ... and one that needed more than 2 windows of blocks resent
+REPAIR_SHARE = 8  # ... when they are also more than 1/8 of the blocks it acknowledged (a long transfer may
+# need many repairs at a low loss rate and still be better served by the group)
 
 
 def group_model(job: Job, package: Package) -> str | None:
@@ -88,9 +90,11 @@ def advance(group: Group, transfer: Transfer, now: float) -> tuple[Group, list[i
 
 def must_fall_back(group: Group, transfer: Transfer) -> bool:
     """A member lagging the cursor by more than FALLBACK_LAG_WINDOWS windows, or resent more than
-    FALLBACK_REPAIR_WINDOWS windows of blocks, leaves the group."""
+    FALLBACK_REPAIR_WINDOWS windows of blocks that are also more than 1/REPAIR_SHARE of the blocks it
+    acknowledged, leaves the group."""
     if not transfer.member:
         return False
     lag = group.next_index - transfer.acked_count
     repaired = transfer.retransmissions
-    return lag > FALLBACK_LAG_WINDOWS * group.window or repaired > FALLBACK_REPAIR_WINDOWS * group.window
+    lossy = repaired > FALLBACK_REPAIR_WINDOWS * group.window and repaired * REPAIR_SHARE > transfer.acked_count
+    return lag > FALLBACK_LAG_WINDOWS * group.window or lossy

@@ -94,11 +94,17 @@ def test_sync_counts_broadcast_blocks_as_sent_to_a_member_only():
     assert outsider.ack(range(16), 3.0)[1] == 0  # a non-member's acks of blocks never sent to it are not
 
 
-@pytest.mark.parametrize(("lag", "repaired", "falls"), [(32, 0, False), (33, 0, True), (0, 16, False),
-                                                        (0, 17, True)])
-def test_a_member_falls_back_when_it_lags_four_windows_or_needed_two_windows_of_repairs(lag, repaired, falls):
-    g = group(next_index=33 if lag == 33 else 32)
-    t = replace(member(range(32 - lag if lag != 33 else 0), next_index=g.next_index), retransmissions=repaired)
+@pytest.mark.parametrize(("cursor", "acked", "repaired", "falls"), [
+    (32, 0, 0, False),  # 4 windows behind: still a member
+    (33, 0, 0, True),  # more than 4 windows behind
+    (32, 32, 16, False),  # 2 windows of repairs: still a member
+    (32, 32, 17, True),  # more than 2 windows, and more than 1/8 of what it acknowledged
+    (200, 200, 17, False),  # more than 2 windows, but under 1/8 of a long transfer's acknowledged blocks
+    (200, 200, 26, True),
+])
+def test_a_member_falls_back_when_it_lags_four_windows_or_needs_too_many_repairs(cursor, acked, repaired, falls):
+    g = group(next_index=cursor, total=400)
+    t = replace(member(range(acked), next_index=cursor, total=400), retransmissions=repaired)
     assert rules.must_fall_back(g, t) is falls
 
 
