@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import topics
 from .canonical import MAX_DEPTH, canonical_json, parse_json
 from .errors import MalformedError
-from . import topics
 from .ids import check_app, check_epn, check_model
 from .versions import Version
 from .wire import MAX_BLOCKS, MAX_DEVICE_JSON_DEPTH, MAX_STREAM, check_block_size
