@@ -33,7 +33,7 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.e2e
-AGENTS = 6
+AGENTS = 8
 
 
 def broker_dir(s: Session) -> Path:
@@ -55,7 +55,7 @@ def test_one_broadcast_per_block_reaches_every_agent(on_stack: Session, release:
     counter = mqtt_as(operator(on_stack.state))
     assert isinstance(counter, Client), counter
     counter.subscribe("ota/+/blk", "ota/g/+/+/blk")
-    job_id = create_job(on_stack, release.upload_id, [a.epn for a in agents], block_size=16384, window=16)
+    job_id = create_job(on_stack, release.upload_id, [a.epn for a in agents], block_size=4096, window=16)
     views = [wait_execution(on_stack, job_id, a.epn, terminal) for a in agents]
     assert [v["state"] for v in views] == ["SUCCEEDED"] * AGENTS, views
     blocks = int(views[0]["blocks_total"])
