@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from local import mosquitto
+from local import mosquitto, procs
 from local.scenario import Agent, Session
-from otaformat import topics, wire
+from otaformat import messages, topics, wire
 from tests.local.conftest import Client
 
 from .conftest import (
@@ -72,6 +72,37 @@ def test_one_broadcast_per_block_reaches_every_agent(on_stack: Session, release:
     assert broadcast >= blocks  # every block went out on the group topic at least once
     assert {wire.decode_frame(p).index for t, p in ours if t == group_topic} == set(range(blocks))
     assert publishes < AGENTS * blocks
+
+
+def test_a_device_that_comes_online_after_the_group_finished_is_served_by_unicast(
+        on_stack: Session, release: Release, mqtt_as) -> None:
+    """Fallback with real agents: a member more than 4 windows behind the cursor is moved to unicast, is
+    told so by its job document without `group`, leaves the group and completes by unicast."""
+    agents = [on_stack.start_agent(unique_epn("grp"), MODEL, release.pub) for _ in range(3)]
+    late = on_stack.start_agent(unique_epn("late"), MODEL, release.pub)
+    wait_registered(on_stack, *agents, late)
+    wait_roles(on_stack, *agents, late)
+    assert procs.stop(late.process)  # offline while the group runs
+    counter = mqtt_as(operator(on_stack.state))
+    assert isinstance(counter, Client), counter
+    counter.subscribe("ota/+/blk", "ota/g/+/+/blk", f"ota/{late.epn}/job")
+    job_id = create_job(on_stack, release.upload_id, [a.epn for a in [*agents, late]], block_size=4096, window=8)
+    views = [wait_execution(on_stack, job_id, a.epn, terminal) for a in agents]
+    assert [v["state"] for v in views] == ["SUCCEEDED"] * 3, views
+    blocks = int(views[0]["blocks_total"])
+    on_stack.restart_agent(late)
+    view = wait_execution(on_stack, job_id, late.epn, terminal)
+    assert view["state"] == "SUCCEEDED", view
+    group_topic = topics.group_block_topic(MODEL, job_id)
+    docs = [messages.decode(p) for t, p in list(counter.received) if t == f"ota/{late.epn}/job"]
+    jobs = [d for d in docs if isinstance(d, messages.JobDocument)]
+    assert jobs[0].group is not None and jobs[0].group.topic == group_topic  # offered the group first
+    assert jobs[-1].group is None  # then moved to unicast
+    to_late = sum(1 for t, _ in list(counter.received) if t == f"ota/{late.epn}/blk")
+    broadcast = sum(1 for t, _ in list(counter.received) if t == group_topic)
+    print(f"\nlate device: {to_late} unicast frames for {blocks} blocks; group: {broadcast} broadcasts")
+    unicast = {wire.decode_frame(p).index for t, p in list(counter.received) if t == f"ota/{late.epn}/blk"}
+    assert unicast == set(range(blocks))  # everything by unicast: the broadcast was over when it came
 
 
 def test_a_device_cannot_read_the_group_topics_of_another_model(on_stack: Session, release: Release,
