@@ -7,20 +7,28 @@ before verification. URL mode: one Range request per tick, a DOWNLOADING status 
 every 3 s while they grow (the cloud's only progress signal there); a server sending more than asked
 ends the download FAILED. The stall budget (agent.guard.check_stall, for every
 state in machine.STALL) fails the download when no new data arrives for that long while connected.
+Group delivery (docs/protocol.md section 15): a block-mode job whose document names a `group` is
+followed (its topic subscribed, persisted as `group` in state.json) from acceptance until the download
+ends or the cloud republishes the document without it; frames on that topic are accepted with the
+group stream only, and statuses, acks and requests carry `g` meanwhile.
 Mixed into agent.runtime.Agent.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from otaformat import messages, wire
+from otaformat import messages, topics, wire
 from otaformat.errors import MalformedError
 
 from .acks import AckPolicy
 from .download import UrlDownload
 from .machine import Event, State
 from .spool import Spool
+
+log = logging.getLogger("ota-agent")
 
 if TYPE_CHECKING:
     from .runtime import Agent
@@ -36,6 +44,47 @@ class Downloading:
         """The agent's own budget, shortened to the job's stall_timeout (the cloud gives up then anyway)."""
         job_budget = self.job.stall_timeout if self.job is not None and self.job.stall_timeout > 0 else None
         return min(self.cfg.stall_budget, job_budget) if job_budget else self.cfg.stall_budget
+
+    # -- group delivery -----------------------------------------------------------------------------
+
+    @property
+    def group_stream(self: Agent) -> int | None:
+        """The group stream while this download follows its job's group topic (else None: unicast)."""
+        job = self.job
+        if job is None or job.group is None or self.state != State.DOWNLOADING:
+            return None
+        return job.group.stream if self.store.data.get("group") == job.group.topic else None
+
+    def group_refusal(self: Agent, job: messages.JobDocument) -> str | None:
+        """Why a job's group cannot be followed by this device (another model's topic), or None."""
+        parsed = topics.parse_group_topic(job.group.topic) if job.group is not None else None
+        if job.group is not None and (parsed is None or parsed[0] != self.cfg.model):
+            return f"malformed: group topic {job.group.topic} is not one of model {self.cfg.model}"
+        return None
+
+    def join_group(self: Agent, job: messages.JobDocument) -> None:
+        """Subscribe to the job's group topic (before the DOWNLOADING status and the first get go out)."""
+        if job.mode != "block" or job.group is None:
+            return
+        self.transport.follow(job.group.topic)
+        self.store.data["group"] = job.group.topic  # persisted with the transition that follows
+
+    def leave_group(self: Agent) -> None:
+        """Unsubscribe from the group topic this agent recorded, if any (also one left by a crash)."""
+        topic = self.store.data.get("group")
+        if not topic:
+            return
+        self.transport.unfollow(str(topic))
+        self.store.data["group"] = None
+        self.store.save()
+        log.info("left group topic %s", topic)
+
+    def on_group_frame(self: Agent, topic: str, payload: bytes) -> None:
+        stream = self.group_stream
+        if stream is None or self.job is None or self.job.group is None or topic != self.job.group.topic:
+            self.count_drop("group-not-followed")
+            return
+        self.on_block(payload, stream)
 
     def open_download(self: Agent) -> None:
         assert self.job is not None
@@ -71,19 +120,21 @@ class Downloading:
             return
         missing = self.spool.missing()
         if missing:
-            self.publish("get", wire.encode_request(wire.make_request(self.job.execution_id, self.job.stream, missing)))
+            request = wire.make_request(self.job.execution_id, self.job.stream, missing, group=self.group_stream)
+            self.publish("get", wire.encode_request(request))
         self.last_get = self.clock()
 
     def request_url(self: Agent) -> None:
         assert self.job is not None
         self.publish("get", messages.encode(messages.UrlRefresh(self.job.execution_id)))
 
-    def on_block(self: Agent, payload: bytes) -> None:
+    def on_block(self: Agent, payload: bytes, stream: int | None = None) -> None:
+        """A frame from ota/{epn}/blk (the execution's stream) or the followed group topic (`stream`)."""
         if self.state != State.DOWNLOADING or self.spool is None or self.acks is None or self.url is not None:
             self.count_drop("not-downloading")
             return
         try:
-            frame = self.spool.check(payload)
+            frame = self.spool.check(payload, stream)
         except MalformedError as err:
             self.count_drop(err.code)
             return
@@ -103,7 +154,8 @@ class Downloading:
         assert self.spool is not None and self.acks is not None and self.job is not None
         self.spool.flush()  # a block is acknowledged only once it is durable
         self.last_flush = self.clock()
-        self.publish("ack", wire.encode_ack(self.spool.ack(self.job.execution_id)))
+        ack = self.spool.ack(self.job.execution_id)
+        self.publish("ack", wire.encode_ack(replace(ack, group=self.group_stream)))
         self.acks.acked()
 
     def finish_download(self: Agent) -> None:

@@ -2,7 +2,8 @@
 
 Client id = EPN ID, clean_session False (MQTT 3.1.1), TLS with client certificate when configured,
 TCP_NODELAY on the socket (Nagle would cap a QoS 1 transfer at about 11 blocks/s), automatic
-reconnect with exponential backoff (1..30 s). Subscribes to ota/{epn}/job|blk|cmd on every connect.
+reconnect with exponential backoff (1..30 s). Subscribes to ota/{epn}/job|blk|cmd on every connect, and
+to the group topics the engine follows (docs/protocol.md section 15); unsubscribes from the ones it left.
 Inbound messages over their topic's size limit are dropped here, before decoding (THREATS 23).
 When it cannot connect it says why (agent.connect_errors: refused, revoked or expired certificate,
 broker certificate that does not verify, ...), once per distinct reason and again every 10 minutes.
@@ -51,6 +52,8 @@ class MqttTransport:
         self._connected = False
         self._said: tuple[str, float] | None = None  # the last problem logged, and when
         self._alert: str | None = None  # a TLS alert the broker sent after the handshake
+        self._groups: frozenset[str] = frozenset()  # group topics followed (subscribed on every connect)
+        self._leave: frozenset[str] = frozenset()  # group topics to unsubscribe from on the next connect
         client = _Client(CallbackAPIVersion.VERSION2, client_id=epn, clean_session=False, protocol=mqtt.MQTTv311)
         if ca or cert:
             client.tls_set(ca_certs=ca, certfile=cert, keyfile=key, cert_reqs=ssl.CERT_REQUIRED,
@@ -90,6 +93,19 @@ class MqttTransport:
             return False
         return info.is_published()
 
+    # The sets are replaced, never mutated, so the network thread always reads a consistent one.
+    def follow(self, topic: str) -> None:
+        self._groups, self._leave = self._groups | {topic}, self._leave - {topic}
+        if self._connected:
+            self.client.subscribe(topic, 1)
+
+    def unfollow(self, topic: str) -> None:
+        self._groups = self._groups - {topic}
+        if self._connected and self.client.unsubscribe(topic)[0] == mqtt.MQTT_ERR_SUCCESS:
+            self._leave = self._leave - {topic}
+        else:
+            self._leave = self._leave | {topic}
+
     # -- paho callbacks (network thread) ------------------------------------------------------------
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -106,7 +122,11 @@ class MqttTransport:
             return
         self._connected = True
         self._said, self._alert = None, None
-        client.subscribe([(topics.topic(self.epn, leaf), 1) for leaf in topics.CLOUD_TO_DEVICE])
+        client.subscribe([(topics.topic(self.epn, leaf), 1) for leaf in topics.CLOUD_TO_DEVICE]
+                         + [(group, 1) for group in sorted(self._groups)])
+        leave, self._leave = self._leave - self._groups, frozenset()
+        for group in sorted(leave):
+            client.unsubscribe(group)
         log.info("connected to %s:%s", self.host, self.port)
         if self.sink:
             self.sink(Connected())
@@ -139,6 +159,10 @@ class MqttTransport:
             log.debug("%s", text)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self.sink is not None and msg.topic in self._groups:
+            if within_limit("group", msg.payload):
+                self.sink(Message("group", bytes(msg.payload), msg.topic))
+            return
         if not msg.topic.startswith(self.prefix) or self.sink is None:
             return
         leaf = msg.topic[len(self.prefix):]

@@ -115,7 +115,8 @@ class Agent(Downloading, Steps, Commanding, AutoCheck, SelfUpdate, History, Guar
         progress = self.spool.count if self.spool is not None else None
         seq = self.store.next_seq()
         self.store.save()  # a sequence number is never reused after a crash (the cloud drops stale seqs)
-        status = messages.Status(xid, state, step, reason[:1024] if reason else None, seq, progress)
+        group = self.group_stream if step == "DOWNLOADING" else None  # joins the group (protocol 15.1)
+        status = messages.Status(xid, state, step, reason[:1024] if reason else None, seq, progress, group)
         return self.publish("status", messages.encode(status), wait=wait)
 
     def publish_inventory(self) -> None:
@@ -124,6 +125,8 @@ class Agent(Downloading, Steps, Commanding, AutoCheck, SelfUpdate, History, Guar
     def fire(self, event: Event) -> None:
         new = next_state(self.state, event)
         log.info("%s --%s--> %s", self.state, event, new)
+        if self.state == State.DOWNLOADING and new != State.DOWNLOADING:
+            self.leave_group()  # the download is over: no more group frames for this device
         self.state = new
         self.last_progress = self.clock()  # every state's stall budget starts when it is entered
         self.store.data["state"] = new.value
@@ -158,6 +161,10 @@ class Agent(Downloading, Steps, Commanding, AutoCheck, SelfUpdate, History, Guar
             log.info("resuming %s as %s", persisted, self.state)
             self.store.data["state"] = self.state.value
             self.store.save()
+        if self.state == State.DOWNLOADING and self.job is not None and self.job.group is not None:
+            self.join_group(self.job)  # subscribed again on connect, before the get
+        elif self.store.data.get("group"):
+            self.leave_group()  # left behind by a crash between the end of a download and the unsubscribe
         if self.state == State.DOWNLOADING:
             self.guarded("reopening the download", self.open_download)
         self.transport.start(self.post)
@@ -223,6 +230,8 @@ class Agent(Downloading, Steps, Commanding, AutoCheck, SelfUpdate, History, Guar
                 self.count_drop("oversized")
             elif item.leaf == "blk":
                 self.on_block(item.payload)
+            elif item.leaf == "group":
+                self.on_group_frame(item.topic, item.payload)
             elif item.leaf == "job":
                 self.on_job_message(item.payload)
             elif item.leaf == "cmd":
@@ -273,12 +282,16 @@ class Agent(Downloading, Steps, Commanding, AutoCheck, SelfUpdate, History, Guar
             self.fail(Event.JOB_REFUSED, refusal.state, refusal.reason)
             return
         remove_spool(self.spool_dir)
+        self.join_group(job)  # subscribed before the DOWNLOADING status says so (`g`)
         self.fire(Event.JOB_ACCEPTED)
         self.open_download()
         self.request_missing()
 
     def precheck(self, job: messages.JobDocument) -> None:
         """Refuse before the first block or byte what the signed envelope already tells (re-checked later)."""
+        refusal = self.group_refusal(job)
+        if refusal is not None:
+            raise Refusal("REJECTED", refusal, "malformed")
         manifest = check_envelope(job, self.policy, now=self.wall(), max_package_size=self.cfg.max_package_size)
         if manifest.delta is not None:  # base_version = installed was checked; now the kept base's hash
             check_delta_base(manifest, self.kept_base_sha256(manifest.app, manifest.delta.base_version))
@@ -290,6 +303,8 @@ class Agent(Downloading, Steps, Commanding, AutoCheck, SelfUpdate, History, Guar
         if not same:
             log.warning("job document for %s changed its package; ignored", job.execution_id)
             return
+        if self.store.data.get("group") and (job.group is None or job.group.topic != self.store.data["group"]):
+            self.leave_group()  # the cloud moved this execution to unicast (protocol 15.4)
         self.job = job
         self.store.data["job"] = job.to_dict()
         self.store.save()

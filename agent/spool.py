@@ -69,13 +69,15 @@ class Spool:
             return self.package_size - self.block_size * (self.block_count - 1)
         return self.block_size
 
-    def check(self, message: bytes) -> wire.BlockFrame:
-        """Decode and check a frame against this download; raises MalformedError with a code."""
+    def check(self, message: bytes, stream: int | None = None) -> wire.BlockFrame:
+        """Decode and check a frame against this download; raises MalformedError with a code. `stream` is
+        the one the frame must carry (default: the execution's; the group stream for group frames)."""
         if len(message) > wire.FRAME_HEADER.size + self.block_size:
             raise MalformedError(f"frame of {len(message)} bytes exceeds the block size", code="oversized")
         frame = wire.decode_frame(message, max_block=self.block_size)
-        if frame.stream != self.stream:
-            raise MalformedError(f"frame for stream {frame.stream}, expected {self.stream}", code="stream")
+        expected = self.stream if stream is None else stream
+        if frame.stream != expected:
+            raise MalformedError(f"frame for stream {frame.stream}, expected {expected}", code="stream")
         if frame.total != self.block_count or frame.index >= self.block_count:
             raise MalformedError(f"block {frame.index}/{frame.total} out of range", code="range")
         if len(frame.data) != self.expected_size(frame.index):

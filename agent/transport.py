@@ -2,7 +2,9 @@
 
 The engine only needs: start (with a callback receiving `Connected`, `Disconnected` and `Message`
 items, called from any thread), publish to a device->cloud leaf with QoS 1, whether it is connected,
-and stop. `agent.mqtt_transport.MqttTransport` is the real one; tests use an in-memory fake.
+follow / unfollow a group topic (group delivery, docs/protocol.md section 15: its frames arrive as
+`Message("group", payload, topic)`), and stop. `agent.mqtt_transport.MqttTransport` is the real one;
+tests use an in-memory fake.
 Messages over the size limit of their topic are dropped here, before anything decodes them.
 """
 
@@ -28,8 +30,9 @@ class Disconnected:
 
 @dataclass(frozen=True)
 class Message:
-    leaf: str  # "job", "blk" or "cmd"
+    leaf: str  # "job", "blk", "cmd", or "group" (a frame on a followed group topic)
     payload: bytes
+    topic: str = ""  # the group topic, for leaf "group"
 
 
 Inbound = Connected | Disconnected | Message
@@ -40,6 +43,7 @@ SIZE_LIMITS = {
     "job": MAX_JOB_DOCUMENT,
     "blk": wire.FRAME_HEADER.size + wire.MAX_BLOCK_SIZE,
     "cmd": wire.MAX_CONTROL_MESSAGE,
+    "group": wire.FRAME_HEADER.size + wire.MAX_BLOCK_SIZE,
 }
 
 
@@ -58,5 +62,13 @@ class Transport(Protocol):
 
     @property
     def connected(self) -> bool: ...
+
+    def follow(self, topic: str) -> None:
+        """Subscribe (QoS 1) to a group topic now if connected, and again on every reconnect."""
+        ...
+
+    def unfollow(self, topic: str) -> None:
+        """Unsubscribe from a group topic (now, or on the next connect if offline)."""
+        ...
 
     def stop(self) -> None: ...

@@ -61,7 +61,7 @@ def build(settings: Settings, session: Any = None) -> Container:
     """The production wiring: boto3 clients from one session, adapters chosen by settings."""
     import boto3
 
-    from .adapters.certificates import IotRegistry, IotSigner, LocalCaSigner
+    from .adapters.certificates import IotRegistry, IotSigner, LocalCaSigner, LocalModelRoles
     from .adapters.dynamo import DynamoRepository
     from .adapters.malware import GuardDutyScanner
     from .adapters.pacing import PacedPublisher
@@ -86,8 +86,10 @@ def build(settings: Settings, session: Any = None) -> Container:
     if settings.device_publish_rate or settings.device_byte_rate:
         publisher = PacedPublisher(publisher, settings.device_publish_rate, settings.device_byte_rate)
     signer: CertificateSigner
+    registry: DeviceRegistry = IotRegistry(iot, settings.iot_policy_name)
     if settings.signer == "local-ca":
         signer = LocalCaSigner(settings.local_ca_dir or "")
+        registry = LocalModelRoles(registry, settings.local_ca_dir or "")  # the local broker's group ACL
     else:
         signer = IotSigner(iot, read_ca(settings.mqtt_ca or ""))
     return Container(
@@ -96,7 +98,7 @@ def build(settings: Settings, session: Any = None) -> Container:
         storage=S3Storage(s3, settings.staging_bucket, settings.repository_bucket),
         publisher=publisher,
         signer=signer,
-        registry=IotRegistry(iot, settings.iot_policy_name),
+        registry=registry,
         scanner=scanner,
     )
 

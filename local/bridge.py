@@ -8,7 +8,8 @@
 - the EventBridge schedule: the sweep handler every `--sweep-every` seconds;
 - certificate revocation: when crl.pem in OTA_LOCAL_CA_DIR changes, the mosquitto running now with the
   config in `--broker-dir` gets SIGHUP and reloads it (its PID is read from its pid file at each change,
-  so a restarted broker is the one signalled).
+  so a restarted broker is the one signalled); likewise when the device roles file (device-models.json,
+  {epn: model}) changes, the broker's ACL is rewritten with each device's group-topic entry and reloaded.
 Each runs in its own thread; SIGTERM/SIGINT stop them all. Handlers are named "module:attribute" and
 imported lazily, so the same bridge can run with the real chalicelib handlers or with none
 (`--forward-only`). Configuration comes from the same environment as the API (see local.stack).
@@ -107,7 +108,8 @@ class CrlWatcher:
     """
 
     def __init__(self, crl: Path, broker_dir: Path, every: float = 1.0,
-                 reload: Callable[[Path], int | None] = mosquitto.reload) -> None:
+                 reload: Callable[[Path], int | None] = mosquitto.reload, what: str = "CRL") -> None:
+        self._what = what
         self._crl, self._broker_dir, self._every, self._reload = crl, broker_dir, every, reload
         self._stop = threading.Event()
         self._seen = self._stamp()
@@ -130,9 +132,9 @@ class CrlWatcher:
         self._seen = stamp
         pid = self._reload(self._broker_dir)
         if pid is None:  # none runs now: the next one reads the CRL as it starts
-            log.warning("CRL changed but no broker runs with %s", self._broker_dir)
+            log.warning("%s changed but no broker runs with %s", self._what, self._broker_dir)
             return None
-        log.info("CRL changed: broker (pid %d) asked to reload it", pid)
+        log.info("%s changed: broker (pid %d) asked to reload it", self._what, pid)
         return pid
 
     def run(self) -> None:
@@ -203,6 +205,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     ca_dir = os.environ.get("OTA_LOCAL_CA_DIR")
     if args.broker_dir and ca_dir:
         workers.append(CrlWatcher(Path(ca_dir) / "crl.pem", args.broker_dir))
+        roles = Path(ca_dir) / mosquitto.ROLES_FILE  # group-topic ACL entries (docs/protocol.md 15.5)
+        workers.append(CrlWatcher(roles, args.broker_dir, what="device roles",
+                                  reload=lambda broker: mosquitto.refresh_acl(broker, roles)))
     threads = [threading.Thread(target=w.run, name=type(w).__name__, daemon=True) for w in workers]
     for thread in threads:
         thread.start()

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import topics
 from .canonical import MAX_DEPTH, canonical_json, parse_json
 from .errors import MalformedError
 from .ids import check_app, check_epn, check_model
@@ -21,6 +22,17 @@ MAX_STATUS_MESSAGE = 16384
 DEVICE_STATES = ("IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED")
 STEPS = ("DOWNLOADING", "VERIFYING", "INSTALLING")
 MODES = ("block", "url")
+
+
+@dataclass(frozen=True)
+class Group:
+    """Group delivery (docs/protocol.md section 15): the group topic and the stream its frames carry."""
+
+    topic: str
+    stream: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "stream": self.stream}
 
 
 @dataclass(frozen=True)
@@ -39,15 +51,19 @@ class JobDocument:
     url: str | None = None
     url_expires: str | None = None
     stall_timeout: int = 120
+    group: Group | None = None  # block mode: the group to follow (absent: unicast only)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "v": 1, "type": "job", "job_id": self.job_id, "execution_id": self.execution_id,
             "epn": self.epn, "stream": self.stream, "mode": self.mode, "envelope": self.envelope,
             "package_size": self.package_size, "package_sha256": self.package_sha256,
             "block_size": self.block_size, "block_count": self.block_count, "window": self.window,
             "url": self.url, "url_expires": self.url_expires, "stall_timeout": self.stall_timeout,
         }
+        if self.group is not None:  # absent, not null, so a unicast document is byte for byte as before
+            body["group"] = self.group.to_dict()
+        return body
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class Status:
     reason: str | None = None
     seq: int = 0
     progress: int | None = None  # blocks held, for information only
+    group: int | None = None  # `g`: the group stream, on a DOWNLOADING status of a device that follows it
 
 
 @dataclass(frozen=True)
@@ -91,7 +108,8 @@ def encode(message: JobDocument | Cancel | Status | Inventory | UrlRefresh) -> b
     if isinstance(message, Status):
         body: dict[str, Any] = {"v": 1, "type": "status", "x": message.execution_id, "state": message.state,
                                 "seq": message.seq}
-        for key, value in (("step", message.step), ("reason", message.reason), ("progress", message.progress)):
+        for key, value in (("step", message.step), ("reason", message.reason), ("progress", message.progress),
+                           ("g", message.group)):
             if value is not None:
                 body[key] = value
         return canonical_json(body)
@@ -130,7 +148,8 @@ def decode(
         progress = d.get("progress")
         if progress is not None:
             progress = _nat(d, "progress", MAX_BLOCKS)
-        return Status(_text(d, "x", 64), state, step, reason, _nat(d, "seq", 2**53), progress)
+        group = _nat(d, "g", MAX_STREAM) if "g" in d else None
+        return Status(_text(d, "x", 64), state, step, reason, _nat(d, "seq", 2**53), progress, group)
     if kind == "inventory":
         apps = d.get("apps")
         if not isinstance(apps, dict) or len(apps) > 64:
@@ -209,4 +228,16 @@ def _job(d: dict[str, Any]) -> JobDocument:
         url=url if isinstance(url, str) else None,
         url_expires=d.get("url_expires") if isinstance(d.get("url_expires"), str) else None,
         stall_timeout=_nat(d, "stall_timeout", 86400),
+        group=_group(d.get("group")) if mode == "block" else None,
     )
+
+
+def _group(value: Any) -> Group | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise MalformedError("field 'group' must be an object {\"topic\", \"stream\"} or absent")
+    topic = value.get("topic")
+    if not isinstance(topic, str) or topics.parse_group_topic(topic) is None:
+        raise MalformedError("field 'group.topic' must be ota/g/{model}/{group}/blk")
+    return Group(topic, _nat(value, "stream", MAX_STREAM))

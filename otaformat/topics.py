@@ -1,6 +1,11 @@
-"""MQTT topic names of wire protocol v1. Every topic is built from a validated EPN ID; no wildcards."""
+"""MQTT topic names of wire protocol v1. Every topic is built from a validated EPN ID; no wildcards.
+
+Group delivery (docs/protocol.md section 15) adds `ota/g/{model}/{group}/blk`: five levels, so it can
+never equal a device topic (three levels, four for `cmd/result`), whatever the EPN."""
 
 from __future__ import annotations
+
+import re
 
 from .errors import MalformedError
 from .ids import check_epn, check_model
@@ -20,8 +25,30 @@ def device_topics(epn: str) -> dict[str, str]:
     return {leaf.replace("/", "_"): topic(epn, leaf) for leaf in CLOUD_TO_DEVICE + DEVICE_TO_CLOUD}
 
 
-def model_block_topic(model: str) -> str:
-    return f"{PREFIX}/model/{check_model(model)}/blk"
+GROUP = "g"
+_GROUP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_group_id(group: object) -> str:
+    if not isinstance(group, str) or not _GROUP_ID.fullmatch(group):
+        raise MalformedError("group id must match ^[A-Za-z0-9_-]{1,64}$")
+    return group
+
+
+def group_block_topic(model: str, group: str) -> str:
+    """The group topic of section 15: the frames of one job for the devices of one model."""
+    return f"{PREFIX}/{GROUP}/{check_model(model)}/{check_group_id(group)}/blk"
+
+
+def parse_group_topic(name: str) -> tuple[str, str] | None:
+    """(model, group) of a valid group topic; None for anything else."""
+    parts = name.split("/")
+    if len(parts) != 5 or parts[0] != PREFIX or parts[1] != GROUP or parts[4] != "blk":
+        return None
+    try:
+        return check_model(parts[2]), check_group_id(parts[3])
+    except (ValueError, MalformedError):
+        return None
 
 
 def parse_device_topic(name: str) -> tuple[str, str] | None:

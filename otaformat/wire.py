@@ -13,8 +13,11 @@ The header is kept this small so that a 4 KB block costs under 1% in header and 
 
 Acks and repair requests are small JSON objects (see docs/protocol.md):
 
-    ack: {"x": exec_id, "s": stream, "n": contiguous, "b": base64 bitmap after n}
-    get: {"x": exec_id, "s": stream, "o": offset, "b": base64 bitmap of wanted blocks from o}
+    ack: {"x": exec_id, "s": stream, "n": contiguous, "b": base64 bitmap after n, "g": group stream}
+    get: {"x": exec_id, "s": stream, "o": offset, "b": base64 bitmap of wanted blocks from o, "g": ...}
+
+`g` (optional) is the group stream of section 15 of the protocol: present while the device follows the
+job's group topic, absent otherwise (and from agents without group delivery).
 
 Bitmaps are LSB-first: bit k of byte j stands for block base + 8*j + k.
 """
@@ -161,6 +164,7 @@ class Ack:
     stream: int
     contiguous: int
     bitmap: bytes = b""
+    group: int | None = None  # the group stream while the device follows the group topic
 
     def received(self, total: int) -> set[int]:
         return set(range(min(self.contiguous, total))) | set(
@@ -168,7 +172,8 @@ class Ack:
         )
 
 
-def make_ack(execution_id: str, stream: int, have: set[int] | Iterable[int], total: int) -> Ack:
+def make_ack(execution_id: str, stream: int, have: set[int] | Iterable[int], total: int, *,
+             group: int | None = None) -> Ack:
     have_set = set(have)
     contiguous = 0
     while contiguous < total and contiguous in have_set:
@@ -176,14 +181,20 @@ def make_ack(execution_id: str, stream: int, have: set[int] | Iterable[int], tot
     beyond = [i for i in have_set if i > contiguous]
     span = min((max(beyond) - contiguous + 1) if beyond else 0, MAX_BITMAP_BYTES * 8)
     bitmap = bitmap_from_indices(contiguous, beyond, span).rstrip(b"\x00")
-    return Ack(execution_id, stream, contiguous, bitmap)
+    return Ack(execution_id, stream, contiguous, bitmap, group)
 
 
 def encode_ack(ack: Ack) -> bytes:
     body: dict[str, Any] = {"x": ack.execution_id, "s": ack.stream, "n": ack.contiguous}
     if ack.bitmap:
         body["b"] = _b64(ack.bitmap)
+    if ack.group is not None:
+        body["g"] = ack.group
     return canonical_json(body)
+
+
+def _group(d: dict[str, Any]) -> int | None:
+    return _nat(d, "g", MAX_STREAM) if "g" in d else None
 
 
 def decode_ack(message: bytes) -> Ack:
@@ -191,7 +202,7 @@ def decode_ack(message: bytes) -> Ack:
     if not isinstance(d, dict):
         raise MalformedError("ack must be a JSON object")
     bitmap = _unb64(d["b"], "b") if "b" in d else b""
-    return Ack(_exec_id(d), _nat(d, "s", MAX_STREAM), _nat(d, "n", MAX_BLOCKS), bitmap)
+    return Ack(_exec_id(d), _nat(d, "s", MAX_STREAM), _nat(d, "n", MAX_BLOCKS), bitmap, _group(d))
 
 
 # -- repair / resume requests --------------------------------------------------------------------
@@ -205,28 +216,33 @@ class BlockRequest:
     stream: int
     offset: int
     bitmap: bytes
+    group: int | None = None  # the group stream while the device follows the group topic
 
     def wanted(self, total: int) -> list[int]:
         return indices_from_bitmap(self.offset, self.bitmap, total)
 
 
-def make_request(execution_id: str, stream: int, missing: Iterable[int]) -> BlockRequest:
+def make_request(execution_id: str, stream: int, missing: Iterable[int], *,
+                 group: int | None = None) -> BlockRequest:
     wanted = sorted(set(missing))
     if not wanted:
-        return BlockRequest(execution_id, stream, 0, b"")
+        return BlockRequest(execution_id, stream, 0, b"", group)
     offset = wanted[0]
     span = min(wanted[-1] - offset + 1, MAX_BITMAP_BYTES * 8)
-    return BlockRequest(execution_id, stream, offset, bitmap_from_indices(offset, wanted, span))
+    return BlockRequest(execution_id, stream, offset, bitmap_from_indices(offset, wanted, span), group)
 
 
 def encode_request(request: BlockRequest) -> bytes:
-    return canonical_json(
-        {"x": request.execution_id, "s": request.stream, "o": request.offset, "b": _b64(request.bitmap)}
-    )
+    body: dict[str, Any] = {"x": request.execution_id, "s": request.stream, "o": request.offset,
+                            "b": _b64(request.bitmap)}
+    if request.group is not None:
+        body["g"] = request.group
+    return canonical_json(body)
 
 
 def decode_request(message: bytes) -> BlockRequest:
     d = parse_json(message, max_bytes=MAX_CONTROL_MESSAGE, max_depth=MAX_DEVICE_JSON_DEPTH)
     if not isinstance(d, dict):
         raise MalformedError("block request must be a JSON object")
-    return BlockRequest(_exec_id(d), _nat(d, "s", MAX_STREAM), _nat(d, "o", MAX_BLOCKS), _unb64(d.get("b", ""), "b"))
+    return BlockRequest(_exec_id(d), _nat(d, "s", MAX_STREAM), _nat(d, "o", MAX_BLOCKS), _unb64(d.get("b", ""), "b"),
+                        _group(d))

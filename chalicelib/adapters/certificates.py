@@ -4,7 +4,11 @@
 CA in OTA_LOCAL_CA_DIR (ca.pem, ca.key; subject CN = EPN ID, which mosquitto uses as username and
 client id) and, on revocation, rewrites `crl.pem` there (mosquitto reads `crlfile` at start).
 `IotRegistry` registers the certificate when the signer did not, creates the thing with attribute
-`model`, attaches the device policy and the principal. Does not: decide who may register.
+`model` (the policy variable `${iot:Connection.Thing.Attributes[model]}` that lets a device read its own
+model's group topics), attaches the device policy and the principal. `LocalModelRoles` wraps a registry
+for the local stack: it also records {epn: model} in `device-models.json` in the CA directory, from
+which local/mosquitto.py writes one ACL entry per device for its model's group topics (docs/protocol.md
+15.5). Does not: decide who may register.
 """
 
 from __future__ import annotations
@@ -111,9 +115,11 @@ class IotSigner:
 
 
 def device_policy_document() -> dict[str, Any]:
-    """A device may connect as its thing name and use only ota/<its name>/... (same as infra/template.yaml)."""
+    """A device may connect as its thing name and use only ota/<its name>/..., and read the group topics
+    of its own model (the thing's `model` attribute; docs/protocol.md 15). Same as infra/template.yaml."""
     prefix = "arn:aws:iot:*:*:"
     me = "${iot:Connection.Thing.ThingName}"
+    model = "${iot:Connection.Thing.Attributes[model]}"
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -121,9 +127,11 @@ def device_policy_document() -> dict[str, Any]:
             {"Effect": "Allow", "Action": "iot:Publish",
              "Resource": [f"{prefix}topic/ota/{me}/{leaf}" for leaf in ("ack", "get", "status", "cmd/result")]},
             {"Effect": "Allow", "Action": "iot:Subscribe",
-             "Resource": [f"{prefix}topicfilter/ota/{me}/{leaf}" for leaf in ("job", "blk", "cmd")]},
+             "Resource": [f"{prefix}topicfilter/ota/{me}/{leaf}" for leaf in ("job", "blk", "cmd")]
+             + [f"{prefix}topicfilter/ota/g/{model}/*"]},
             {"Effect": "Allow", "Action": "iot:Receive",
-             "Resource": [f"{prefix}topic/ota/{me}/{leaf}" for leaf in ("job", "blk", "cmd")]},
+             "Resource": [f"{prefix}topic/ota/{me}/{leaf}" for leaf in ("job", "blk", "cmd")]
+             + [f"{prefix}topic/ota/g/{model}/*"]},
         ],
     }
 
@@ -174,6 +182,39 @@ class IotRegistry:
         ):
             with contextlib.suppress(ClientError):
                 call(**kwargs)
+
+
+MODEL_ROLES = "device-models.json"  # local/mosquitto.py ROLES_FILE
+
+
+class LocalModelRoles:
+    """A DeviceRegistry that also keeps {epn: model} next to the local CA's CRL (the local broker's
+    per-device group-topic ACL entries are made from it)."""
+
+    def __init__(self, inner: Any, ca_dir: str) -> None:
+        self._inner = inner
+        self._path = Path(ca_dir) / MODEL_ROLES
+
+    def _update(self, epn: str, model: str | None) -> None:
+        with _LOCK:
+            try:
+                roles = json.loads(self._path.read_text())
+            except (OSError, ValueError):
+                roles = {}
+            if model is None:
+                roles.pop(epn, None)
+            else:
+                roles[epn] = model
+            _atomic_write(self._path, json.dumps(roles, sort_keys=True).encode())
+
+    def register(self, epn: str, model: str, issued: IssuedCertificate) -> IssuedCertificate:
+        done: IssuedCertificate = self._inner.register(epn, model, issued)
+        self._update(epn, model)
+        return done
+
+    def deregister(self, epn: str, certificate_id: str | None, certificate_arn: str | None) -> None:
+        self._inner.deregister(epn, certificate_id, certificate_arn)
+        self._update(epn, None)
 
 
 def _pem_fingerprint(pem: str) -> str:

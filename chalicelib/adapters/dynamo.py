@@ -28,6 +28,7 @@ from ..domain.models import (
     Device,
     E,
     Execution,
+    Group,
     Job,
     Package,
     PublisherKey,
@@ -42,7 +43,7 @@ ACTIVE_SHARDS = 8  # spreads the writes of many live executions over several ind
 # record goes 90 days after its upload, with its quarantined object (the staging bucket's lifecycle rule).
 REJECTED_TTL_SECONDS = 90 * 24 * 3600
 _ROOT = {Device: "DEV", PublisherKey: "KEY", Package: "PKG", Job: "JOB", Execution: "EXEC", RemoteCommand: "CMD",
-         CommandRun: "CMDRUN", Release: "REL"}
+         CommandRun: "CMDRUN", Release: "REL", Group: "GROUP"}
 
 
 def _id(entity: Any) -> str:
@@ -60,10 +61,14 @@ def _id(entity: Any) -> str:
         return f"{entity.command_id}#{entity.epn}"
     if isinstance(entity, Release):
         return entity.release_id
+    if isinstance(entity, Group):
+        return entity.group_id
     return entity.execution_id
 
 
 def _indexes(entity: Any) -> dict[str, str]:
+    if isinstance(entity, Group):
+        return {}  # read by key only (services/groups.py)
     if isinstance(entity, Device):
         return {"gsi1pk": "DEVICES", "gsi1sk": entity.epn}
     if isinstance(entity, PublisherKey):
@@ -128,11 +133,13 @@ class DynamoRepository:
     def _save(self, entity: Any) -> None:
         try:
             self._db.put_item(TableName=self._table, Item=self._item(entity),
-                              ConditionExpression="ver = :prev",
+                              ConditionExpression="ver = :prev", ReturnValuesOnConditionCheckFailure="ALL_OLD",
                               ExpressionAttributeValues={":prev": {"N": str(entity.version - 1)}})
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise ConcurrentUpdate(f"{type(entity).__name__} {_id(entity)} changed concurrently") from err
+                stored = err.response.get("Item")  # the winner's item, so the caller need not read it again
+                raise ConcurrentUpdate(f"{type(entity).__name__} {_id(entity)} changed concurrently",
+                                       current=_load(type(entity), stored) if stored else None) from err
             raise
 
     def _get(self, cls: type[E], ident: str) -> E | None:
@@ -293,6 +300,17 @@ class DynamoRepository:
 
     def list_releases(self) -> list[Release]:
         return self._list(Release, "gsi1", "gsi1pk", "RELEASES")
+
+    # -- delivery groups (services/groups.py) ---------------------------------------------------
+
+    def create_group(self, group: Group) -> None:
+        self._create(group)
+
+    def get_group(self, group_id: str) -> Group | None:
+        return self._get(Group, group_id)
+
+    def save_group(self, group: Group) -> None:
+        self._save(group)
 
     def list_active_command_runs(self) -> list[CommandRun]:
         found = [r for shard in range(ACTIVE_SHARDS)

@@ -14,7 +14,7 @@ from typing import Any
 from ..domain.commands import ACTIVE as COMMAND_ACTIVE
 from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.executions import ACTIVE
-from ..domain.models import CommandRun, Device, Execution, Job, Package, PublisherKey, Release, RemoteCommand
+from ..domain.models import CommandRun, Device, Execution, Group, Job, Package, PublisherKey, Release, RemoteCommand
 from ..domain.ports import RepositoryIntegrityError, StagedObject
 
 
@@ -34,7 +34,7 @@ class MemoryRepository:
         with self._lock:
             current = self._items.get((kind, ident))
             if current is None or current.version != entity.version - 1:
-                raise ConcurrentUpdate(f"{kind} {ident} changed concurrently")
+                raise ConcurrentUpdate(f"{kind} {ident} changed concurrently", current=current)
             self._items[(kind, ident)] = entity
 
     def _all(self, kind: str) -> list[Any]:
@@ -149,6 +149,15 @@ class MemoryRepository:
     def list_active_command_runs(self) -> list[CommandRun]:
         return [r for r in self._all("command-run") if r.state in COMMAND_ACTIVE]
 
+
+    def create_group(self, group: Group) -> None:
+        self._create("group", group.group_id, group)
+
+    def get_group(self, group_id: str) -> Group | None:
+        return self._items.get(("group", group_id))
+
+    def save_group(self, group: Group) -> None:
+        self._save("group", group.group_id, group)
 
     def create_release(self, release: Release) -> None:
         self._create("release", release.release_id, release)

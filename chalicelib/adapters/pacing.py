@@ -65,6 +65,8 @@ class PacedPublisher:
         """Reserve room for one publish on `topic`; returns the seconds to wait before sending it."""
         parts = topic.split("/")
         device = parts[1] if len(parts) > 2 and parts[0] == "ota" else topic
+        if len(parts) == 5 and parts[1] == "g":  # a group topic (protocol.md 15): one bucket per group
+            device = topic
         now = self._clock()
         with self._lock:
             state = self._state.pop(device, None)

@@ -36,4 +36,10 @@ class Conflict(DomainError):
 
 
 class ConcurrentUpdate(DomainError):
-    """A conditional write lost a race; the use case reloads and retries (never reaches a client)."""
+    """A conditional write lost a race; the use case reloads and retries (never reaches a client).
+    `current`, when the store returned it with the failure, is the entity as stored now: a caller may
+    merge into it instead of reading it again."""
+
+    def __init__(self, message: str, *, field: str | None = None, current: object = None) -> None:
+        super().__init__(message, field=field)
+        self.current = current

@@ -192,7 +192,25 @@ class Release:
     version: int = 1
 
 
-E = TypeVar("E", Device, PublisherKey, Package, Job, Execution, RemoteCommand, CommandRun, Release)
+@dataclass(frozen=True)
+class Group:
+    """Group delivery of one job to the devices of one model (domain/group.py, docs/protocol.md 15): the
+    broadcast cursor (blocks below `next_index` went out on the group topic) and when recent ones did."""
+
+    group_id: str  # "<job_id>.<model>"
+    job_id: str
+    model: str
+    stream: int
+    total: int
+    window: int
+    created_at: float
+    next_index: int = 0
+    broadcasts: int = 0  # blocks published on the group topic (each reaches every member)
+    recent: tuple[tuple[int, int, float], ...] = ()  # (first, end, at) of recent broadcasts, newest last
+    version: int = 1
+
+
+E = TypeVar("E", Device, PublisherKey, Package, Job, Execution, RemoteCommand, CommandRun, Release, Group)
 
 
 def bumped(entity: E, **changes: Any) -> E:
@@ -227,6 +245,8 @@ def from_record(cls: type[E], record: dict[str, Any]) -> E:
             value = tuple(TimelineEntry(**entry) for entry in value)
         elif f.name == "transfer" and value is not None:
             value = Transfer.from_record(value)
+        elif f.name == "recent":
+            value = tuple((int(a), int(b), float(c)) for a, b, c in value)
         elif isinstance(value, list):
             value = tuple(value)
         values[f.name] = value

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .models import CommandRun, Device, Execution, Job, Package, PublisherKey, Release, RemoteCommand
+from .models import CommandRun, Device, Execution, Group, Job, Package, PublisherKey, Release, RemoteCommand
 
 Clock = Callable[[], float]
 
@@ -71,6 +71,13 @@ class Repository(Protocol):
         ...
 
     def list_releases(self) -> list[Release]: ...
+
+    def create_group(self, group: Group) -> None:
+        """Conflict if a group with this id exists (group delivery, services/groups.py)."""
+        ...
+
+    def get_group(self, group_id: str) -> Group | None: ...
+    def save_group(self, group: Group) -> None: ...
 
 
 class Publisher(Protocol):

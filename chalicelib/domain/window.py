@@ -16,6 +16,10 @@ claim progress that never happened (nor make the cloud skip blocks it never sent
 Fast repair (`plan_gaps`): `recent` also records the order of sends, so an ack that holds a block sent
 *after* an unacknowledged one proves that one lost (MQTT keeps the order of one publisher's messages);
 the cloud resends it at once, without waiting for the device's `get` or the sweeper.
+Group delivery (domain/group.py): a member's transfer is `sync`ed with its group's broadcast cursor
+before its acks are applied (blocks the group broadcast count as sent to it, with their send times for
+the guard and fast repair); `fall_back` makes it unicast for good, sending again from its first
+unacknowledged block.
 No I/O, no clock: callers pass `now`.
 """
 
@@ -44,6 +48,8 @@ class Transfer:
     last_send_at: float = 0.0
     last_ack_at: float = 0.0
     recent: tuple[tuple[int, int, float], ...] = ()
+    member: bool = False  # follows its group's broadcast (docs/protocol.md section 15)
+    unicast: bool = False  # fell back from its group: unicast for the rest of the attempt
 
     @classmethod
     def start(cls, total: int, window: int) -> Transfer:
@@ -162,12 +168,32 @@ class Transfer:
         return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
                        sent_count=self.sent_count + len(chosen), recent=self._remember(chosen, now)), chosen
 
+    def sync(self, group_next: int, group_recent: Iterable[tuple[int, int, float]]) -> Transfer:
+        """A member's view of its group: blocks below `group_next` count as sent to it, and the group's
+        recent broadcasts join its own recent sends (newest last, the most recent MAX_RECENT_RUNS)."""
+        if not self.member:
+            return self
+        end = min(max(self.next_index, group_next), self.total)
+        runs = sorted({*self.recent, *group_recent}, key=lambda run: run[2])
+        recent = tuple(runs[-MAX_RECENT_RUNS:])
+        latest = max((run[2] for run in recent), default=self.last_send_at)
+        if end == self.next_index and recent == self.recent:
+            return self
+        return replace(self, next_index=end, sent_count=self.sent_count + end - self.next_index, recent=recent,
+                       last_send_at=max(self.last_send_at, latest))
+
+    def fall_back(self) -> Transfer:
+        """Leave the group for good: blocks broadcast but not acknowledged no longer count as sent, so the
+        unicast window starts again at the first unacknowledged block (acked ones are never resent)."""
+        first = next((i for i in range(self.total) if not self.is_acked(i)), self.total)
+        return replace(self, member=False, unicast=True, next_index=min(self.next_index, first), recent=())
+
     def to_record(self) -> dict[str, Any]:
         return {
             "total": self.total, "window": self.window, "acked": base64.b64encode(self.acked).decode(),
             "acked_count": self.acked_count, "next_index": self.next_index, "retransmissions": self.retransmissions,
             "sent_count": self.sent_count, "last_send_at": self.last_send_at, "last_ack_at": self.last_ack_at,
-            "recent": [list(run) for run in self.recent],
+            "recent": [list(run) for run in self.recent], "member": self.member, "unicast": self.unicast,
         }
 
     @classmethod

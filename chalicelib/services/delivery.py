@@ -1,9 +1,11 @@
 """Block-mode delivery: read blocks from the repository object and publish them as binary frames.
 
 The planning (which blocks, how many in flight, what counts as a retransmission) is pure and lives in
-domain/window.py; this module only turns a plan into frames on `ota/{epn}/blk`, and starts a
-transfer. Callers save the execution (conditional write) before calling `send_blocks`, so a lost
-race never sends twice; a send that fails after the save is repaired by the sweeper's resend.
+domain/window.py and domain/group.py; this module only turns a plan into frames, on `ota/{epn}/blk`
+with the execution's stream (`send_blocks`) or once for a whole group on its group topic with the group
+stream (`broadcast_blocks`, docs/protocol.md section 15), and starts a transfer. Callers save the
+execution (or the group record) with a conditional write before sending, so a lost race never sends
+twice; a send that fails after the save is repaired by the sweeper's resend.
 
 Reads: the blocks to send are grouped into runs of consecutive indices, and each run is read with ONE
 `Storage.read_range` of at most MAX_READ bytes (a whole window in the usual case, one GET for it on
@@ -17,7 +19,8 @@ from collections.abc import Iterable, Iterator
 
 from otaformat import topics, wire
 
-from ..domain.models import Execution, Job
+from ..domain.group import group_topic
+from ..domain.models import Execution, Group, Job
 from ..domain.ports import Publisher, Storage
 from ..domain.window import Transfer
 
@@ -59,11 +62,19 @@ def read_runs(indices: Iterable[int], block_size: int, block_count: int,
 def send_blocks(publisher: Publisher, storage: Storage, job: Job, execution: Execution, indices: Iterable[int]) -> int:
     """Publish the given blocks of the job's package to the execution's device; returns how many.
     Consecutive blocks are read together (one storage read per run, see read_runs)."""
-    topic = topics.topic(execution.epn, "blk")
+    return _publish(publisher, storage, job, topics.topic(execution.epn, "blk"), execution.stream, indices)
+
+
+def broadcast_blocks(publisher: Publisher, storage: Storage, job: Job, group: Group, indices: Iterable[int]) -> int:
+    """Publish the given blocks once on the group's topic, for every member; returns how many."""
+    return _publish(publisher, storage, job, group_topic(job.job_id, group.model), group.stream, indices)
+
+
+def _publish(publisher: Publisher, storage: Storage, job: Job, topic: str, stream: int, indices: Iterable[int]) -> int:
     if not job.package_size:  # an empty package travels as one zero byte (block 0)
         sent = 0
         for index in indices:
-            publisher.publish(topic, wire.encode_frame(execution.stream, index, job.block_count, b"\x00"))
+            publisher.publish(topic, wire.encode_frame(stream, index, job.block_count, b"\x00"))
             sent += 1
         return sent
     size, sent = job.block_size, 0
@@ -73,6 +84,6 @@ def send_blocks(publisher: Publisher, storage: Storage, job: Job, execution: Exe
         view = memoryview(data)
         for k in range(count):
             block = bytes(view[k * size : (k + 1) * size])
-            publisher.publish(topic, wire.encode_frame(execution.stream, first + k, job.block_count, block))
+            publisher.publish(topic, wire.encode_frame(stream, first + k, job.block_count, block))
             sent += 1
     return sent

@@ -3,7 +3,8 @@ command results (`cmd/result`) are handed to services/commands.py, and an invent
 device's unstarted commands and offers it the releases it follows (services/releases.py).
 
 A batch is grouped per execution: every message of one execution is applied in memory, then one
-conditional write saves the result, then the blocks it freed are sent. Duplicated, reordered and late
+conditional write saves the result, then the blocks it freed are sent (services/execution_messages.py,
+which also runs group delivery). Duplicated, reordered and late
 messages change nothing (sticky terminal states, sequence numbers, idempotent ack bitmap). An inventory
 updates the device and republishes the job documents of its unfinished executions (a device that was
 offline gets its job when it returns).
@@ -23,10 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -35,15 +35,14 @@ from otaformat.canonical import parse_json
 from otaformat.errors import FormatError, MalformedError
 
 from ..domain import executions as ex
-from ..domain.errors import ConcurrentUpdate
-from ..domain.models import Execution, Job, bumped
+from ..domain.models import bumped
 from ..domain.ports import Publisher, Repository, Storage
-from ..domain.retries import FAILURES, can_retry, retry, split_wire_id
+from ..domain.retries import FAILURES, split_wire_id
 from . import commands as command_service
 from . import releases
 from .abort import check_abort
 from .common import retrying
-from .delivery import REQUEST_GUARD_SECONDS, ensure_transfer, send_blocks
+from .execution_messages import HotCache, advance_group, apply_messages, send_applied
 from .jobs import publish_job_document
 
 log = logging.getLogger(__name__)
@@ -59,42 +58,6 @@ class DeviceMessage:
     payload: bytes
     received_at: float
     message_id: str = ""
-
-
-class HotCache:
-    """Per-container memory of jobs (their delivery fields never change) and of the executions this
-    container saved last. A cached execution may be stale: every save is conditional, and a lost race
-    drops the entry and reloads, so the cache only saves reads, never decides anything."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self.limit = limit
-        self.jobs: dict[str, Job] = {}
-        self.executions: dict[str, Execution] = {}
-        self._lock = threading.Lock()
-
-    def execution(self, execution_id: str) -> Execution | None:
-        return self.executions.get(execution_id)
-
-    def forget(self, execution_id: str) -> None:
-        with self._lock:
-            self.executions.pop(execution_id, None)
-
-    def remember(self, execution: Execution) -> None:
-        with self._lock:
-            if len(self.executions) >= self.limit:
-                self.executions.pop(next(iter(self.executions)))
-            self.executions[execution.execution_id] = execution
-
-    def job(self, repo: Repository, job_id: str) -> Job | None:
-        job = self.jobs.get(job_id)
-        if job is None:
-            job = repo.get_job(job_id)
-            if job is not None:
-                with self._lock:
-                    if len(self.jobs) >= self.limit:
-                        self.jobs.pop(next(iter(self.jobs)))
-                    self.jobs[job_id] = job
-        return job
 
 
 @dataclass(frozen=True)
@@ -234,22 +197,24 @@ def _settle(
     repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, execution_id: str, items: Group,
     tally: _Tally, failed_jobs: dict[str, tuple[float, list[str]]],
 ) -> None:
-    """Apply one execution's group, send the blocks it freed, republish its job document if asked."""
-    result = retrying(partial(_apply, repo, cache, execution_id, items))
-    if result is None:
+    """Apply one execution's group (one write), send the blocks it freed (unicast), advance its group's
+    broadcast if it is a member, republish its job document if asked."""
+    applied = apply_messages(repo, cache, execution_id, items)
+    if applied is None:
         tally.ignored += len(items)
         return
-    execution, job, blocks, republish, changed = result
+    execution, job = applied.execution, applied.job
     if execution.state in FAILURES:
         _, earlier = failed_jobs.get(job.job_id, (0.0, []))
         failed_jobs[job.job_id] = (execution.last_activity, earlier + [m.message_id for m, _ in items])
-    sent = send_blocks(publisher, storage, job, execution, blocks) if blocks else 0
-    if republish:
-        package = repo.get_package(job.upload_id)
+    sent = send_applied(publisher, storage, applied)
+    sent += advance_group(repo, storage, publisher, cache, applied, max(m.received_at for m, _ in items))
+    if applied.republish:
+        package = cache.package(repo, job.upload_id)
         if package is not None:
             publish_job_document(publisher, storage, job, package, execution, execution.last_activity)
-    tally.applied += changed
-    tally.ignored += len(items) - changed
+    tally.applied += applied.changed
+    tally.ignored += len(items) - applied.changed
     tally.sent += sent
 
 
@@ -267,126 +232,6 @@ def _settle_inventory(
     sent_docs = _inventory(repo, storage, publisher, epn, inventory, now)
     tally.applied += 1
     log.info("inventory applied", extra={"epn": epn, "job_documents_republished": sent_docs})
-
-
-def _apply(
-    repo: Repository, cache: HotCache, execution_id: str, items: list[tuple[DeviceMessage, Any]]
-) -> tuple[Execution, Job, list[int], bool, int] | None:
-    cached = cache.execution(execution_id)
-    original = cached or repo.get_execution(execution_id)
-    if cached is not None and any(split_wire_id(d.execution_id)[1] > cached.attempt for _, d in items):
-        original = repo.get_execution(execution_id)  # retried elsewhere (sweeper): the cache is behind
-    if original is None:
-        log.warning("message for an unknown execution ignored", extra={"execution_id": execution_id})
-        return None
-    items = _owned(original, items)  # each message is authorised by the EPN of its own topic
-    if not items:
-        return None
-    job = cache.job(repo, original.job_id)
-    if job is None:
-        return None
-    execution = original
-    blocks: list[int] = []
-    republish = False
-    changed = 0
-    block_mode = job.mode == "block"
-    acked = False
-    for message, decoded in items:
-        now = message.received_at
-        if split_wire_id(decoded.execution_id)[1] != execution.attempt:
-            log.info("message of an earlier attempt ignored",
-                     extra={"execution_id": execution_id, "attempt": execution.attempt, "leaf": message.leaf})
-            continue
-        if ex.is_terminal(execution.state):
-            late = _late_ack(execution, job, decoded, now)
-            if late is None:
-                log.info("message after a terminal state ignored",
-                         extra={"execution_id": execution_id, "state": execution.state, "leaf": message.leaf})
-                continue
-            execution = late
-        elif isinstance(decoded, messages.Status):
-            moved = ex.apply_status(execution, decoded.state, decoded.step, decoded.reason, decoded.seq, now,
-                                    decoded.progress, job.block_count)
-            if moved is None:
-                log.info("stale or duplicate status ignored", extra={"execution_id": execution_id, "seq": decoded.seq})
-                continue
-            execution = moved
-            if moved.state == ex.FAILED and can_retry(moved, job, decoded.reason):
-                execution = retry(moved, now, decoded.reason, wire.new_stream())
-                republish = True
-                log.info("execution retried", extra={"execution_id": execution_id, "attempt": execution.attempt})
-            elif block_mode and decoded.state == ex.IN_PROGRESS and decoded.step == "DOWNLOADING":
-                execution = replace(execution, transfer=ensure_transfer(execution, job))
-            elif block_mode and moved.state == ex.SUCCEEDED:
-                execution = _flag_early_success(execution, job)
-        elif isinstance(decoded, messages.UrlRefresh):
-            republish = job.mode == "url"
-            execution = ex.touch(execution, now)
-        elif block_mode and decoded.stream == execution.stream:
-            transfer = ensure_transfer(execution, job)
-            if isinstance(decoded, wire.Ack):
-                transfer, _ = transfer.ack(decoded.received(job.block_count), now)
-                acked = True
-            else:
-                transfer, resend = transfer.plan_requested(decoded.wanted(job.block_count), now,
-                                                           REQUEST_GUARD_SECONDS)
-                blocks.extend(resend)
-            execution = replace(ex.touch(execution, now), transfer=transfer,
-                                started_at=execution.started_at or now)
-        else:
-            log.info("ack or request for another stream or mode ignored", extra={"execution_id": execution_id})
-            continue
-        changed += 1
-    if block_mode and execution.transfer is not None and not ex.is_terminal(execution.state):
-        at = max(m.received_at for m, _ in items)
-        transfer, repaired = execution.transfer.plan_gaps(at) if acked else (execution.transfer, [])
-        transfer, fresh = transfer.plan_new(at)
-        execution = replace(execution, transfer=transfer)
-        blocks.extend(repaired + fresh)
-    if execution == original:
-        return execution, job, [], republish, changed
-    saved = bumped(execution)
-    try:
-        repo.save_execution(saved)
-    except ConcurrentUpdate:
-        cache.forget(execution_id)
-        raise
-    cache.remember(saved)
-    return saved, job, blocks, republish, changed
-
-
-def _flag_early_success(execution: Execution, job: Job) -> Execution:
-    """Block mode: a SUCCEEDED that came before every block was sent and acknowledged keeps its state
-    (terminal, sticky) but carries a note, and progress keeps showing only acknowledged blocks."""
-    note = ex.early_success_note(execution, job.block_count)
-    if note is not None and note != execution.note:
-        log.warning("SUCCEEDED before every block was acknowledged",
-                    extra={"execution_id": execution.execution_id, "note": note})
-    return replace(execution, note=note)
-
-
-def _late_ack(execution: Execution, job: Job, decoded: Any, now: float) -> Execution | None:
-    """An ack landing after its SUCCEEDED (SQS does not keep the order of topics): still recorded, so
-    progress reaches what really happened, but nothing is sent. None for anything else after a
-    terminal state (ignored)."""
-    if (execution.state != ex.SUCCEEDED or job.mode != "block" or execution.transfer is None
-            or not isinstance(decoded, wire.Ack) or decoded.stream != execution.stream):
-        return None
-    transfer, new = execution.transfer.ack(decoded.received(job.block_count), now)
-    if not new:
-        return None
-    return _flag_early_success(replace(execution, transfer=transfer), job)
-
-
-def _owned(execution: Execution, items: Group) -> Group:
-    """The messages that arrived on the topic of the device the execution belongs to; every other one
-    is logged and dropped, one by one, wherever it sits in the batch (the caller counts it ignored)."""
-    owned = [(m, d) for m, d in items if m.epn == execution.epn]
-    for message, _ in items:
-        if message.epn != execution.epn:
-            log.warning("message for another device's execution ignored",
-                        extra={"execution_id": execution.execution_id, "epn": message.epn, "leaf": message.leaf})
-    return owned
 
 
 def _inventory(

@@ -20,6 +20,7 @@ from otaformat.versions import Version
 
 from ..domain import executions as ex
 from ..domain.errors import Conflict, InvalidInput, NotFound
+from ..domain.group import offered as offered_group
 from ..domain.models import Execution, Job, Package, TimelineEntry, bumped
 from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import wire_id
@@ -167,6 +168,7 @@ def job_document(storage: Storage, job: Job, package: Package, execution: Execut
         mode=job.mode, envelope=package.envelope or {}, package_size=job.package_size,
         package_sha256=job.package_sha256, block_size=job.block_size, block_count=job.block_count,
         window=job.window, url=url, url_expires=url_expires, stall_timeout=job.stall_seconds,
+        group=offered_group(job, package, execution),  # group delivery (docs/protocol.md section 15)
     )
     return messages.encode(doc)
 

@@ -33,6 +33,15 @@ class FakeTransport:
         self.sent: list[tuple[str, bytes]] = []
         self.connected = True
         self.sink = None
+        self.following: set[str] = set()  # group topics (docs/protocol.md section 15)
+        self.left: list[str] = []
+
+    def follow(self, topic_name: str) -> None:
+        self.following.add(topic_name)
+
+    def unfollow(self, topic_name: str) -> None:
+        self.following.discard(topic_name)
+        self.left.append(topic_name)
 
     def start(self, sink) -> None:
         self.sink = sink

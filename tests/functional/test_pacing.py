@@ -59,6 +59,10 @@ def test_devices_are_paced_independently():
     assert paced.delay("ota/dev-1/blk", 1) > 0
     assert paced.delay("ota/dev-2/blk", 1) == 0.0
     assert paced.delay("ota/dev-2/job", 1) == 0.0  # job documents count too, per device
+    for _ in range(5):
+        paced.publish("ota/g/m1/job-1/blk", b"x")
+    assert paced.delay("ota/g/m1/job-1/blk", 1) > 0  # a group's broadcast is paced as one receiver's
+    assert paced.delay("ota/g/m1/job-2/blk", 1) == 0.0  # another group is another bucket
 
 
 def test_unlimited_never_sleeps():

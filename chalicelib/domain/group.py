@@ -1,0 +1,100 @@
+"""Group delivery rules (docs/protocol.md section 15), pure: who is offered a group, its topic and
+stream, when the broadcast advances, and when a member falls back to unicast. No I/O, no clock.
+
+A group is the devices of one model taking one block-mode job. The cloud broadcasts each block once on
+`ota/g/{model}/{job_id}/blk`; a device joins by carrying the group stream (`g`) in its acks and
+requests. The broadcast advances when a member's ack leaves at most half a window of its sent blocks
+unacknowledged (the pace of the fastest member); a member that lags the cursor by more than
+FALLBACK_LAG_WINDOWS windows, or needed more than FALLBACK_REPAIR_WINDOWS windows of repairs (and more
+than 1/8 of what it acknowledged), is moved to unicast for the rest of its attempt.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import replace
+
+from otaformat import messages, topics
+
+from .models import Execution, Group, Job, Package
+from .window import MAX_RECENT_RUNS, RECENT_HORIZON, Transfer
+
+FALLBACK_LAG_WINDOWS = 4  # a member more than 4 windows behind the cursor falls back to unicast
+FALLBACK_REPAIR_WINDOWS = 2  # ... and one that needed more than 2 windows of blocks resent
+REPAIR_SHARE = 8  # ... when they are also more than 1/8 of the blocks it acknowledged (a long transfer may
+# need many repairs at a low loss rate and still be better served by the group)
+
+
+def group_model(job: Job, package: Package) -> str | None:
+    """The model whose devices share the job's broadcast, or None when the job is unicast only: the
+    reference cloud offers a group to block-mode jobs of a one-model package aimed at a model or at two
+    or more devices."""
+    if job.mode != "block" or len(package.models) != 1:
+        return None
+    devices = job.target_spec.get("devices")
+    if devices is not None and len(devices) < 2:
+        return None
+    return package.models[0]
+
+
+def offered(job: Job, package: Package, execution: Execution) -> messages.Group | None:
+    """The `group` of the execution's job document: None for a unicast job, and once the execution fell
+    back to unicast (the document republished without it tells the device to leave the group)."""
+    model = group_model(job, package)
+    if model is None or (execution.transfer is not None and execution.transfer.unicast):
+        return None
+    return messages.Group(group_topic(job.job_id, model), group_stream(job.job_id, model))
+
+
+def group_id(job_id: str, model: str) -> str:
+    return f"{job_id}.{model}"
+
+
+def group_stream(job_id: str, model: str) -> int:
+    """The stream the group's frames carry: fixed by job and model, so nothing has to be stored for it."""
+    return zlib.crc32(f"{job_id}/{model}".encode()) & 0xFFFF
+
+
+def group_topic(job_id: str, model: str) -> str:
+    return topics.group_block_topic(model, job_id)
+
+
+def new_group(job: Job, model: str, now: float) -> Group:
+    return Group(group_id=group_id(job.job_id, model), job_id=job.job_id, model=model,
+                 stream=group_stream(job.job_id, model), total=job.block_count, window=job.window, created_at=now)
+
+
+def wants_advance(group: Group, transfer: Transfer) -> bool:
+    """A member's ack left at most half a window of its sent blocks unacknowledged, and the group has
+    blocks left to broadcast."""
+    return (transfer.member and group.next_index < group.total
+            and transfer.next_index >= group.next_index and transfer.in_flight <= group.window // 2)
+
+
+def advance(group: Group, transfer: Transfer, now: float) -> tuple[Group, list[int]]:
+    """The next blocks to broadcast (the room the member's ack made, at most a window), and the group
+    after sending them; ([], unchanged) when nothing is due."""
+    if not wants_advance(group, transfer):
+        return group, []
+    room = group.window - transfer.in_flight
+    end = min(group.total, group.next_index + max(room, 0))
+    chosen = list(range(group.next_index, end))
+    if not chosen:
+        return group, []
+    runs = [run for run in group.recent if now - run[2] < RECENT_HORIZON]
+    runs.append((group.next_index, end, now))
+    moved = replace(group, next_index=end, broadcasts=group.broadcasts + len(chosen),
+                    recent=tuple(runs[-MAX_RECENT_RUNS:]), version=group.version + 1)
+    return moved, chosen
+
+
+def must_fall_back(group: Group, transfer: Transfer) -> bool:
+    """A member lagging the cursor by more than FALLBACK_LAG_WINDOWS windows, or resent more than
+    FALLBACK_REPAIR_WINDOWS windows of blocks that are also more than 1/REPAIR_SHARE of the blocks it
+    acknowledged, leaves the group."""
+    if not transfer.member:
+        return False
+    lag = group.next_index - transfer.acked_count
+    repaired = transfer.retransmissions
+    lossy = repaired > FALLBACK_REPAIR_WINDOWS * group.window and repaired * REPAIR_SHARE > transfer.acked_count
+    return lag > FALLBACK_LAG_WINDOWS * group.window or lossy

@@ -1,0 +1,77 @@
+"""Group delivery, the I/O half (docs/protocol.md section 15; the rules are in domain/group.py).
+
+Finds (or creates) the group record of a job's model, keeps it in the container's HotCache, and
+advances the broadcast for a member whose ack made room: one conditional write of the group record,
+then one publish per block on the group topic. A lost race uses the record the failed write returned
+(ConcurrentUpdate.current) instead of reading it again, and is retried at most GROUP_RETRIES times:
+whoever won has broadcast those blocks already. Does not: decide membership or fallback (the caller,
+services/execution_messages.py, applies domain/group.py), or send unicast repairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..domain import group as rules
+from ..domain.errors import ConcurrentUpdate, Conflict
+from ..domain.models import Group, Job, Package
+from ..domain.ports import Publisher, Repository, Storage
+from ..domain.window import Transfer
+from .delivery import broadcast_blocks
+
+if TYPE_CHECKING:
+    from .execution_messages import HotCache
+
+log = logging.getLogger(__name__)
+GROUP_RETRIES = 3
+
+
+def find_group(repo: Repository, cache: HotCache, job: Job, package: Package, now: float) -> Group | None:
+    """The job's group for its package's model (created on first use), or None for a unicast job."""
+    model = rules.group_model(job, package)
+    if model is None:
+        return None
+    gid = rules.group_id(job.job_id, model)
+    group = cache.groups.get(gid) or repo.get_group(gid)
+    if group is None:
+        group = rules.new_group(job, model, now)
+        try:
+            repo.create_group(group)
+        except Conflict:
+            group = repo.get_group(gid)
+            if group is None:
+                return None
+    cache.remember_group(group)
+    return group
+
+
+def refreshed(repo: Repository, cache: HotCache, group: Group) -> Group:
+    """The stored group (one read), for when a member acknowledges past the cursor this container knows."""
+    fresh = repo.get_group(group.group_id) or group
+    cache.remember_group(fresh)
+    return fresh
+
+
+def advance_for(
+    repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, job: Job, group: Group,
+    transfer: Transfer, now: float,
+) -> int:
+    """Broadcast the blocks a member's ack made room for; returns how many were published."""
+    for _ in range(GROUP_RETRIES):
+        moved, blocks = rules.advance(group, transfer.sync(group.next_index, group.recent), now)
+        if not blocks:
+            return 0
+        try:
+            repo.save_group(moved)
+        except ConcurrentUpdate as err:  # another handler advanced it: merge with what it stored
+            current = err.current if isinstance(err.current, Group) else repo.get_group(group.group_id)
+            if current is None:
+                return 0
+            group = current
+            cache.remember_group(group)
+            continue
+        cache.remember_group(moved)
+        log.debug("group advanced", extra={"group": moved.group_id, "next": moved.next_index})
+        return broadcast_blocks(publisher, storage, job, moved, blocks)
+    return 0

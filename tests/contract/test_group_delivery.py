@@ -1,0 +1,190 @@
+"""Group delivery (docs/protocol.md section 15) on both repositories: simulated devices take a job through
+the device-message service, and the publishes are counted per topic.
+
+The devices here are a few lines of Python that follow the protocol (hold what arrives, ack what they
+hold with `g`, ask for what they lack after a quiet second); frames they "lose" are chosen per test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from chalicelib.domain import executions as ex
+from chalicelib.domain import group as rules
+from chalicelib.domain.models import Execution, Package
+from chalicelib.services.device_messages import DeviceMessage, HotCache, handle_batch
+from otaformat import messages, topics, wire
+
+from .test_repository_contract import BlockStorage, Sink, job
+
+MODEL = "model-a"
+
+
+def package() -> Package:
+    return Package(upload_id="up-1", state="AVAILABLE", declared_size=1, created_at=1.0, app="demo",
+                   version_label="1.1.0", models=(MODEL,), envelope={})
+
+
+@dataclass
+class Device:
+    epn: str
+    eid: str
+    stream: int
+    total: int
+    legacy: bool = False  # an agent without group support: never sends `g`, never follows the group
+    following: bool = True
+    lose: set[int] = field(default_factory=set)  # group frames of these indices never reach it (once)
+    held: set[int] = field(default_factory=set)
+    fresh: bool = False
+
+    def g(self, group: int) -> int | None:
+        return group if self.following and not self.legacy else None
+
+    def take(self, index: int) -> None:
+        if index not in self.held:
+            self.held.add(index)
+            self.fresh = True
+
+
+class World:
+    def __init__(self, repo, n: int, blocks: int, window: int, legacy: int = 0) -> None:
+        self.repo, self.sink, self.cache, self.now = repo, Sink(), HotCache(), 1.0
+        spec_job = job(blocks=blocks)
+        self.job = type(spec_job)(**{**spec_job.__dict__, "window": window, "target_spec": {"model": MODEL},
+                                     "targets": tuple(f"dev-{i}" for i in range(n))})
+        repo.create_package(package())
+        self.devices = [Device(f"dev-{i}", f"ex-{i}", 100 + i, blocks, legacy=i < legacy) for i in range(n)]
+        repo.create_job(self.job, [Execution(execution_id=d.eid, job_id="job-1", epn=d.epn, state=ex.QUEUED,
+                                             stream=d.stream, mode="block", created_at=1.0, last_activity=1.0)
+                                   for d in self.devices])
+        self.group = rules.group_stream("job-1", MODEL)
+        self.topic = topics.group_block_topic(MODEL, "job-1")
+        self.seen = 0
+        self.seq = 1
+
+    def batch(self, items: list[DeviceMessage]) -> None:
+        handle_batch(self.repo, BlockStorage(), self.sink, items, self.cache)
+
+    def start(self) -> None:
+        items = []
+        for d in self.devices:
+            status = messages.Status(d.eid, "IN_PROGRESS", "DOWNLOADING", None, self.seq, 0, d.g(self.group))
+            items.append(DeviceMessage(d.epn, "status", messages.encode(status), self.now))
+            get = wire.make_request(d.eid, d.stream, range(d.total), group=d.g(self.group))
+            items.append(DeviceMessage(d.epn, "get", wire.encode_request(get), self.now))
+        self.batch(items)
+
+    def deliver(self) -> int:
+        """Hand every new publish to the devices it reaches; returns how many frames went out."""
+        new = self.sink.sent[self.seen:]
+        self.seen = len(self.sink.sent)
+        for topic, payload in new:
+            if topic == self.topic:
+                frame = wire.decode_frame(payload)
+                for d in self.devices:
+                    if d.following and not d.legacy and frame.stream == self.group:
+                        if frame.index in d.lose:
+                            d.lose.discard(frame.index)
+                        else:
+                            d.take(frame.index)
+            elif topic.endswith("/blk"):
+                epn = topic.split("/")[1]
+                d = next(x for x in self.devices if x.epn == epn)
+                frame = wire.decode_frame(payload)
+                if frame.stream == d.stream:
+                    d.take(frame.index)
+            elif topic.endswith("/job"):
+                doc = messages.decode(payload)
+                d = next(x for x in self.devices if x.epn == topic.split("/")[1])
+                if isinstance(doc, messages.JobDocument) and doc.group is None:
+                    d.following = False  # the cloud moved it to unicast: it leaves the group
+        return sum(1 for t, _ in new if t.endswith("/blk"))
+
+    def step(self) -> bool:
+        """One exchange: devices with new blocks ack; quiet ones ask for what they lack. False when done."""
+        self.now += 0.1
+        items = []
+        for d in self.devices:
+            if d.fresh:
+                d.fresh = False
+                ack = wire.make_ack(d.eid, d.stream, d.held, d.total, group=d.g(self.group))
+                items.append(DeviceMessage(d.epn, "ack", wire.encode_ack(ack), self.now))
+        if not items:
+            self.now += 1.0
+            for d in self.devices:
+                if len(d.held) < d.total:
+                    get = wire.make_request(d.eid, d.stream, set(range(d.total)) - d.held, group=d.g(self.group))
+                    items.append(DeviceMessage(d.epn, "get", wire.encode_request(get), self.now))
+        if not items:
+            return False
+        self.batch(items)
+        return True
+
+    def run(self, rounds: int = 400) -> None:
+        self.start()
+        for _ in range(rounds):
+            self.deliver()
+            if not self.step():
+                return
+        raise AssertionError("the transfer did not finish")
+
+    def published(self, group: bool) -> int:
+        return sum(1 for t, _ in self.sink.sent if (t == self.topic) == group and t.endswith("/blk"))
+
+
+def test_each_block_is_broadcast_once_for_the_whole_group(repo):
+    world = World(repo, n=6, blocks=40, window=8)
+    world.run()
+    assert all(len(d.held) == 40 for d in world.devices)
+    assert world.published(group=True) == 40  # one publish per block for six devices
+    assert world.published(group=False) == 0  # nothing lost: no repair
+    for d in world.devices:
+        transfer = repo.get_execution(d.eid).transfer
+        assert transfer.complete and transfer.member and not transfer.unicast
+
+
+def test_a_lost_group_frame_is_repaired_on_the_devices_own_topic_only(repo):
+    world = World(repo, n=4, blocks=24, window=8)
+    world.devices[2].lose = {3, 17}
+    world.run()
+    assert all(len(d.held) == 24 for d in world.devices)
+    assert world.published(group=True) == 24
+    unicast = [(t, wire.decode_frame(p).index) for t, p in world.sink.sent if t.endswith("/blk") and t != world.topic]
+    assert sorted(unicast) == [("ota/dev-2/blk", 3), ("ota/dev-2/blk", 17)]
+    assert all(wire.decode_frame(p).stream == 102 for t, p in world.sink.sent if t == "ota/dev-2/blk")
+
+
+def test_an_agent_without_group_support_is_served_by_unicast_beside_the_group(repo):
+    world = World(repo, n=4, blocks=20, window=8, legacy=1)
+    world.run()
+    assert all(len(d.held) == 20 for d in world.devices)
+    assert world.published(group=True) == 20
+    assert sorted({t for t, _ in world.sink.sent if t.endswith("/blk") and t != world.topic}) == ["ota/dev-0/blk"]
+    assert not repo.get_execution("ex-0").transfer.member
+
+
+def test_a_member_that_keeps_losing_falls_back_to_unicast_and_is_told_so(repo):
+    world = World(repo, n=3, blocks=64, window=4)
+    world.devices[1].lose = set(range(8, 64))  # its group frames stop arriving after block 8
+    world.run()
+    assert all(len(d.held) == 64 for d in world.devices)
+    slow = repo.get_execution("ex-1").transfer
+    assert slow.unicast and not slow.member
+    docs = [messages.decode(p) for t, p in world.sink.sent if t == "ota/dev-1/job"]
+    assert docs and all(isinstance(d, messages.JobDocument) and d.group is None for d in docs)
+    assert world.published(group=True) == 64  # the others still take the broadcast
+    assert not repo.get_execution("ex-1").transfer.member and repo.get_execution("ex-0").transfer.member
+
+
+@pytest.mark.parametrize("wrong", ["other-stream", "no-group"])
+def test_only_the_right_group_stream_joins(repo, wrong):
+    world = World(repo, n=2, blocks=8, window=8)
+    d = world.devices[0]
+    g = (world.group + 1) % 65536 if wrong == "other-stream" else None
+    get = wire.make_request(d.eid, d.stream, range(8), group=g)
+    world.batch([DeviceMessage(d.epn, "get", wire.encode_request(get), 1.0)])
+    transfer = repo.get_execution(d.eid).transfer
+    assert not transfer.member
+    assert world.published(group=True) == 0 and world.published(group=False) == 8  # unicast, as v1
