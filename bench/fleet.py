@@ -132,7 +132,8 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
             "window": args.window, "blocks": blocks, "complete": complete, "cloud_completed": cloud_done,
             "registration_s": registration_s, "connect_s": connect_s, "create_s": create_s, "fanout_s": fanout_s,
             "last_s": last, "succeeded": sum(o["state"] == "SUCCEEDED" and o["hash_ok"] for o in done.values()),
-            "device_states": {s: sum(o["state"] == s for o in done.values()) for s in {o["state"] for o in done.values()}},
+            "device_states": {s: sum(o["state"] == s for o in done.values())
+                              for s in {o["state"] for o in done.values()}},
             "cloud_states": states, "lost": lost,
             "block_publishes": block_publishes, "unicast_publishes": delta.get("publish:blk", 0),
             "group_publishes": delta.get("publish:group", 0), "job_publishes": delta.get("publish:job", 0),
@@ -160,7 +161,8 @@ def report(results: list[dict[str, Any]]) -> str:
         mb = {k: (v or 0) / 1024 for k, v in r["peak_kb"].items()}
         lines.append(
             f"| {r['devices']} | {r['succeeded']}/{r['online']} | {r['last_s']:.1f} | {r['last_s'] / first:.2f}x "
-            f"| {r['publishes_per_device_block']:.3f} | {r['repair_rate']:.3f} | {r['duplicates_per_device_block']:.3f} "
+            f"| {r['publishes_per_device_block']:.3f} | {r['repair_rate']:.3f} "
+            f"| {r['duplicates_per_device_block']:.3f} "
             f"| {r['dynamo_writes_per_device']:.1f} | {r['invocations_per_device']:.2f} "
             f"| {mb['bridge']:.0f} / {mb['mosquitto']:.0f} / {mb['moto']:.0f} | {r['registration_s']:.0f} |")
     return "\n".join(lines)
@@ -168,7 +170,8 @@ def report(results: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", default="100,1000,10000", help="fleet sizes, one run each (default %(default)s)")
+    parser.add_argument("--devices", default="100,1000,10000",
+                        help="fleet sizes, one run each (default %(default)s)")
     parser.add_argument("--package-kib", type=int, default=512, help="package payload in KiB (default 512)")
     parser.add_argument("--block-size", type=int, default=4096, help="bytes per block (default 4096)")
     parser.add_argument("--window", type=int, default=32, help="blocks in flight per device (default 32)")

@@ -12,6 +12,7 @@ and is reported): the benchmark measures the cloud, not reconnect storms. No QoS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 import struct
@@ -167,7 +168,5 @@ class Session:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(packet(DISCONNECT, 0, b""))
             self._writer.close()
-            try:
+            with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
                 await asyncio.wait_for(self._writer.wait_closed(), 5)
-            except (asyncio.TimeoutError, ConnectionError, ssl.SSLError, OSError):
-                pass

@@ -83,7 +83,7 @@ class Worker:
                     await session.connect(self.spec.host, self.spec.port, _context(self.spec, cert, key))
                     await session.subscribe([topics.topic(epn, leaf) for leaf in ("job", "blk", "cmd")])
                     break
-                except (OSError, MqttError, asyncio.TimeoutError, ssl.SSLError) as err:
+                except (TimeoutError, OSError, MqttError, ssl.SSLError) as err:
                     if attempt == 4:
                         self.events.put(("lost", epn, f"could not connect: {type(err).__name__}: {err}"))
                         return
