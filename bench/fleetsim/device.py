@@ -8,9 +8,11 @@ blocks, completion, 50 ms idle), a `get` for every missing block on accepting an
 new block (doubling to 8 s), the stall budget, statuses with an increasing `seq`
 (IN_PROGRESS DOWNLOADING -> IN_PROGRESS VERIFYING -> SUCCEEDED, or FAILED with a reason) and an
 inventory on connect and after every finished execution; a finished execution's document is answered
-with its final status again. Group delivery (a job document with a `group` object, see
-`bench.fleetsim.group`): frames on the group topic with the group's stream are taken like the
-device's own.
+with its final status again. Group delivery (section 15, a job document with a `group` object): the
+device subscribes to the group topic before its DOWNLOADING status, adds `"g": group stream` to that
+status and to every ack and `get`, takes frames on that topic with the group's stream like its own,
+goes back to unicast when the document comes again without `group`, and unsubscribes when the
+download ends.
 
 What it does not do: keep the package. Blocks are hashed in order into a running SHA-256; blocks
 that arrive ahead of the hashed prefix wait in a small buffer (at most about one window), so a device
@@ -30,9 +32,10 @@ from typing import Any
 
 from agent.acks import AckPolicy
 from otaformat import messages, wire
+from otaformat.canonical import canonical_json
 from otaformat.errors import MalformedError
 
-from .group import GroupInfo, parse_group
+from .group import GroupInfo, GroupRefused, parse_group
 
 Send = Callable[[str, bytes], None]
 GET_FIRST, GET_MAX = 1.0, 8.0
@@ -84,9 +87,12 @@ class Download:
 
 class Device:
     def __init__(self, epn: str, model: str, send: Send, *, apps: dict[str, str] | None = None,
-                 subscribe: Callable[[str], None] | None = None) -> None:
+                 subscribe: Callable[[str], None] | None = None,
+                 unsubscribe: Callable[[str], None] | None = None) -> None:
         self.epn, self.model, self.send = epn, model, send
         self.subscribe = subscribe or (lambda _topic: None)
+        self.unsubscribe = unsubscribe or (lambda _topic: None)
+        self.own_blk = f"ota/{epn}/blk"
         self.apps = dict(apps or {})
         self.seq = 0
         self.active: Download | None = None
@@ -94,15 +100,15 @@ class Device:
         self.outcomes: dict[str, dict[str, Any]] = {}  # execution id -> state, reason, at, hash_ok, group
         self.unreported: list[str] = []  # finished execution ids the runner has not collected yet
         self.counters = Counters()
-        self.group_topics: set[str] = set()
 
     # -- outgoing -----------------------------------------------------------------------------------
 
     def _status(self, execution_id: str, state: str, step: str | None = None, reason: str | None = None,
-                progress: int | None = None) -> None:
+                progress: int | None = None, group: GroupInfo | None = None) -> None:
         self.seq += 1
         self.counters.statuses += 1
-        self.send("status", messages.encode(messages.Status(execution_id, state, step, reason, self.seq, progress)))
+        self.send("status", _with_g(messages.encode(messages.Status(execution_id, state, step, reason, self.seq,
+                                                                    progress)), group))
 
     def inventory(self) -> None:
         self.counters.inventories += 1
@@ -113,7 +119,7 @@ class Device:
         ack = wire.make_ack(d.doc.execution_id, d.doc.stream, [*range(d.contiguous), *have], d.doc.block_count)
         d.policy.acked()
         self.counters.acks += 1
-        self.send("ack", wire.encode_ack(ack))
+        self.send("ack", _with_g(wire.encode_ack(ack), d.group))
 
     def _get(self, d: Download, now: float) -> None:
         missing = d.missing()[: wire.MAX_BITMAP_BYTES * 8]
@@ -121,14 +127,21 @@ class Device:
             return
         d.last_get = now
         self.counters.gets += 1
-        self.send("get", wire.encode_request(wire.make_request(d.doc.execution_id, d.doc.stream, missing)))
+        request = wire.make_request(d.doc.execution_id, d.doc.stream, missing)
+        self.send("get", _with_g(wire.encode_request(request), d.group))
 
     # -- incoming -----------------------------------------------------------------------------------
 
     def on_message(self, topic: str, payload: bytes, now: float) -> None:
         leaf = topic.rsplit("/", 1)[-1]
-        if topic in self.group_topics or leaf == "blk":
-            self.on_frame(payload, now, group=topic in self.group_topics)
+        if topic == self.own_blk:
+            self.on_frame(payload, now)
+        elif leaf == "blk":  # a group topic: only the one the current download follows
+            d = self.active
+            if d is not None and d.group is not None and topic == d.group.topic:
+                self.on_frame(payload, now, group=True)
+            else:
+                self.counters.dropped += 1
         elif leaf == "job":
             self.on_job(payload, now)
         # ota/{epn}/cmd: commands are not simulated (an agent that does not support them ignores them)
@@ -154,9 +167,13 @@ class Device:
             return
         if self.active is not None:
             d = self.active
-            if d.doc.execution_id == doc.execution_id and now - d.last_get >= 1.0:
-                d.last_new = now  # the stall clock restarts
-                self._get(d, now)
+            if d.doc.execution_id == doc.execution_id:
+                if d.group is not None and raw.get("group") is None:  # moved to unicast (15.4)
+                    self.unsubscribe(d.group.topic)
+                    d.group = None
+                if now - d.last_get >= 1.0:
+                    d.last_new = now  # the stall clock restarts
+                    self._get(d, now)
             return  # a new job while busy: ignored; the inventory after this one brings it back
         if doc.epn != self.epn:
             self._reject(doc.execution_id, "malformed: the job document names another device")
@@ -167,13 +184,16 @@ class Device:
         if doc.block_count != wire.block_count(doc.package_size, doc.block_size):
             self._reject(doc.execution_id, "malformed: block_count does not match package_size / block_size")
             return
-        group = parse_group(raw.get("group"), self.model)
+        try:
+            group = parse_group(raw.get("group"), self.model)
+        except GroupRefused as err:
+            self._reject(doc.execution_id, str(err))
+            return
         d = Download(doc, group, now)
         self.active = d
-        if group is not None and group.topic not in self.group_topics:
-            self.group_topics.add(group.topic)
+        if group is not None:  # the SUBSCRIBE goes out before the status and the get (same connection, in order)
             self.subscribe(group.topic)
-        self._status(doc.execution_id, "IN_PROGRESS", "DOWNLOADING", progress=0)
+        self._status(doc.execution_id, "IN_PROGRESS", "DOWNLOADING", progress=0, group=group)
         self._get(d, now)
 
     def _reject(self, execution_id: str, reason: str, state: str = "REJECTED") -> None:
@@ -245,6 +265,8 @@ class Device:
     def _finish(self, d: Download, state: str, reason: str | None, now: float, *, hash_ok: bool = False) -> None:
         execution_id = d.doc.execution_id
         self.active = None
+        if d.group is not None:
+            self.unsubscribe(d.group.topic)
         self.finished[execution_id] = (state, reason)
         self.outcomes[execution_id] = {"state": state, "reason": reason, "at": now, "hash_ok": hash_ok,
                                        "started": d.started, "group": d.group is not None}
@@ -269,3 +291,12 @@ class Device:
         elif idle >= d.get_interval and now - d.last_get >= d.get_interval:
             self._get(d, now)
             d.get_interval = min(GET_MAX, d.get_interval * 2)
+
+
+def _with_g(message: bytes, group: GroupInfo | None) -> bytes:
+    """The message with `"g": group stream` added (section 15.1), unchanged without a group."""
+    if group is None:
+        return message
+    body = json.loads(message)
+    body["g"] = group.stream
+    return canonical_json(body)

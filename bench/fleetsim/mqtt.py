@@ -18,7 +18,8 @@ import ssl
 import struct
 from collections.abc import Callable
 
-CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP, DISCONNECT = 1, 2, 3, 4, 8, 9, 12, 13, 14
+CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 1, 2, 3, 4, 8, 9, 10, 11
+PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 OnMessage = Callable[[str, bytes], None]
 
 
@@ -100,14 +101,23 @@ class Session:
         asyncio.get_running_loop().create_task(self._read_loop())
         asyncio.get_running_loop().create_task(self._ping_loop())
 
-    async def subscribe(self, topics: list[str], timeout: float = 60.0) -> None:
-        """SUBSCRIBE at QoS 1 and wait for the SUBACK; a refused filter (0x80) raises."""
+    def subscribe_now(self, topics: list[str]) -> asyncio.Future[bytes]:
+        """Write a SUBSCRIBE (QoS 1) at once, before anything published after this call; the SUBACK's
+        return codes arrive in the future."""
         packet_id = self._packet_id()
         body = struct.pack(">H", packet_id) + b"".join(_string(t) + b"\x01" for t in topics)
         waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._subacks[packet_id] = waiter
         self._send(packet(SUBSCRIBE, 0x02, body))
-        codes = await asyncio.wait_for(waiter, timeout)
+        return waiter
+
+    def unsubscribe_now(self, topics: list[str]) -> None:
+        body = struct.pack(">H", self._packet_id()) + b"".join(_string(t) for t in topics)
+        self._send(packet(UNSUBSCRIBE, 0x02, body))
+
+    async def subscribe(self, topics: list[str], timeout: float = 60.0) -> None:
+        """SUBSCRIBE at QoS 1 and wait for the SUBACK; a refused filter (0x80) raises."""
+        codes = await asyncio.wait_for(self.subscribe_now(topics), timeout)
         if any(c & 0x80 for c in codes):
             raise MqttError(f"{self.client_id}: subscription refused {codes.hex()} for {topics}")
 

@@ -59,6 +59,7 @@ class Worker:
         self.spec, self.events, self.stop = spec, events, stop
         self.devices: list[Device] = []
         self.sessions: list[Session] = []
+        self.refused_subscriptions = 0  # group topics the broker denied (SUBACK 0x80)
 
     def _make(self, epn: str) -> tuple[Device, Session]:
         holder: dict[str, Any] = {}
@@ -68,9 +69,16 @@ class Worker:
             holder["session"].publish(names[leaf], payload)
 
         def subscribe(topic: str) -> None:
-            asyncio.get_running_loop().create_task(holder["session"].subscribe([topic]))
+            def checked(suback: asyncio.Future[bytes]) -> None:
+                if suback.cancelled() or suback.exception() is not None or any(c & 0x80 for c in suback.result()):
+                    self.refused_subscriptions += 1
 
-        device = Device(epn, self.spec.model, send, apps=self.spec.apps, subscribe=subscribe)
+            holder["session"].subscribe_now([topic]).add_done_callback(checked)
+
+        def unsubscribe(topic: str) -> None:
+            holder["session"].unsubscribe_now([topic])
+
+        device = Device(epn, self.spec.model, send, apps=self.spec.apps, subscribe=subscribe, unsubscribe=unsubscribe)
         session = Session(epn, lambda topic, payload: device.on_message(topic, payload, time.time()))
         holder["session"] = session
         return device, session
@@ -125,6 +133,7 @@ class Worker:
         totals["mqtt_published"] = sum(s.published for s in self.sessions)
         totals["mqtt_received"] = sum(s.received for s in self.sessions)
         totals["pubacks"] = sum(s.acked for s in self.sessions)
+        totals["refused_subscriptions"] = self.refused_subscriptions
         totals["group_max"] = max((d.counters.frames_group for d in self.devices), default=0)
         self.events.put(("summary", totals))
         await asyncio.gather(*(s.disconnect() for s in self.sessions), return_exceptions=True)

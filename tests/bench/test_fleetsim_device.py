@@ -36,6 +36,7 @@ class Wire:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
         self.subscribed: list[str] = []
+        self.unsubscribed: list[str] = []
 
     def of(self, leaf: str) -> list[dict]:
         return [json.loads(p) for lf, p in self.sent if lf == leaf]
@@ -43,7 +44,8 @@ class Wire:
 
 def device(epn: str = "dev-1") -> tuple[Device, Wire]:
     w = Wire()
-    return Device(epn, "m1", lambda leaf, p: w.sent.append((leaf, p)), subscribe=w.subscribed.append), w
+    return Device(epn, "m1", lambda leaf, p: w.sent.append((leaf, p)), subscribe=w.subscribed.append,
+                  unsubscribe=w.unsubscribed.append), w
 
 
 def final(w: Wire) -> dict:
@@ -123,19 +125,45 @@ def test_other_device_document_is_rejected_and_finished_execution_repeats_its_st
     assert final(w)["state"] == "SUCCEEDED" and final(w)["seq"] > seq
 
 
-def test_group_frames_with_the_group_stream_count_and_own_topic_repairs_too():
+GROUP = {"topic": "ota/g/m1/job-1/blk", "stream": 99}
+
+
+def test_group_member_subscribes_first_marks_its_messages_and_takes_group_frames():
     data = os.urandom(BLOCK * 4)
     d, w = device()
-    d.on_message("ota/dev-1/job", job(data, group={"topic": "ota/model/m1/blk", "stream": 99}), 0.0)
-    assert w.subscribed == ["ota/model/m1/blk"]
+    d.on_message("ota/dev-1/job", job(data, group=GROUP), 0.0)
+    assert w.subscribed == ["ota/g/m1/job-1/blk"]
+    downloading = w.of("status")[0]
+    assert (downloading["step"], downloading["g"]) == ("DOWNLOADING", 99) and w.of("get")[0]["g"] == 99
     group_frames, own_frames = frames(data, stream=99), frames(data, stream=7)
-    d.on_message("ota/model/m1/blk", own_frames[0], 0.0)  # the execution's stream on the group topic: dropped
-    assert d.counters.dropped == 1
+    d.on_message("ota/g/m1/job-1/blk", own_frames[0], 0.0)  # the execution's stream on the group topic
+    d.on_message("ota/g/m1/job-2/blk", group_frames[0], 0.0)  # a group topic this download does not follow
+    assert d.counters.dropped == 2
     for f in group_frames[:3]:
-        d.on_message("ota/model/m1/blk", f, 0.0)
-    d.on_message("ota/dev-1/blk", own_frames[3], 0.0)
+        d.on_message("ota/g/m1/job-1/blk", f, 0.0)
+    d.on_message("ota/dev-1/blk", own_frames[3], 0.0)  # a unicast repair
     assert (d.counters.frames_group, d.counters.frames_own) == (3, 1)
-    assert final(w)["state"] == "SUCCEEDED"
+    assert final(w)["state"] == "SUCCEEDED" and all(a["g"] == 99 for a in w.of("ack"))
+    assert w.unsubscribed == ["ota/g/m1/job-1/blk"]
+
+
+def test_document_again_without_group_moves_the_download_to_unicast():
+    data = os.urandom(BLOCK * 4)
+    d, w = device()
+    d.on_message("ota/dev-1/job", job(data, group=GROUP), 0.0)
+    d.on_message("ota/dev-1/job", job(data), 2.0)
+    assert w.unsubscribed == ["ota/g/m1/job-1/blk"] and "g" not in w.of("get")[-1]
+    d.on_message("ota/g/m1/job-1/blk", frames(data, stream=99)[0], 2.1)
+    assert d.counters.dropped == 1
+
+
+@pytest.mark.parametrize("group", [{"topic": "ota/g/m2/job-1/blk", "stream": 99},
+                                   {"topic": "ota/model/m1/blk", "stream": 99}, {"topic": "ota/g/m1/j/blk"}])
+def test_group_of_another_model_or_malformed_is_rejected(group):
+    d, w = device()
+    d.on_message("ota/dev-1/job", job(os.urandom(BLOCK), group=group), 0.0)
+    assert final(w)["state"] == "REJECTED" and final(w)["reason"].startswith("malformed")
+    assert w.subscribed == [] and d.active is None
 
 
 def test_stall_budget_fails_the_download():
