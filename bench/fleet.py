@@ -134,6 +134,7 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
             "last_s": last, "succeeded": sum(o["state"] == "SUCCEEDED" and o["hash_ok"] for o in done.values()),
             "device_states": {s: sum(o["state"] == s for o in done.values())
                               for s in {o["state"] for o in done.values()}},
+            "reasons": _reasons(done.values()),
             "cloud_states": states, "lost": lost,
             "block_publishes": block_publishes, "unicast_publishes": delta.get("publish:blk", 0),
             "group_publishes": delta.get("publish:group", 0), "job_publishes": delta.get("publish:job", 0),
@@ -150,6 +151,16 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         if fleet is not None:
             fleet.stop(timeout=10)
         service.stop()
+
+
+def _reasons(outcomes: Any) -> dict[str, int]:
+    """How many devices ended with each reason (numbers cut off, so stalls at different counts group)."""
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        if o.get("reason"):
+            key = o["reason"].split("(")[0].strip()
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def report(results: list[dict[str, Any]]) -> str:
@@ -191,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(report([result]), flush=True)
         print(f"  invocations {result['invocations']}; cloud states {result['cloud_states']}; "
-              f"device states {result['device_states']}; publishes blk {result['unicast_publishes']}, group "
+              f"device states {result['device_states']} {result['reasons']}; "
+              f"publishes blk {result['unicast_publishes']}, group "
               f"{result['group_publishes']}, job {result['job_publishes']}; POST /jobs {result['create_s']:.1f}s, "
               f"all executions {result['fanout_s']:.1f}s", flush=True)
         args.json.parent.mkdir(parents=True, exist_ok=True)
