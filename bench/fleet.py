@@ -35,7 +35,7 @@ from bench.fleetsim.cloud import Counters, dynamo_writes, invocations, paged, si
 from bench.fleetsim.register import register_fleet
 from bench.fleetsim.runner import SimFleet
 from bench.fleetsim.worker import raise_fd_limit
-from bench.harness import CACHE, MODEL, LocalService, build_package, package_content, vmhwm_kb
+from bench.harness import CACHE, MODEL, LocalService, build_package, cpu_seconds, package_content, vmhwm_kb
 from otaformat import wire
 
 COUNTFIX = Path(__file__).resolve().parent / "countfix"
@@ -98,6 +98,9 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         print(f"[N={n}] {fleet.connected} online ({connect_s:.0f}s to connect, {online_s:.0f}s to inventory); "
               f"rolling out {len(data)} bytes = {blocks} blocks of {args.block_size}, window {args.window}...",
               flush=True)
+        pids = {name: service.pid(name) for name in ("bridge", "mosquitto", "moto", "api")}
+        pids.update({f"sim{k}": pid for k, pid in enumerate(fleet.pids)})
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         began, began_wall = time.perf_counter(), time.time()
         job = api.post("/jobs", {"package_id": upload_id, "targets": {"model": MODEL}, "mode": "block",
                                  "block_size": args.block_size, "window": args.window})
@@ -114,6 +117,7 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         done = fleet.finished(ids)
         last = max((o["at"] for o in done.values()), default=time.time()) - began_wall
         cloud_done = fleet.wait(lambda: api.get(f"/jobs/{job['job_id']}").get("state") != "ACTIVE", 60)
+        cpu = {name: round((cpu_seconds(pid) - cpu_before[name]) / max(0.1, last), 2) for name, pid in pids.items()}
         after = counters.settled()
         delta = since(after, before)
         executions = paged(api, f"/jobs/{job['job_id']}/executions", "executions")
@@ -145,7 +149,7 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
             "dynamo_writes": dynamo_writes(delta), "dynamo_writes_per_device": dynamo_writes(delta) / max(1, len(ids)),
             "invocations": invocations(delta),
             "invocations_per_device": sum(invocations(delta).values()) / max(1, len(ids)),
-            "device_totals": device_totals, "counts": delta, "peak_kb": peaks,
+            "device_totals": device_totals, "counts": delta, "peak_kb": peaks, "cpu_per_second": cpu,
         }
     finally:
         if fleet is not None:
@@ -201,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         result = one_run(n, args)
         results.append(result)
         print(report([result]), flush=True)
+        print(f"  CPU seconds per second of rollout {result['cpu_per_second']}; peak KB {result['peak_kb']}")
         print(f"  invocations {result['invocations']}; cloud states {result['cloud_states']}; "
               f"device states {result['device_states']} {result['reasons']}; "
               f"publishes blk {result['unicast_publishes']}, group "
