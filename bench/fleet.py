@@ -117,7 +117,8 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         done = fleet.finished(ids)
         last = max((o["at"] for o in done.values()), default=time.time()) - began_wall
         cloud_done = fleet.wait(lambda: api.get(f"/jobs/{job['job_id']}").get("state") != "ACTIVE", 60)
-        cpu = {name: round((cpu_seconds(pid) - cpu_before[name]) / max(0.1, last), 2) for name, pid in pids.items()}
+        cpu = {name: round((cpu_seconds(pid) - cpu_before[name]) / max(0.1, time.perf_counter() - began), 2)
+               for name, pid in pids.items()}
         after = counters.settled()
         delta = since(after, before)
         executions = paged(api, f"/jobs/{job['job_id']}/executions", "executions")
