@@ -5,7 +5,8 @@ device, a fresh EC P-256 key and a CSR with CN = EPN (agent.register.make_csr, t
 and `POST /devices/{epn}/register {"token","csr","agent_version","apps"}` (docs/api.md). The key,
 certificate and CA are written under `directory/<epn>.key|.pem` and `ca.pem` (ssl needs files). A
 thread pool keeps `workers` registrations in flight (the local API is a threaded server; moto serialises
-DynamoDB). It returns the identities; it does not connect anything.
+DynamoDB). An answer 5xx is retried, as a device would. It returns the identities; it does not connect
+anything.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 import requests
 
 from agent.register import make_csr
+
+RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -52,16 +55,33 @@ def register_fleet(api_url: str, operator_token: str, epns: list[str], model: st
             local.session = requests.Session()
         return local.session  # type: ignore[no-any-return]
 
+    def preauthorise(http: requests.Session, epn: str) -> str:
+        """The registration token; a 5xx is retried, and a device whose creation answered 5xx but happened
+        (409 on the retry) is deregistered and pre-authorised again (docs/api.md: a new token)."""
+        auth = {"Authorization": f"Bearer {operator_token}"}
+        failed = False
+        for attempt in range(RETRIES):
+            made = http.post(f"{api_url}/devices", json={"epn": epn, "model": model}, timeout=300, headers=auth)
+            if made.status_code == 201:
+                return str(made.json()["registration_token"])
+            if made.status_code == 409 and failed:
+                http.delete(f"{api_url}/devices/{epn}", timeout=300, headers=auth)
+            elif made.status_code < 500:
+                break
+            failed = True
+            time.sleep(0.2 * (attempt + 1))
+        raise RuntimeError(f"POST /devices for {epn}: HTTP {made.status_code} {made.text[:200]}")
+
     def one(epn: str) -> Identity:
         http = session()
-        made = http.post(f"{api_url}/devices", json={"epn": epn, "model": model}, timeout=300,
-                         headers={"Authorization": f"Bearer {operator_token}"})
-        if made.status_code != 201:
-            raise RuntimeError(f"POST /devices for {epn}: HTTP {made.status_code} {made.text[:200]}")
+        token = preauthorise(http, epn)
         key_pem, csr_pem = make_csr(epn)
-        body = {"token": made.json()["registration_token"], "csr": csr_pem.decode(), "agent_version": "1.0.0",
-                "apps": dict(apps or {})}
-        answer = http.post(f"{api_url}/devices/{epn}/register", json=body, timeout=300)
+        body = {"token": token, "csr": csr_pem.decode(), "agent_version": "1.0.0", "apps": dict(apps or {})}
+        for attempt in range(RETRIES):  # a retry with the same key and token is accepted (docs/api.md)
+            answer = http.post(f"{api_url}/devices/{epn}/register", json=body, timeout=300)
+            if answer.status_code < 500:
+                break
+            time.sleep(0.2 * (attempt + 1))
         if answer.status_code != 200:
             raise RuntimeError(f"register {epn}: HTTP {answer.status_code} {answer.text[:200]}")
         reply = answer.json()
