@@ -74,58 +74,62 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         print(f"[N={n}] registering {n} devices...", flush=True)
         began = time.perf_counter()
         step = max(100, n // 10)
-        identities, ca_file = register_fleet(
-            state["api_url"], state["token"], epns, MODEL, base / "devices", apps=APPS, workers=args.register_workers,
-            progress=lambda done, t: done % step == 0 and print(f"  {done}/{n} registered ({t:.0f}s)", flush=True))
+
+        def registered(done: int, seconds: float) -> None:
+            if done % step == 0:
+                print(f"  {done}/{n} registered ({seconds:.0f}s)", flush=True)
+
+        identities, ca_file = register_fleet(state["api_url"], state["token"], epns, MODEL, base / "devices",
+                                             apps=APPS, workers=args.register_workers, progress=registered)
         registration_s = time.perf_counter() - began
-        fleet = SimFleet(identities, str(ca_file), state["mqtt"]["host"], int(state["mqtt"]["port"]), MODEL,
-                         processes=args.processes, apps=APPS)
+        sim = fleet = SimFleet(identities, str(ca_file), state["mqtt"]["host"], int(state["mqtt"]["port"]), MODEL,
+                               processes=args.processes, apps=APPS)
         began = time.perf_counter()
-        fleet.start()
-        fleet.wait_connected(n, args.timeout)
+        sim.start()
+        sim.wait_connected(n, args.timeout)
         connect_s = time.perf_counter() - began
-        if fleet.lost:
-            print(f"  {len(fleet.lost)} sessions lost, e.g. {next(iter(fleet.lost.items()))}", flush=True)
+        if sim.lost:
+            print(f"  {len(sim.lost)} sessions lost, e.g. {next(iter(sim.lost.items()))}", flush=True)
         # the inventories every session published must be handled before the job starts
-        fleet.wait(lambda: counters.read().get("records:on_device_message", 0) >= fleet.connected, args.timeout,
-                   report=lambda: f"{counters.read().get('records:on_device_message', 0)}/{fleet.connected} "
+        sim.wait(lambda: counters.read().get("records:on_device_message", 0) >= sim.connected, args.timeout,
+                   report=lambda: f"{counters.read().get('records:on_device_message', 0)}/{sim.connected} "
                                   "inventories handled")
         online_s = time.perf_counter() - began
         data = build_package(service.key, "1.1.0", package_content(args.package_kib * 1024))
         upload_id = service.upload(data)
         blocks = wire.block_count(len(data), args.block_size)
         before = counters.settled()
-        print(f"[N={n}] {fleet.connected} online ({connect_s:.0f}s to connect, {online_s:.0f}s to inventory); "
+        print(f"[N={n}] {sim.connected} online ({connect_s:.0f}s to connect, {online_s:.0f}s to inventory); "
               f"rolling out {len(data)} bytes = {blocks} blocks of {args.block_size}, window {args.window}...",
               flush=True)
         pids = {name: service.pid(name) for name in ("bridge", "mosquitto", "moto", "api")}
-        pids.update({f"sim{k}": pid for k, pid in enumerate(fleet.pids)})
+        pids.update({f"sim{k}": pid for k, pid in enumerate(sim.pids)})
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         began, began_wall = time.perf_counter(), time.time()
         job = api.post("/jobs", {"package_id": upload_id, "targets": {"model": MODEL}, "mode": "block",
                                  "block_size": args.block_size, "window": args.window})
         create_s = time.perf_counter() - began
-        ids = {e["epn"]: e["execution_id"] for e in wait_executions(api, job["job_id"], fleet.connected, args.timeout)}
+        ids = {e["epn"]: e["execution_id"] for e in wait_executions(api, job["job_id"], sim.connected, args.timeout)}
         fanout_s = time.perf_counter() - began
 
         def progress() -> str:
-            done = fleet.finished(ids)
+            done = sim.finished(ids)
             ok = sum(o["state"] == "SUCCEEDED" for o in done.values())
             return f"{len(done)}/{len(ids)} finished ({ok} SUCCEEDED) after {time.perf_counter() - began:.0f}s"
 
-        complete = fleet.wait(lambda: len(fleet.finished(ids)) >= len(ids), args.timeout, report=progress)
-        done = fleet.finished(ids)
+        complete = sim.wait(lambda: len(sim.finished(ids)) >= len(ids), args.timeout, report=progress)
+        done = sim.finished(ids)
         last = max((o["at"] for o in done.values()), default=time.time()) - began_wall
-        cloud_done = fleet.wait(lambda: api.get(f"/jobs/{job['job_id']}").get("state") != "ACTIVE", 60)
+        cloud_done = sim.wait(lambda: api.get(f"/jobs/{job['job_id']}").get("state") != "ACTIVE", 60)
         cpu = {name: round((cpu_seconds(pid) - cpu_before[name]) / max(0.1, time.perf_counter() - began), 2)
                for name, pid in pids.items()}
         after = counters.settled()
         delta = since(after, before)
         executions = paged(api, f"/jobs/{job['job_id']}/executions", "executions")
         peaks = {name: vmhwm_kb(service.pid(name)) for name in ("bridge", "mosquitto", "moto", "api")}
-        peaks.update({f"sim{k}": vmhwm_kb(pid) for k, pid in enumerate(fleet.pids)})
-        lost = len(fleet.lost)
-        device_totals = fleet.stop()
+        peaks.update({f"sim{k}": vmhwm_kb(pid) for k, pid in enumerate(sim.pids)})
+        lost = len(sim.lost)
+        device_totals = sim.stop()
         fleet = None
         device_blocks = max(1, len(ids) * blocks)
         block_publishes = delta.get("publish:blk", 0) + delta.get("publish:group", 0)

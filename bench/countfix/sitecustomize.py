@@ -124,7 +124,7 @@ def _patch_schedules(module: ModuleType) -> None:
         count("invoke:sweep")
         return sweep(event, context)
 
-    module.sweep = wrapped
+    setattr(module, "sweep", wrapped)  # noqa: B010 (mypy cannot see the module's attribute)
 
 
 _TARGETS = {"moto.dynamodb.responses": _patch_dynamo, "paho.mqtt.client": _patch_paho,

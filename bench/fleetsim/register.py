@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -53,7 +54,8 @@ def register_fleet(api_url: str, operator_token: str, epns: list[str], model: st
     def session() -> requests.Session:
         if not hasattr(local, "session"):
             local.session = requests.Session()
-        return local.session  # type: ignore[no-any-return]
+        session: requests.Session = local.session
+        return session
 
     def preauthorise(http: requests.Session, epn: str) -> str:
         """The registration token; a 5xx is retried, and a device whose creation answered 5xx but happened
@@ -76,7 +78,8 @@ def register_fleet(api_url: str, operator_token: str, epns: list[str], model: st
         http = session()
         token = preauthorise(http, epn)
         key_pem, csr_pem = make_csr(epn)
-        body = {"token": token, "csr": csr_pem.decode(), "agent_version": "1.0.0", "apps": dict(apps or {})}
+        body: dict[str, Any] = {"token": token, "csr": csr_pem.decode(), "agent_version": "1.0.0",
+                                "apps": dict(apps or {})}
         for attempt in range(RETRIES):  # a retry with the same key and token is accepted (docs/api.md)
             answer = http.post(f"{api_url}/devices/{epn}/register", json=body, timeout=300)
             if answer.status_code < 500:
