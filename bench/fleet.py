@@ -83,7 +83,7 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
                                              apps=APPS, workers=args.register_workers, progress=registered)
         registration_s = time.perf_counter() - began
         sim = fleet = SimFleet(identities, str(ca_file), state["mqtt"]["host"], int(state["mqtt"]["port"]), MODEL,
-                               processes=args.processes, apps=APPS)
+                               processes=args.processes, apps=APPS, stall_budget=args.stall_budget)
         began = time.perf_counter()
         sim.start()
         sim.wait_connected(n, args.timeout)
@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--package-kib", type=int, default=512, help="package payload in KiB (default 512)")
     parser.add_argument("--block-size", type=int, default=4096, help="bytes per block (default 4096)")
     parser.add_argument("--window", type=int, default=32, help="blocks in flight per device (default 32)")
+    parser.add_argument("--stall-budget", type=float, default=120.0,
+                        help="each device's stall budget in s (the reference agent's default 120; the job's "
+                             "stall_timeout, default 300, caps it)")
     parser.add_argument("--processes", type=int, default=2, help="simulator processes (default 2)")
     parser.add_argument("--register-workers", type=int, default=16, help="registrations in flight (default 16)")
     parser.add_argument("--device-workers", type=int, default=5, help="bridge pollers of the device queue")

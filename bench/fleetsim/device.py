@@ -88,8 +88,9 @@ class Download:
 class Device:
     def __init__(self, epn: str, model: str, send: Send, *, apps: dict[str, str] | None = None,
                  subscribe: Callable[[str], None] | None = None,
-                 unsubscribe: Callable[[str], None] | None = None) -> None:
+                 unsubscribe: Callable[[str], None] | None = None, stall_budget: float = STALL_BUDGET) -> None:
         self.epn, self.model, self.send = epn, model, send
+        self.stall_budget = stall_budget  # the agent's limits.stall_budget (reference agent: 120 s)
         self.subscribe = subscribe or (lambda _topic: None)
         self.unsubscribe = unsubscribe or (lambda _topic: None)
         self.own_blk = f"ota/{epn}/blk"
@@ -283,7 +284,7 @@ class Device:
             return
         if d.policy.idle_due(now):
             self._ack(d)
-        budget = min(STALL_BUDGET, float(d.doc.stall_timeout or STALL_BUDGET))
+        budget = min(self.stall_budget, float(d.doc.stall_timeout or self.stall_budget))
         idle = now - d.last_new
         if idle >= budget:
             self._finish(d, "FAILED", f"download stalled: no new data for {budget:.0f} s "

@@ -21,7 +21,7 @@ from .worker import WorkerSpec, raise_fd_limit, run_worker
 
 class SimFleet:
     def __init__(self, identities: list[Identity], ca_file: str, host: str, port: int, model: str, *,
-                 processes: int = 2, apps: dict[str, str] | None = None) -> None:
+                 processes: int = 2, apps: dict[str, str] | None = None, stall_budget: float = 120.0) -> None:
         raise_fd_limit()  # children inherit it
         self._context = multiprocessing.get_context("spawn")
         self.events: Any = self._context.Queue()
@@ -35,7 +35,8 @@ class SimFleet:
         shares = [identities[i::processes] for i in range(processes)]
         self.processes = [
             self._context.Process(target=run_worker, name=f"fleetsim-{n}", daemon=True, args=(
-                WorkerSpec(host, port, ca_file, [(i.epn, i.cert, i.key) for i in share], model, dict(apps or {})),
+                WorkerSpec(host, port, ca_file, [(i.epn, i.cert, i.key) for i in share], model, dict(apps or {}),
+                           stall_budget=stall_budget),
                 self.events, self.stop_event))
             for n, share in enumerate(shares) if share]
         self._reader = threading.Thread(target=self._read, name="fleetsim-events", daemon=True)

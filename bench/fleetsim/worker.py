@@ -36,6 +36,7 @@ class WorkerSpec:
     model: str
     apps: dict[str, str]
     handshakes: int = 32  # TLS handshakes in flight at once
+    stall_budget: float = 120.0  # each device's limits.stall_budget
 
 
 def raise_fd_limit() -> int:
@@ -78,7 +79,8 @@ class Worker:
         def unsubscribe(topic: str) -> None:
             holder["session"].unsubscribe_now([topic])
 
-        device = Device(epn, self.spec.model, send, apps=self.spec.apps, subscribe=subscribe, unsubscribe=unsubscribe)
+        device = Device(epn, self.spec.model, send, apps=self.spec.apps, subscribe=subscribe, unsubscribe=unsubscribe,
+                        stall_budget=self.spec.stall_budget)
         session = Session(epn, lambda topic, payload: device.on_message(topic, payload, time.time()))
         holder["session"] = session
         return device, session
