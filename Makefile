@@ -42,8 +42,9 @@ bench-delta: setup
 bench-transfer: setup
 	$(PY) -m bench.transfer
 
+# N = 100, 1000, 10000 simulated devices (bench/fleetsim); e.g. make bench-fleet FLEET_ARGS="--devices 100,1000"
 bench-fleet: setup
-	$(PY) -m bench.fleet
+	$(PY) -m bench.fleet $(FLEET_ARGS)
 
 bench-loss: setup
 	$(PY) -m bench.loss
