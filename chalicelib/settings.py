@@ -43,6 +43,7 @@ class Settings:
     max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES
     device_publish_rate: int = 0  # cloud->device publishes per second per device; 0 = unlimited
     device_byte_rate: int = 0  # cloud->device bytes per second per device; 0 = unlimited
+    fanout_queue: str | None = None  # OTA_FANOUT_QUEUE: job fan-out work; unset: fan-out runs in the request
 
     @property
     def staging_dlq(self) -> str:
@@ -129,5 +130,5 @@ class Settings:
             operator_token_sha256=token_hash.lower() if token_hash else None, local_ca_dir=ca_dir,
             mqtt_client_cert=client_cert, mqtt_client_key=client_key, mqtt_ca=mqtt_ca,
             iot_policy_name=opt("OTA_IOT_POLICY_NAME") or "ota-device", max_package_bytes=max_bytes,
-            device_publish_rate=publish_rate, device_byte_rate=byte_rate,
+            device_publish_rate=publish_rate, device_byte_rate=byte_rate, fanout_queue=opt("OTA_FANOUT_QUEUE"),
         )

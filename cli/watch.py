@@ -31,7 +31,7 @@ def watch(api: ApiClient, out: Output, job_id: str, interval: float, timeout: fl
         out.stream.write(f"job {job_id}: {job.get('app', '?')} {job.get('version', '?')} "
                          f"(package {job.get('package_id', '?')}), mode {job.get('mode', '?')}\n")
     while True:
-        executions = sorted(api.get(f"/jobs/{seg(job_id)}/executions").get("executions", []),
+        executions = sorted(api.get_all(f"/jobs/{seg(job_id)}/executions", "executions")["executions"],
                             key=lambda e: str(e.get("epn")))
         job = api.get(f"/jobs/{seg(job_id)}")
         status = render.rate_line(out.clock() - started, first, (out.clock(), int(job.get("bytes_done") or 0)),
