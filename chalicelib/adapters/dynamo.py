@@ -332,14 +332,10 @@ class DynamoRepository:
         return self._list(Job, "gsi2", "gsi2pk", f"CONTJOB#{model}")
 
     def put_job_targets(self, job_id: str, chunks: Sequence[Sequence[str]]) -> None:
-        for start in range(0, len(chunks), 25):
-            requests = [{"PutRequest": {"Item": {
-                "pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"TARGETS#{start + n:06d}"},
-                "epns": {"S": json.dumps(list(chunk), separators=(",", ":"))}}}}
-                for n, chunk in enumerate(chunks[start : start + 25])]
-            pending: dict[str, Any] = {self._table: requests}
-            while pending:
-                pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        for n, chunk in enumerate(chunks):  # one PutItem each: callers need no BatchWriteItem permission
+            self._db.put_item(TableName=self._table, Item={
+                "pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"TARGETS#{n:06d}"},
+                "epns": {"S": json.dumps(list(chunk), separators=(",", ":"))}})
 
     def get_job_targets(self, job_id: str, chunk: int) -> tuple[str, ...] | None:
         item = self._db.get_item(TableName=self._table, ConsistentRead=True, Key={
