@@ -221,10 +221,13 @@ def jobs_create(api: ApiClient, out: Output, body: Mapping[str, Any], idempotenc
 def jobs_list(api: ApiClient, out: Output, limit: int | None = None) -> int:
     answer = api.get_all("/jobs", "jobs", None, limit)
     rows = sorted(answer.get("jobs", []), key=lambda j: str(j.get("created_at") or ""), reverse=True)
-    shown = [{**j, "targets": len(j.get("targets") or []),
+    shown = [{**j, "targets": j.get("targets_resolved", len(j.get("targets") or [])),
               "counts": {k: v for k, v in (j.get("counts") or {}).items() if v}} for j in rows]
     out.emit(answer, lambda: render.table(shown, JOB_COLUMNS))
     return 0
+
+
+SKIPPED_SHOWN = 100  # `ota jobs show`: at most this many SKIPPED targets listed with their reason
 
 
 def jobs_show(api: ApiClient, out: Output, job_id: str, device: str | None) -> int:
@@ -237,7 +240,14 @@ def jobs_show(api: ApiClient, out: Output, job_id: str, device: str | None) -> i
                                            ("REASON", "reason")], empty="(no timeline)"))
         return 0
     job = api.get(f"/jobs/{seg(job_id)}")
-    out.emit(job, lambda: render.block(job, ["job_id", "state", "package_id", "mode", "percent", "counts"]))
+    fields = ["job_id", "state", "package_id", "mode", "target_spec", "targets_resolved", "executions_created",
+              "percent", "counts"]
+    skipped: list[Any] = []
+    if not out.json and (job.get("counts") or {}).get("SKIPPED"):
+        listed = api.get_all(f"/jobs/{seg(job_id)}/executions", "executions", limit=SKIPPED_SHOWN * 10)
+        skipped = [e for e in listed["executions"] if e.get("state") == "SKIPPED"][:SKIPPED_SHOWN]
+    out.emit(job, lambda: render.block(job, [f for f in fields if f in job]) + (
+        "\n\nskipped:\n" + render.table(skipped, [("DEVICE", "epn"), ("REASON", "reason")]) if skipped else ""))
     return 0
 
 

@@ -92,6 +92,17 @@ def _available(repo: Repository, upload_id: str) -> Package:
     return package
 
 
+def _any_registered(repo: Repository, model: str) -> bool:
+    cursor = None
+    while True:
+        page = repo.devices_page(model, 100, cursor)
+        if any(d.state == "REGISTERED" for d in page.items):
+            return True
+        if page.next_cursor is None:
+            return False
+        cursor = page.next_cursor
+
+
 def _check_targets(repo: Repository, spec: dict[str, Any], package: Package, all_or_nothing: bool,
                    continuous: bool) -> None:
     """Refuse what cannot start: unknown or unregistered devices in an explicit list, a model with no
@@ -106,13 +117,13 @@ def _check_targets(repo: Repository, spec: dict[str, Any], package: Package, all
         if unregistered:
             raise Conflict(f"field 'targets.devices': device(s) not registered {', '.join(unregistered[:10])}",
                            field="targets.devices")
-    elif all_or_nothing or not continuous:
-        devices = [d for d in repo.list_devices(spec["model"]) if d.state == "REGISTERED"]
-        if not devices and not continuous:
+    else:
+        # all_or_nothing: every device of the model is checked before anything is stored; otherwise one
+        # registered device is enough to start (the fan-out reads the rest), none at all for a continuous job
+        devices = [d for d in repo.list_devices(spec["model"]) if d.state == "REGISTERED"] if all_or_nothing else []
+        if not continuous and not (devices if all_or_nothing else _any_registered(repo, spec["model"])):
             raise Conflict(f"field 'targets.model': no registered device of model {spec['model']!r}",
                            field="targets.model")
-    else:
-        devices = []
     if all_or_nothing:
         problems = [why.replace("device", d.epn, 1) for d in devices if d is not None
                     for why in [fanout.ineligible(d, package)] if why]
@@ -282,6 +293,7 @@ def execution_view(job: Job, execution: Execution) -> dict[str, Any]:
         "bytes_done": done, "bytes_total": job.package_size,
         "percent": round(100.0 * done / job.package_size, 1) if job.package_size else 100.0,
         "note": execution.note,
+        "reason": execution.timeline[-1].reason if ex.is_terminal(execution.state) and execution.timeline else None,
         "last_activity": iso(execution.last_activity),
         "timeline": [
             {"at": iso(t.at), "state": t.state, "step": t.step, "reason": t.reason} for t in execution.timeline
