@@ -90,7 +90,9 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
 _TARGETS = {
     "oneOf": [
         _object({"devices": {"type": "array", "minItems": 1, "maxItems": MAX_TARGETS, "items": EPN}}, ("devices",)),
-        _object({"model": MODEL}, ("model",)),
+        _object({"model": MODEL, "continuous": {
+            "type": "boolean", "default": False,
+            "description": "devices of the model registered while the job is ACTIVE get it too"}}, ("model",)),
     ],
     "description": f"either a list of devices (1..{MAX_TARGETS}) or every registered device of one model",
 }
@@ -136,8 +138,6 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "all_or_nothing": {"type": "boolean", "default": False,
                            "description": "refuse the job (409) if any target cannot take the package, instead "
                                           "of marking it SKIPPED"},
-        "continuous": {"type": "boolean", "default": False,
-                       "description": "model target only: devices of the model registered later get it too"},
         "abort": _object({
             "failure_threshold_percent": _integer(1, 100, "abort the job past this failure rate",
                                                   DEFAULT_ABORT_PERCENT),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -121,8 +122,12 @@ def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float
 def progress(repo: Repository, job: Job) -> dict[str, Any]:
     """The job's fan-out progress and per-state counts, from its counters (no execution is read)."""
     counts = repo.job_counts(job.job_id)
-    if job.targets:  # a job made before the fan-out: its executions were created with it
+    if job.targets:  # a job made before the fan-out: its executions were created with it, maybe uncounted
         done = True
+        if not counts:
+            counts = dict(Counter(e.state for e in repo.list_job_executions(job.job_id)))
+            counts["targets_resolved"] = sum(counts.values())
+            counts["executions_created"] = counts["targets_resolved"] - counts.get(ex.SKIPPED, 0)
     elif "model" in job.target_spec:
         done = counts.get("fanout_complete", 0) > 0
     else:

@@ -43,7 +43,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     allowed = {"package_id", "targets", "mode", "block_size", "window", "timeouts", "max_retries", "abort",
-               "all_or_nothing", "continuous"}
+               "all_or_nothing"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
@@ -51,8 +51,9 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(package_id, str) or not 1 <= len(package_id) <= 64:
         raise InvalidInput("field 'package_id' must be the upload id of an AVAILABLE package", field="package_id")
     targets = body.get("targets")
-    if not isinstance(targets, dict) or len(targets) != 1 or not set(targets) <= {"devices", "model"}:
-        raise InvalidInput("field 'targets' must be {\"devices\": [epn, ...]} or {\"model\": \"X\"}", field="targets")
+    if not isinstance(targets, dict) or set(targets) not in ({"devices"}, {"model"}, {"model", "continuous"}):
+        raise InvalidInput("field 'targets' must be {\"devices\": [epn, ...]} or {\"model\": \"X\", \"continuous\"?: "
+                           "true|false}", field="targets")
     if "devices" in targets:
         devices = targets["devices"]
         if not isinstance(devices, list) or not 1 <= len(devices) <= MAX_TARGETS:
@@ -72,13 +73,10 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("field 'timeouts' must be {\"stall_seconds\", \"total_seconds\"}", field="timeouts")
     stall = integer(timeouts, "stall_seconds", 5, 86400, 300, parent="timeouts")
     total = integer(timeouts, "total_seconds", 60, 30 * 86400, 7 * 86400, parent="timeouts")
-    flags = {}
-    for name in ("all_or_nothing", "continuous"):
-        if not isinstance(body.get(name, False), bool):
-            raise InvalidInput(f"field {name!r} must be true or false", field=name)
-        flags[name] = body.get(name, False)
-    if flags["continuous"] and "model" not in spec:
-        raise InvalidInput("field 'continuous' needs a model target", field="continuous")
+    flags = {"all_or_nothing": body.get("all_or_nothing", False), "continuous": targets.get("continuous", False)}
+    for name, where in (("all_or_nothing", "all_or_nothing"), ("continuous", "targets.continuous")):
+        if not isinstance(flags[name], bool):
+            raise InvalidInput(f"field {where!r} must be true or false", field=where)
     return {**flags, "package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size,
             "window": window, "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body)}
 

@@ -88,7 +88,7 @@ def test_all_or_nothing_on_a_model_refuses_and_stores_nothing(api, world, packag
 
 
 def test_continuous_job_reaches_devices_registered_later(api, world, package):
-    made = api.call("POST", "/jobs", {"package_id": package, "targets": {"model": "model-a"}, "continuous": True})
+    made = api.call("POST", "/jobs", {"package_id": package, "targets": {"model": "model-a", "continuous": True}})
     assert made.status_code == 201, made.json  # no device yet: fine for a continuous job
     pump(world)
     register_device(api, "late-1")
@@ -97,9 +97,8 @@ def test_continuous_job_reaches_devices_registered_later(api, world, package):
     assert job["executions_created"] == 1 and job["continuous"] and job["state"] == "ACTIVE"
     assert api.call("GET", f"/jobs/{made.json['job_id']}/executions/late-1").json["state"] == "QUEUED"
     assert len(world.publisher.job_documents("late-1")) == 1 and world.publisher.job_documents("late-2") == []
-    plain = api.call("POST", "/jobs", {"package_id": package, "targets": {"devices": ["late-1"]},
-                                       "continuous": True})
-    assert plain.status_code == 400 and plain.json["field"] == "continuous"
+    plain = api.call("POST", "/jobs", {"package_id": package, "targets": {"devices": ["late-1"], "continuous": True}})
+    assert plain.status_code == 400 and plain.json["field"] == "targets"
 
 
 def test_explicit_list_bounds(api, world, package):
