@@ -23,7 +23,7 @@ from chalice import Chalice
 from chalicelib.api import auth, commands, devices, jobs, keys, packages, releases
 from chalicelib.api.cors import console_cors
 from chalicelib.api.errors import in_house_shape
-from chalicelib.triggers import device_messages, schedules, staging
+from chalicelib.triggers import device_messages, fanout, schedules, staging
 
 app = Chalice(app_name="ota-control-plane")
 logger = Logger(service="ota")
@@ -37,7 +37,7 @@ copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})
 
 app.api.cors = console_cors() or False  # the web console on another origin (OTA_CONSOLE_ORIGIN); before the routes
 for blueprint in (auth.bp, devices.bp, keys.bp, packages.bp, jobs.bp, commands.bp, releases.bp, staging.bp,
-                  device_messages.bp, schedules.bp):
+                  device_messages.bp, fanout.bp, schedules.bp):
     app.register_blueprint(blueprint)
 
 

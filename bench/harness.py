@@ -208,7 +208,7 @@ class LocalService:
         while waiting:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(waiting)} device(s) did not register, e.g. {sorted(waiting)[0]}")
-            devices = self.api.get("/devices", {"model": MODEL}).get("devices", [])
+            devices = self.api.get_all("/devices", "devices", {"model": MODEL})["devices"]
             waiting -= {d["epn"] for d in devices if d.get("state") == "REGISTERED"}
             for epn in list(waiting)[:20]:
                 if not procs.is_alive(self.agents[epn].pid):
@@ -220,7 +220,7 @@ class LocalService:
                                        "block_size": block_size, "window": window})  # type: ignore[no-any-return]
 
     def executions(self, job_id: str) -> list[dict[str, Any]]:
-        return self.api.get(f"/jobs/{job_id}/executions").get("executions", [])  # type: ignore[no-any-return]
+        return self.api.get_all(f"/jobs/{job_id}/executions", "executions")["executions"]  # every page
 
     def credentials(self, name: str) -> tuple[str, str]:
         """(cert, key) for an MQTT client id: the operator's for the cloud side, else a device cert from the CA."""

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .domain.ports import CertificateSigner, Clock, DeviceRegistry, MalwareScanner, Publisher, Repository, Storage
+from .domain.ports import (
+    CertificateSigner,
+    Clock,
+    DeviceRegistry,
+    FanoutQueue,
+    MalwareScanner,
+    Publisher,
+    Repository,
+    Storage,
+)
 from .services.device_messages import HotCache
 from .settings import Settings, SettingsError
 
@@ -31,6 +40,7 @@ class Container:
     scanner: MalwareScanner
     clock: Clock = field(default=time.time)
     cache: HotCache = field(default_factory=HotCache)
+    fanout: FanoutQueue | None = None  # None: job fan-out runs inside the request (services/jobs.py)
 
 
 _lock = threading.Lock()
@@ -63,6 +73,7 @@ def build(settings: Settings, session: Any = None) -> Container:
 
     from .adapters.certificates import IotRegistry, IotSigner, LocalCaSigner, LocalModelRoles
     from .adapters.dynamo import DynamoRepository
+    from .adapters.fanout import SqsFanoutQueue
     from .adapters.malware import GuardDutyScanner
     from .adapters.pacing import PacedPublisher
     from .adapters.publisher import IotDataPublisher, MqttPublisher
@@ -92,7 +103,9 @@ def build(settings: Settings, session: Any = None) -> Container:
         registry = LocalModelRoles(registry, settings.local_ca_dir or "")  # the local broker's group ACL
     else:
         signer = IotSigner(iot, read_ca(settings.mqtt_ca or ""))
+    fanout = SqsFanoutQueue(session.client("sqs"), settings.fanout_queue) if settings.fanout_queue else None
     return Container(
+        fanout=fanout,
         settings=settings,
         repository=DynamoRepository(session.client("dynamodb"), settings.table_name),
         storage=S3Storage(s3, settings.staging_bucket, settings.repository_bucket),

@@ -45,6 +45,7 @@ class Settings:
     device_publish_rate: int = 0  # cloud->device publishes per second per device; 0 = unlimited
     device_byte_rate: int = 0  # cloud->device bytes per second per device; 0 = unlimited
     malware_engine: str = "builtin"  # OTA_MALWARE_ENGINE: builtin | guardduty (chalicelib/adapters/malware.py)
+    fanout_queue: str | None = None  # OTA_FANOUT_QUEUE: job fan-out work; unset: fan-out runs in the request
 
     @property
     def staging_dlq(self) -> str:
@@ -135,4 +136,5 @@ class Settings:
             mqtt_client_cert=client_cert, mqtt_client_key=client_key, mqtt_ca=mqtt_ca,
             iot_policy_name=opt("OTA_IOT_POLICY_NAME") or "ota-device", max_package_bytes=max_bytes,
             device_publish_rate=publish_rate, device_byte_rate=byte_rate, malware_engine=engine,
+            fanout_queue=opt("OTA_FANOUT_QUEUE"),
         )

@@ -113,6 +113,9 @@ def _message(reply: requests.Response) -> tuple[str, str | None, str | None]:
     return f"HTTP {reply.status_code} {reply.reason or ''}".strip() + (f": {text}" if text else ""), None, None
 
 
+PAGE_LIMIT = 1000  # the API's largest page
+
+
 class ApiClient:
     """One method per HTTP verb; answers are the decoded JSON bodies."""
 
@@ -145,6 +148,21 @@ class ApiClient:
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         return self.request("GET", path, params=params)
+
+    def get_all(self, path: str, key: str, params: Mapping[str, str] | None = None,
+                limit: int | None = None) -> dict[str, Any]:
+        """A paged listing: every page, following `next_cursor`, or only the first `limit` items. Returns
+        {key: items, "next_cursor": cursor of what was not fetched (None when everything was)}."""
+        items: list[Any] = []
+        cursor: str | None = None
+        while True:
+            page_size = min(PAGE_LIMIT, limit - len(items)) if limit is not None else PAGE_LIMIT
+            query = {**(params or {}), "limit": str(page_size), **({"cursor": cursor} if cursor else {})}
+            page = self.get(path, query)
+            items.extend(page.get(key) or [])
+            cursor = page.get("next_cursor")
+            if not cursor or (limit is not None and len(items) >= limit):
+                return {key: items, "next_cursor": cursor or None}
 
     def post(self, path: str, body: Any = None, headers: Mapping[str, str] | None = None) -> Any:
         return self.request("POST", path, body=body if body is not None else {}, headers=headers)

@@ -71,8 +71,8 @@ def devices_add(api: ApiClient, out: Output, epn: str, model: str) -> int:
     return 0
 
 
-def devices_list(api: ApiClient, out: Output, model: str | None) -> int:
-    answer = api.get("/devices", {"model": model} if model else None)
+def devices_list(api: ApiClient, out: Output, model: str | None, limit: int | None = None) -> int:
+    answer = api.get_all("/devices", "devices", {"model": model} if model else None, limit)
     out.emit(answer, lambda: render.table(answer.get("devices", []), DEVICE_COLUMNS))
     return 0
 
@@ -82,7 +82,7 @@ def devices_show(api: ApiClient, out: Output, epn: str) -> int:
     if out.json:
         out.emit(device, "")
         return 0
-    executions = api.get(f"/devices/{seg(epn)}/executions").get("executions", [])
+    executions = api.get_all(f"/devices/{seg(epn)}/executions", "executions")["executions"]
     out.emit(device, lambda: render.block(device, ["epn", "model", "state", "agent_version", "apps"]) + "\n\n"
              + render.table(executions, EXECUTION_COLUMNS, empty="(no executions)"))
     return 0
@@ -176,8 +176,8 @@ def packages_upload(api: ApiClient, out: Output, path: Path, timeout: float, int
     return 0 if package.get("state") == "AVAILABLE" else 1
 
 
-def packages_list(api: ApiClient, out: Output, filters: Mapping[str, str | None]) -> int:
-    answer = api.get("/packages", {k: v for k, v in filters.items() if v})
+def packages_list(api: ApiClient, out: Output, filters: Mapping[str, str | None], limit: int | None = None) -> int:
+    answer = api.get_all("/packages", "packages", {k: v for k, v in filters.items() if v}, limit)
     out.emit(answer, lambda: render.table(answer.get("packages", []), PACKAGE_COLUMNS))
     return 0
 
@@ -219,13 +219,16 @@ def jobs_create(api: ApiClient, out: Output, body: Mapping[str, Any], idempotenc
     return 0
 
 
-def jobs_list(api: ApiClient, out: Output) -> int:
-    answer = api.get("/jobs")
+def jobs_list(api: ApiClient, out: Output, limit: int | None = None) -> int:
+    answer = api.get_all("/jobs", "jobs", None, limit)
     rows = sorted(answer.get("jobs", []), key=lambda j: str(j.get("created_at") or ""), reverse=True)
-    shown = [{**j, "targets": len(j.get("targets") or []),
+    shown = [{**j, "targets": j.get("targets_resolved", len(j.get("targets") or [])),
               "counts": {k: v for k, v in (j.get("counts") or {}).items() if v}} for j in rows]
     out.emit(answer, lambda: render.table(shown, JOB_COLUMNS))
     return 0
+
+
+SKIPPED_SHOWN = 100  # `ota jobs show`: at most this many SKIPPED targets listed with their reason
 
 
 def jobs_show(api: ApiClient, out: Output, job_id: str, device: str | None) -> int:
@@ -238,7 +241,14 @@ def jobs_show(api: ApiClient, out: Output, job_id: str, device: str | None) -> i
                                            ("REASON", "reason")], empty="(no timeline)"))
         return 0
     job = api.get(f"/jobs/{seg(job_id)}")
-    out.emit(job, lambda: render.block(job, ["job_id", "state", "package_id", "mode", "percent", "counts"]))
+    fields = ["job_id", "state", "package_id", "mode", "target_spec", "targets_resolved", "executions_created",
+              "percent", "counts"]
+    skipped: list[Any] = []
+    if not out.json and (job.get("counts") or {}).get("SKIPPED"):
+        listed = api.get_all(f"/jobs/{seg(job_id)}/executions", "executions", limit=SKIPPED_SHOWN * 10)
+        skipped = [e for e in listed["executions"] if e.get("state") == "SKIPPED"][:SKIPPED_SHOWN]
+    out.emit(job, lambda: render.block(job, [f for f in fields if f in job]) + (
+        "\n\nskipped:\n" + render.table(skipped, [("DEVICE", "epn"), ("REASON", "reason")]) if skipped else ""))
     return 0
 
 

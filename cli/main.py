@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
         if a == "add":
             return c.devices_add(api, out, args.epn, args.model)
         if a == "list":
-            return c.devices_list(api, out, args.model)
+            return c.devices_list(api, out, args.model, args.limit)
         return c.devices_show(api, out, args.epn) if a == "show" else c.devices_rm(api, out, args.epn)
     if g == "keys":
         if a == "add":
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
             return c.packages_upload(api, out, args.file, args.timeout, check=not args.no_local_check)
         if a == "list":
             filters = {"app": args.app, "model": args.model, "version": args.app_version, "state": args.state}
-            return c.packages_list(api, out, filters)
+            return c.packages_list(api, out, filters, args.limit)
         upload_id = refs.resolve(api, args.package)
         return c.packages_show(api, out, upload_id) if a == "show" else c.packages_retire(api, out, upload_id)
     if a == "create":
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
             raise c.UsageError("--loss goes with --estimate")
         return c.jobs_create(api, out, body, args.idempotency_key)
     if a == "list":
-        return c.jobs_list(api, out)
+        return c.jobs_list(api, out, args.limit)
     if a == "show":
         return c.jobs_show(api, out, args.job_id, args.device)
     if a == "cancel":

@@ -72,6 +72,11 @@ def _int(low: int, high: int) -> type[int]:
     return parse  # type: ignore[return-value]
 
 
+def _limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--limit", type=_int(1, 1_000_000), metavar="N",
+                   help="show only the first N (default: every page of the listing)")
+
+
 def build_parser() -> Parser:
     common = Parser(add_help=False)
     _globals(common, suppress=True)
@@ -96,8 +101,9 @@ def build_parser() -> Parser:
                "ota devices add pump-0042 --model model-a")
     p.add_argument("epn", help="EPN ID: 1..64 of [A-Za-z0-9_-]")
     p.add_argument("--model", required=True, help="model number: 1..64 of [A-Za-z0-9_-]")
-    p = action(devices, "list", "list devices", "ota devices list --model model-a")
+    p = action(devices, "list", "list devices (every page, or the first --limit)", "ota devices list --model model-a")
     p.add_argument("--model", help="only devices of this model")
+    _limit(p)
     action(devices, "show", "one device and its executions", "ota devices show pump-0042").add_argument(
         "epn", help="EPN ID")
     action(devices, "rm", "deregister a device and revoke its certificate", "ota devices rm pump-0042").add_argument(
@@ -128,6 +134,7 @@ def build_parser() -> Parser:
     p.add_argument("--model", help="only packages for this model")
     p.add_argument("--version", dest="app_version", metavar="VERSION", help="only this MAJOR.MINOR.PATCH")
     p.add_argument("--state", choices=("PENDING", "AVAILABLE", "REJECTED", "RETIRED"), help="only this state")
+    _limit(p)
     action(packages, "show", "one package, with the scan reasons", "ota packages show demo@1.0.0",
            "ota packages show up-0123456789abcdef0123").add_argument("package", help=PACKAGE_REF)
     action(packages, "retire", "retire a package (no new jobs may use it)",
@@ -155,7 +162,7 @@ def build_parser() -> Parser:
                    help="only print what the rollout would cost on AWS (POST /jobs?dry_run=true); create nothing")
     p.add_argument("--loss", type=float, metavar="SHARE",
                    help="with --estimate: expected share of blocks lost on first arrival, 0..0.5 (0)")
-    action(jobs, "list", "list jobs (newest first) with app, version and progress", "ota jobs list")
+    _limit(action(jobs, "list", "list jobs (newest first) with app, version and progress", "ota jobs list"))
     p = action(jobs, "show", "a job, or one device's execution with its timeline", "ota jobs show job-0123",
                "ota jobs show job-0123 --device pump-0042")
     p.add_argument("job_id", help="job id")

@@ -58,7 +58,7 @@ def resolve(api: ApiClient, ref: str, model: str | None = None) -> str:
     name = parse(ref)
     if name is None:
         return ref
-    listed = api.get("/packages", {"app": name.app, "version": name.version, "state": "AVAILABLE"})
+    listed = api.get_all("/packages", "packages", {"app": name.app, "version": name.version, "state": "AVAILABLE"})
     found = [p for p in listed.get("packages", []) if matches(p, name, model)]
     if len({p.get("sha256") for p in found}) == 1:  # the same bytes uploaded twice are one package
         found = sorted(found, key=lambda p: str(p.get("created_at")))[:1]

@@ -31,7 +31,7 @@ def watch(api: ApiClient, out: Output, job_id: str, interval: float, timeout: fl
         out.stream.write(f"job {job_id}: {job.get('app', '?')} {job.get('version', '?')} "
                          f"(package {job.get('package_id', '?')}), mode {job.get('mode', '?')}\n")
     while True:
-        executions = sorted(api.get(f"/jobs/{seg(job_id)}/executions").get("executions", []),
+        executions = sorted(api.get_all(f"/jobs/{seg(job_id)}/executions", "executions")["executions"],
                             key=lambda e: str(e.get("epn")))
         job = api.get(f"/jobs/{seg(job_id)}")
         status = render.rate_line(out.clock() - started, first, (out.clock(), int(job.get("bytes_done") or 0)),
@@ -55,13 +55,15 @@ def watch(api: ApiClient, out: Output, job_id: str, interval: float, timeout: fl
                     seen[str(e.get("epn"))] = _key(e)
                     out.stream.write(render.progress_line(e, width) + "\n")
         out.stream.flush()
-        if render.all_terminal(executions) or (not executions and job_finished(api, job_id)):
+        fanned_out = job.get("fanout_done", True)  # the job's executions are still being created while False
+        if (fanned_out and render.all_terminal(executions)) or (not executions and job_finished(api, job_id)):
             break
         if deadline is not None and out.clock() > deadline:
             raise CliError(f"job {job_id} not finished after {timeout:.0f}s "
                            f"({render.watch_summary(executions) or 'no executions'})")
         out.sleep(interval)
-    ok = bool(executions) and all(e.get("state") == "SUCCEEDED" for e in executions)
+    sent = [e for e in executions if e.get("state") != "SKIPPED"]  # SKIPPED: never sent, not a failure
+    ok = bool(sent) and all(e.get("state") == "SUCCEEDED" for e in sent)
     if not out.json:
         out.stream.write(f"job {job_id}: {render.watch_summary(executions) or 'no executions'}; "
                          f"{render.duration(out.clock() - started)} elapsed\n")

@@ -25,12 +25,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 CA_FILE = "AmazonRootCA1.pem"  # shipped at the bundle's root by infra/package.py (from certifi)
 # Chalice's function names: the API handler, the built-in authorizer, the two SQS consumers, the schedule.
-FUNCTIONS = ("api_handler", "operator_token", "on_staging_object", "on_device_message", "sweep")
+FUNCTIONS = ("api_handler", "operator_token", "on_staging_object", "on_device_message", "on_fanout", "sweep")
 CLOUD_TO_DEVICE_LEAVES = ("job", "blk", "cmd")  # the only topics the cloud publishes on (never device topics)
 # Actions that support no resource-level permissions (IAM Service Authorization Reference): "*" is required.
 RESOURCELESS_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords",
                                   "iot:CreateCertificateFromCsr"})
-TABLE_READ_WRITE = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"]
+TABLE_READ_WRITE = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:ConditionCheckItem",
+                    "dynamodb:UpdateItem", "dynamodb:BatchGetItem"]  # job counters (ADD), targets read in batches
 TABLE_ADMIN = ["dynamodb:DeleteItem", "dynamodb:BatchWriteItem"]  # keys removed, jobs created: the API only
 SQS_CONSUMER = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"]
 # Reserved concurrency (a cap and a reservation): the sweeper must never run twice at once (an overlapping
@@ -54,6 +55,7 @@ class Stage:
     device_policy: str
     mqtt_host: str
     log_retention_days: int
+    fanout_queue: str = "ota-dev-fanout"
     console_origin: str = ""  # the web console's origin (CloudFront), allowed by CORS; "" = none
     malware_engine: str = "builtin"  # OTA_MALWARE_ENGINE and the template's MalwareEngine: builtin | guardduty
 
@@ -75,6 +77,7 @@ def environment(stage: Stage) -> dict[str, str]:
         "OTA_REPOSITORY_BUCKET": stage.repository_bucket,
         "OTA_STAGING_QUEUE": stage.staging_queue,
         "OTA_DEVICE_QUEUE": stage.device_queue,
+        "OTA_FANOUT_QUEUE": stage.fanout_queue,
         "OTA_PUBLISHER": "iot-data",
         "OTA_SIGNER": "iot",
         "OTA_AUTH": "iam",
@@ -93,8 +96,8 @@ def parameters(stage: Stage) -> dict[str, str]:
     """infra/template.yaml's parameters for this stage (`aws cloudformation deploy --parameter-overrides`)."""
     return {"TableName": stage.table, "StagingBucketName": stage.staging_bucket,
             "RepositoryBucketName": stage.repository_bucket, "StagingQueueName": stage.staging_queue,
-            "DeviceQueueName": stage.device_queue, "DevicePolicyName": stage.device_policy,
-            "MalwareEngine": stage.malware_engine}
+            "DeviceQueueName": stage.device_queue, "FanoutQueueName": stage.fanout_queue,
+            "DevicePolicyName": stage.device_policy, "MalwareEngine": stage.malware_engine}
 
 
 def arn(service: str, resource: str, *, regional: bool = True) -> dict[str, str]:
@@ -145,6 +148,10 @@ def _consume(queue: str) -> dict[str, Any]:
     return _statement("Queue", SQS_CONSUMER, [arn("sqs", queue)])
 
 
+def _send(queue: str) -> dict[str, Any]:
+    return _statement("SendFanout", ["sqs:SendMessage", "sqs:GetQueueUrl"], [arn("sqs", queue)])
+
+
 def _registry(stage: Stage) -> list[dict[str, Any]]:
     policy = arn("iot", f"policy/{stage.device_policy}")
     return [
@@ -165,7 +172,7 @@ def policies(stage: Stage) -> dict[str, dict[str, Any]]:
         "api_handler": [_table(stage, admin=True),
                         _s3("StagingUploads", ["s3:GetObject", "s3:PutObject"], staging, "uploads/"),
                         _s3("RepositoryPackages", ["s3:GetObject"], repository, "packages/"),
-                        _list([staging, repository]), _publish(), *_registry(stage)],
+                        _list([staging, repository]), _publish(), *_registry(stage), _send(stage.fanout_queue)],
         "operator_token": [],  # compares a hash with its environment; touches nothing
         "on_staging_object": [_table(stage), _consume(stage.staging_queue), *_staging_reads(stage),
                               _s3("RepositoryPackages", ["s3:GetObject", "s3:PutObject"], repository, "packages/"),
@@ -173,6 +180,9 @@ def policies(stage: Stage) -> dict[str, dict[str, Any]]:
         "on_device_message": [_table(stage), _consume(stage.device_queue),
                               _s3("RepositoryPackages", ["s3:GetObject"], repository, "packages/"),
                               _list([repository]), _publish()],
+        "on_fanout": [_table(stage), _consume(stage.fanout_queue), _send(stage.fanout_queue),
+                      _s3("RepositoryPackages", ["s3:GetObject"], repository, "packages/"),
+                      _list([repository]), _publish()],
         "sweep": [_table(stage), _s3("RepositoryPackages", ["s3:GetObject"], repository, "packages/"),
                   _list([repository]), _publish()],
     }

@@ -38,6 +38,7 @@ from local.sqspump import Handler, LambdaContext, SqsPump
 
 STAGING_HANDLER = "chalicelib.triggers.staging:on_staging_object"
 DEVICE_HANDLER = "chalicelib.triggers.device_messages:on_device_message"
+FANOUT_HANDLER = "chalicelib.triggers.fanout:on_fanout"
 SWEEP_HANDLER = "chalicelib.triggers.schedules:sweep"
 log = logging.getLogger("local.bridge")
 
@@ -150,6 +151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m local.bridge", description=__doc__.splitlines()[0])
     p.add_argument("--staging-handler", default=STAGING_HANDLER)
     p.add_argument("--device-handler", default=DEVICE_HANDLER)
+    p.add_argument("--fanout-handler", default=FANOUT_HANDLER)
     p.add_argument("--sweep-handler", default=SWEEP_HANDLER)
     p.add_argument("--app-module", default="app", help="module of the Chalice app to import first ('' for none)")
     p.add_argument("--sweep-every", type=float, default=5.0, help="seconds between sweeps (default 5)")
@@ -201,6 +203,10 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
             workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region), device_queue,
                                    device_handler, function_name="on_device_message",
                                    retry_delay=args.retry_delay, region=region))
+        if os.environ.get("OTA_FANOUT_QUEUE"):  # job fan-out work items (chalicelib/triggers/fanout.py)
+            workers.append(SqsPump(boto3.session.Session().client("sqs", region_name=region),
+                                   os.environ["OTA_FANOUT_QUEUE"], load_handler(args.fanout_handler),
+                                   function_name="on_fanout", retry_delay=args.retry_delay, region=region))
         workers.append(Scheduler(load_handler(args.sweep_handler), args.sweep_every, region))
     ca_dir = os.environ.get("OTA_LOCAL_CA_DIR")
     if args.broker_dir and ca_dir:

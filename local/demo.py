@@ -122,7 +122,7 @@ def start_fleet(s: Session, f: Facts, model_epns: list[str], other_epns: list[st
     everyone = set(model_epns + other_epns)
 
     def registered() -> bool:
-        devices = s.api.get("/devices").get("devices", [])
+        devices = s.api.get_all("/devices", "devices")["devices"]
         f.devices = sum(d.get("state") == "REGISTERED" and d.get("epn") in everyone for d in devices)
         return f.devices == len(everyone)
 

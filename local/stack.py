@@ -31,7 +31,7 @@ CLOUD_IDENTITIES = {"api": "ota.cloud.api", "bridge": "ota.cloud.bridge", "rule"
                     "operator": "ota.cloud.operator"}
 RESOURCE_NAMES = {"OTA_TABLE_NAME": "ota-local", "OTA_STAGING_BUCKET": "ota-local-staging",
                   "OTA_REPOSITORY_BUCKET": "ota-local-repository", "OTA_STAGING_QUEUE": "ota-local-staging",
-                  "OTA_DEVICE_QUEUE": "ota-local-device-messages"}
+                  "OTA_DEVICE_QUEUE": "ota-local-device-messages", "OTA_FANOUT_QUEUE": "ota-local-fanout"}
 
 
 class StackError(RuntimeError):

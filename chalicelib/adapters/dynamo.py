@@ -8,6 +8,12 @@ domain.models.to_record) and, on REJECTED packages only, `expires_at` (DynamoDB 
 Remote commands and releases follow the same layout: a command (CMD#) listed under gsi1 COMMANDS, one
 run per device (CMDRUN#<command>#<epn>) listed per command (gsi1), per device (gsi2 DEVCMD#) and, while
 QUEUED/DELIVERED/RUNNING, in gsi3 ACTIVECMD#<shard>; a release (REL#) under gsi1 RELEASES.
+Fleet scale (issue 13): devices are also in gsi2 under MODEL#<model>#<shard> (MODEL_SHARDS partitions,
+so a model's listing is a query, not a scan and a filter); an AVAILABLE-or-not package with a verified
+sha256 under gsi2 PKGSHA#<sha256>; an ACTIVE continuous model job under gsi2 CONTJOB#<model>. A job's
+counters are one item (JOB#<id>, COUNTS) of numbers changed with ADD only (c_<name>); an explicit target
+list is chunk items (JOB#<id>, TARGETS#<n>). Listings page with Limit and an opaque cursor made of the
+last returned item's key attributes (adapters/paging.py).
 Does not: business rules; those are in services.
 """
 
@@ -22,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from ..domain.commands import ACTIVE as COMMAND_ACTIVE
 from ..domain.errors import ConcurrentUpdate, Conflict
-from ..domain.executions import ACTIVE
+from ..domain.executions import ACTIVE, SKIPPED
 from ..domain.models import (
     CommandRun,
     Device,
@@ -37,6 +43,8 @@ from ..domain.models import (
     from_record,
     to_record,
 )
+from ..domain.ports import Page
+from .paging import MODEL_SHARDS, decode, encode, model_shard, refused
 
 ACTIVE_SHARDS = 8  # spreads the writes of many live executions over several index partitions
 # TTL (the table's TimeToLiveSpecification on `expires_at`, infra/template.yaml): a REJECTED package's
@@ -70,15 +78,21 @@ def _indexes(entity: Any) -> dict[str, str]:
     if isinstance(entity, Group):
         return {}  # read by key only (services/groups.py)
     if isinstance(entity, Device):
-        return {"gsi1pk": "DEVICES", "gsi1sk": entity.epn}
+        return {"gsi1pk": "DEVICES", "gsi1sk": entity.epn,
+                "gsi2pk": f"MODEL#{entity.model}#{model_shard(entity.epn)}", "gsi2sk": entity.epn}
     if isinstance(entity, PublisherKey):
         return {"gsi1pk": "KEYS", "gsi1sk": entity.key_id}
     if isinstance(entity, Package):
-        return {"gsi1pk": "PACKAGES", "gsi1sk": f"{entity.created_at:020.6f}#{entity.upload_id}"}
+        keys = {"gsi1pk": "PACKAGES", "gsi1sk": f"{entity.created_at:020.6f}#{entity.upload_id}"}
+        if entity.sha256:
+            keys.update(gsi2pk=f"PKGSHA#{entity.sha256}", gsi2sk=entity.upload_id)
+        return keys
     if isinstance(entity, Job):
         keys = {"gsi1pk": "JOBS", "gsi1sk": f"{entity.created_at:020.6f}#{entity.job_id}"}
         if entity.state == "ACTIVE":
             keys.update(gsi3pk="ACTIVEJOB", gsi3sk=entity.job_id)
+            if entity.continuous and "model" in entity.target_spec:
+                keys.update(gsi2pk=f"CONTJOB#{entity.target_spec['model']}", gsi2sk=entity.job_id)
         return keys
     if isinstance(entity, Release):
         return {"gsi1pk": "RELEASES", "gsi1sk": f"{entity.created_at:020.6f}#{entity.release_id}"}
@@ -161,6 +175,32 @@ class DynamoRepository:
     def _list(self, cls: type[E], index: str, key: str, value: str) -> list[E]:
         return [_load(cls, item) for item in self._query(index, key, value)]
 
+    def _raw_page(self, index: str, value: str, limit: int, start: dict[str, str] | None
+                  ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` items of one index partition after `start`, and whether more follow."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "IndexName": index, "KeyConditionExpression": f"{index}pk = :v",
+            "ExpressionAttributeValues": {":v": {"S": value}},
+        }
+        if start is not None:
+            kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
+        items: list[dict[str, Any]] = []
+        while len(items) <= limit:  # one more than asked: says whether a next page exists
+            kwargs["Limit"] = limit + 1 - len(items)
+            page = self._db.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return items[:limit], len(items) > limit
+
+    def _page(self, cls: type[E], index: str, value: str, limit: int, cursor: str | None) -> Page[E]:
+        names = {"pk", "sk", f"{index}pk", f"{index}sk"}
+        start = None if cursor is None else decode(cursor, names, {f"{index}pk": value})
+        items, more = self._raw_page(index, value, limit, start)
+        after = encode({k: items[-1][k]["S"] for k in names}) if more and items else None
+        return Page(tuple(_load(cls, i) for i in items), after)
+
     # -- devices ------------------------------------------------------------------------------
 
     def create_device(self, device: Device) -> None:
@@ -173,8 +213,51 @@ class DynamoRepository:
         self._save(device)
 
     def list_devices(self, model: str | None = None) -> list[Device]:
-        devices = self._list(Device, "gsi1", "gsi1pk", "DEVICES")
-        return [d for d in devices if model is None or d.model == model]
+        if model is None:
+            return self._list(Device, "gsi1", "gsi1pk", "DEVICES")
+        return [d for shard in range(MODEL_SHARDS)
+                for d in self._list(Device, "gsi2", "gsi2pk", f"MODEL#{model}#{shard}")]
+
+    def devices_page(self, model: str | None, limit: int, cursor: str | None) -> Page[Device]:
+        if model is None:
+            return self._page(Device, "gsi1", "DEVICES", limit, cursor)
+        names = {"pk", "sk", "gsi2pk", "gsi2sk", "shard"}
+        shard, start = 0, None
+        if cursor is not None:
+            position = decode(cursor, names)
+            shard = int(position.pop("shard")) if position["shard"] in {str(n) for n in range(MODEL_SHARDS)} else -1
+            if shard < 0 or position["gsi2pk"] not in ("", f"MODEL#{model}#{shard}"):
+                raise refused()  # a cursor of another listing
+            start = position if position["pk"] else None
+        found: list[dict[str, Any]] = []
+        while shard < MODEL_SHARDS:
+            need = limit - len(found)
+            items, more = self._raw_page("gsi2", f"MODEL#{model}#{shard}", max(need, 1), start)
+            if need == 0:  # the page is full: only asking whether anything follows
+                if items:
+                    empty = dict.fromkeys(("pk", "sk", "gsi2pk", "gsi2sk"), "")
+                    return Page(tuple(_load(Device, i) for i in found), encode({**empty, "shard": str(shard)}))
+            else:
+                found.extend(items)
+                if more:
+                    last = {k: found[-1][k]["S"] for k in ("pk", "sk", "gsi2pk", "gsi2sk")}
+                    return Page(tuple(_load(Device, i) for i in found), encode({**last, "shard": str(shard)}))
+            shard, start = shard + 1, None
+        return Page(tuple(_load(Device, i) for i in found), None)
+
+    def get_devices(self, epns: Sequence[str]) -> list[Device | None]:
+        found: dict[str, Device] = {}
+        unique = list(dict.fromkeys(epns))
+        for start in range(0, len(unique), 100):
+            keys = [self._key(Device, epn) for epn in unique[start : start + 100]]
+            pending: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while pending:
+                answer = self._db.batch_get_item(RequestItems=pending)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    device = _load(Device, item)
+                    found[device.epn] = device
+                pending = answer.get("UnprocessedKeys") or {}
+        return [found.get(epn) for epn in epns]
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -206,6 +289,12 @@ class DynamoRepository:
     def list_packages(self) -> list[Package]:
         return self._list(Package, "gsi1", "gsi1pk", "PACKAGES")
 
+    def packages_page(self, limit: int, cursor: str | None) -> Page[Package]:
+        return self._page(Package, "gsi1", "PACKAGES", limit, cursor)
+
+    def packages_with_sha256(self, sha256: str) -> list[Package]:
+        return self._list(Package, "gsi2", "gsi2pk", f"PKGSHA#{sha256}")
+
     # -- jobs and executions -----------------------------------------------------------------------
 
     def create_job(self, job: Job, executions: Sequence[Execution]) -> Job:
@@ -230,11 +319,8 @@ class DynamoRepository:
                 if existing is None:
                     raise ConcurrentUpdate("job creation raced; retry") from err
                 return existing
-        for start in range(0, len(executions), 25):
-            requests = [{"PutRequest": {"Item": self._item(e)}} for e in executions[start : start + 25]]
-            pending: dict[str, Any] = {self._table: requests}
-            while pending:
-                pending = self._db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        for execution in executions:
+            self.create_execution(execution)
         return job
 
     def get_job(self, job_id: str) -> Job | None:
@@ -245,6 +331,60 @@ class DynamoRepository:
 
     def list_jobs(self) -> list[Job]:
         return self._list(Job, "gsi1", "gsi1pk", "JOBS")
+
+    def jobs_page(self, limit: int, cursor: str | None) -> Page[Job]:
+        return self._page(Job, "gsi1", "JOBS", limit, cursor)
+
+    def continuous_jobs(self, model: str) -> list[Job]:
+        return self._list(Job, "gsi2", "gsi2pk", f"CONTJOB#{model}")
+
+    def put_job_targets(self, job_id: str, chunks: Sequence[Sequence[str]]) -> None:
+        for n, chunk in enumerate(chunks):  # one PutItem each: callers need no BatchWriteItem permission
+            self._db.put_item(TableName=self._table, Item={
+                "pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"TARGETS#{n:06d}"},
+                "epns": {"S": json.dumps(list(chunk), separators=(",", ":"))}})
+
+    def get_job_targets(self, job_id: str, chunk: int) -> tuple[str, ...] | None:
+        item = self._db.get_item(TableName=self._table, ConsistentRead=True, Key={
+            "pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"TARGETS#{chunk:06d}"}}).get("Item")
+        return None if item is None else tuple(json.loads(item["epns"]["S"]))
+
+    def _counts_key(self, job_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": "COUNTS"}}
+
+    def _counts_update(self, job_id: str, deltas: dict[str, int]) -> dict[str, Any]:
+        names = {f"#c{n}": f"c_{name}" for n, name in enumerate(deltas)}
+        values = {f":c{n}": {"N": str(delta)} for n, delta in enumerate(deltas.values())}
+        return {"TableName": self._table, "Key": self._counts_key(job_id),
+                "UpdateExpression": "ADD " + ", ".join(f"#c{n} :c{n}" for n in range(len(deltas))),
+                "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+
+    def add_job_counts(self, job_id: str, deltas: dict[str, int]) -> None:
+        deltas = {k: v for k, v in deltas.items() if v}
+        if deltas:
+            self._db.update_item(**self._counts_update(job_id, deltas))
+
+    def job_counts(self, job_id: str) -> dict[str, int]:
+        item = self._db.get_item(TableName=self._table, Key=self._counts_key(job_id),
+                                 ConsistentRead=True).get("Item") or {}
+        return {k[2:]: int(v["N"]) for k, v in item.items() if k.startswith("c_")}
+
+    def create_execution(self, execution: Execution) -> bool:
+        counted = {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1}
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._table, "Item": self._item(execution),
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {"Update": self._counts_update(execution.job_id, {k: v for k, v in counted.items() if v})},
+            ])
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = err.response.get("CancellationReasons") or []
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
 
     def list_active_jobs(self) -> list[Job]:
         return sorted(self._list(Job, "gsi3", "gsi3pk", "ACTIVEJOB"), key=lambda j: (j.created_at, j.job_id))
@@ -258,7 +398,28 @@ class DynamoRepository:
         return self._get(Execution, execution_id)
 
     def save_execution(self, execution: Execution) -> None:
-        self._save(execution)
+        try:
+            old = self._db.put_item(TableName=self._table, Item=self._item(execution),
+                                    ConditionExpression="ver = :prev", ReturnValues="ALL_OLD",
+                                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                                    ExpressionAttributeValues={":prev": {"N": str(execution.version - 1)}})
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                stored = err.response.get("Item")  # the winner's item, so the caller need not read it again
+                raise ConcurrentUpdate(f"Execution {execution.execution_id} changed concurrently",
+                                       current=_load(Execution, stored) if stored else None) from err
+            raise
+        before = json.loads(old["Attributes"]["doc"]["S"])["state"] if "Attributes" in old else None
+        if before is not None and before != execution.state:
+            # not in the put's transaction (ALL_OLD tells the old state only after it): a crash between the
+            # two leaves one count behind; the sweeper confirms completion from the items themselves
+            self.add_job_counts(execution.job_id, {before: -1, execution.state: 1})
+
+    def job_executions_page(self, job_id: str, limit: int, cursor: str | None) -> Page[Execution]:
+        return self._page(Execution, "gsi1", f"JOBEXEC#{job_id}", limit, cursor)
+
+    def device_executions_page(self, epn: str, limit: int, cursor: str | None) -> Page[Execution]:
+        return self._page(Execution, "gsi2", f"DEVEXEC#{epn}", limit, cursor)
 
     def list_job_executions(self, job_id: str) -> list[Execution]:
         return self._list(Execution, "gsi1", "gsi1pk", f"JOBEXEC#{job_id}")
@@ -282,6 +443,7 @@ class DynamoRepository:
 
     def list_commands(self) -> list[RemoteCommand]:
         return self._list(RemoteCommand, "gsi1", "gsi1pk", "COMMANDS")
+
 
     def get_command_run(self, command_id: str, epn: str) -> CommandRun | None:
         return self._get(CommandRun, f"{command_id}#{epn}")

@@ -1,21 +1,41 @@
 """In-memory repository and storage with the same semantics as the DynamoDB and S3 ones (contract
 tests, quick local runs).
 
-Thread-safe: one lock makes each conditional write atomic. Does not persist anything.
+Thread-safe: one lock makes each conditional write atomic. Listings page in the DynamoDB adapter's
+order (a model's devices: shard, then EPN) with cursors of the same opacity and checks
+(adapters/paging.py). Does not persist anything.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 from ..domain.commands import ACTIVE as COMMAND_ACTIVE
 from ..domain.errors import ConcurrentUpdate, Conflict
-from ..domain.executions import ACTIVE
+from ..domain.executions import ACTIVE, SKIPPED
 from ..domain.models import CommandRun, Device, Execution, Group, Job, Package, PublisherKey, Release, RemoteCommand
-from ..domain.ports import RepositoryIntegrityError, StagedObject
+from ..domain.ports import Page, RepositoryIntegrityError, StagedObject
+from .paging import decode, encode, model_shard
+
+T = TypeVar("T")
+
+
+def _when(created_at: float, ident: str) -> str:
+    return f"{created_at:020.6f}#{ident}"
+
+
+def _page(partition: str, items: Iterable[T], key: Callable[[T], str], limit: int, cursor: str | None) -> Page[T]:
+    keyed = sorted(((key(i), i) for i in items), key=lambda kv: kv[0])
+    if cursor is not None:
+        after = decode(cursor, {"p", "k"}, {"p": partition})["k"]
+        keyed = [kv for kv in keyed if kv[0] > after]
+    more = len(keyed) > limit
+    keyed = keyed[:limit]
+    return Page(tuple(i for _, i in keyed), encode({"p": partition, "k": keyed[-1][0]}) if more and keyed else None)
 
 
 class MemoryRepository:
@@ -23,6 +43,8 @@ class MemoryRepository:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], Any] = {}
         self._idem: dict[str, str] = {}
+        self._counts: dict[str, Counter[str]] = {}
+        self._targets: dict[tuple[str, int], tuple[str, ...]] = {}
 
     def _create(self, kind: str, ident: str, entity: Any) -> None:
         with self._lock:
@@ -53,6 +75,15 @@ class MemoryRepository:
     def list_devices(self, model: str | None = None) -> list[Device]:
         return [d for d in self._all("device") if model is None or d.model == model]
 
+    def devices_page(self, model: str | None, limit: int, cursor: str | None) -> Page[Device]:
+        if model is None:
+            return _page("DEVICES", self._all("device"), lambda d: d.epn, limit, cursor)
+        return _page(f"MODEL#{model}", self.list_devices(model), lambda d: f"{model_shard(d.epn)}#{d.epn}",
+                     limit, cursor)
+
+    def get_devices(self, epns: Sequence[str]) -> list[Device | None]:
+        return [self._items.get(("device", epn)) for epn in epns]
+
     def put_key(self, key: PublisherKey) -> None:
         self._create("key", key.key_id, key)
 
@@ -78,6 +109,12 @@ class MemoryRepository:
     def list_packages(self) -> list[Package]:
         return sorted(self._all("package"), key=lambda p: (p.created_at, p.upload_id))
 
+    def packages_page(self, limit: int, cursor: str | None) -> Page[Package]:
+        return _page("PACKAGES", self._all("package"), lambda p: _when(p.created_at, p.upload_id), limit, cursor)
+
+    def packages_with_sha256(self, sha256: str) -> list[Package]:
+        return sorted((p for p in self._all("package") if p.sha256 == sha256), key=lambda p: p.upload_id)
+
     def create_job(self, job: Job, executions: Sequence[Execution]) -> Job:
         with self._lock:
             if job.idempotency_key is not None:
@@ -88,8 +125,8 @@ class MemoryRepository:
             if ("job", job.job_id) in self._items:
                 raise Conflict(f"job {job.job_id!r} already exists")
             self._items[("job", job.job_id)] = job
-            for execution in executions:
-                self._items[("execution", execution.execution_id)] = execution
+        for execution in executions:
+            self.create_execution(execution)
         return job
 
     def get_job(self, job_id: str) -> Job | None:
@@ -101,6 +138,38 @@ class MemoryRepository:
     def list_jobs(self) -> list[Job]:
         return sorted(self._all("job"), key=lambda j: (j.created_at, j.job_id))
 
+    def jobs_page(self, limit: int, cursor: str | None) -> Page[Job]:
+        return _page("JOBS", self._all("job"), lambda j: _when(j.created_at, j.job_id), limit, cursor)
+
+    def continuous_jobs(self, model: str) -> list[Job]:
+        return sorted((j for j in self._all("job") if j.state == "ACTIVE" and j.continuous
+                       and j.target_spec.get("model") == model), key=lambda j: j.job_id)
+
+    def put_job_targets(self, job_id: str, chunks: Sequence[Sequence[str]]) -> None:
+        with self._lock:
+            for n, chunk in enumerate(chunks):
+                self._targets[(job_id, n)] = tuple(chunk)
+
+    def get_job_targets(self, job_id: str, chunk: int) -> tuple[str, ...] | None:
+        return self._targets.get((job_id, chunk))
+
+    def job_counts(self, job_id: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts.get(job_id, Counter()))
+
+    def add_job_counts(self, job_id: str, deltas: dict[str, int]) -> None:
+        with self._lock:
+            self._counts.setdefault(job_id, Counter()).update(deltas)
+
+    def create_execution(self, execution: Execution) -> bool:
+        with self._lock:
+            if ("execution", execution.execution_id) in self._items:
+                return False
+            self._items[("execution", execution.execution_id)] = execution
+            self._counts.setdefault(execution.job_id, Counter()).update(
+                {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1})
+        return True
+
     def list_active_jobs(self) -> list[Job]:
         return [j for j in self.list_jobs() if j.state == "ACTIVE"]
 
@@ -111,13 +180,26 @@ class MemoryRepository:
         return self._items.get(("execution", execution_id))
 
     def save_execution(self, execution: Execution) -> None:
-        self._save("execution", execution.execution_id, execution)
+        with self._lock:
+            current = self._items.get(("execution", execution.execution_id))
+            if current is None or current.version != execution.version - 1:
+                raise ConcurrentUpdate(f"execution {execution.execution_id} changed concurrently", current=current)
+            self._items[("execution", execution.execution_id)] = execution
+            if current.state != execution.state:
+                self._counts.setdefault(execution.job_id, Counter()).update({current.state: -1, execution.state: 1})
 
     def list_job_executions(self, job_id: str) -> list[Execution]:
         return sorted((e for e in self._all("execution") if e.job_id == job_id), key=lambda e: e.epn)
 
+    def job_executions_page(self, job_id: str, limit: int, cursor: str | None) -> Page[Execution]:
+        return _page(f"JOBEXEC#{job_id}", self.list_job_executions(job_id), lambda e: e.epn, limit, cursor)
+
     def list_device_executions(self, epn: str) -> list[Execution]:
         return sorted((e for e in self._all("execution") if e.epn == epn), key=lambda e: (e.created_at, e.execution_id))
+
+    def device_executions_page(self, epn: str, limit: int, cursor: str | None) -> Page[Execution]:
+        return _page(f"DEVEXEC#{epn}", self.list_device_executions(epn), lambda e: _when(e.created_at, e.execution_id),
+                     limit, cursor)
 
 
     def create_command(self, command: RemoteCommand, runs: Sequence[CommandRun]) -> None:
@@ -133,6 +215,7 @@ class MemoryRepository:
 
     def list_commands(self) -> list[RemoteCommand]:
         return sorted(self._all("command"), key=lambda c: (c.created_at, c.command_id))
+
 
     def get_command_run(self, command_id: str, epn: str) -> CommandRun | None:
         return self._items.get(("command-run", f"{command_id}#{epn}"))
@@ -164,6 +247,7 @@ class MemoryRepository:
 
     def list_releases(self) -> list[Release]:
         return sorted(self._all("release"), key=lambda r: (r.created_at, r.release_id))
+
 
 
 class MemoryStorage:

@@ -32,7 +32,10 @@ def ensure_resources(settings: Settings, session: boto3.session.Session | None =
         ensure_bucket(s3, bucket, session.region_name)
     sqs = session.client("sqs")
     urls = {}
-    for name, key in ((settings.staging_queue, "staging"), (settings.device_queue, "device")):
+    queues = [(settings.staging_queue, "staging"), (settings.device_queue, "device")]
+    if settings.fanout_queue:
+        queues.append((settings.fanout_queue, "fanout"))
+    for name, key in queues:
         url, dlq_url = ensure_queue_with_dlq(sqs, name)
         urls[f"{key}_queue_url"] = url
         urls[f"{key}_dlq_url"] = dlq_url

@@ -6,13 +6,15 @@ from typing import Any
 
 from chalice import Blueprint
 
+from otaformat.ids import check_model
+
 from .. import bootstrap
 from ..domain.errors import InvalidInput
-from ..services import devices, jobs
-from ..services.common import iso
+from ..services import devices, fanout, jobs
+from ..services.common import checked, iso
 from .auth import OPERATOR
 from .errors import handled
-from .http import body, epn_path, json_response, only, query
+from .http import body, epn_path, json_response, only, paging, query
 
 bp = Blueprint(__name__)
 
@@ -37,12 +39,15 @@ def preauthorize() -> Any:
 @bp.route("/devices", methods=["GET"], authorizer=OPERATOR)
 @handled
 def list_devices() -> Any:
-    """List devices, optionally of one model."""
+    """List devices (a page: limit, cursor), optionally of one model."""
     c = bootstrap.get()
     params = query(bp.current_request)
-    only(params, {"model"}, "query parameter")
-    found = c.repository.list_devices(params.get("model"))
-    return json_response({"devices": [devices.device_view(d) for d in found]})
+    only(params, {"model", "limit", "cursor"}, "query parameter")
+    model = params.get("model")
+    if model is not None:
+        checked("model", check_model, model)
+    page = c.repository.devices_page(model, *paging(params))
+    return json_response({"devices": [devices.device_view(d) for d in page.items], "next_cursor": page.next_cursor})
 
 
 @bp.route("/devices/{epn}", methods=["GET"], authorizer=OPERATOR)
@@ -70,21 +75,25 @@ def register(epn: str) -> Any:
     data = body(bp.current_request)
     mqtt = (c.settings.mqtt_host, c.settings.mqtt_port)
     answer = devices.register(c.repository, c.signer, c.registry, mqtt, c.clock(), epn_path(epn), data)
+    fanout.on_registered(c.repository, c.storage, c.publisher, c.clock(), epn)  # continuous group jobs
     return json_response(answer)
 
 
 @bp.route("/devices/{epn}/executions", methods=["GET"], authorizer=OPERATOR)
 @handled
 def device_executions(epn: str) -> Any:
-    """List a device's executions."""
+    """List a device's executions (a page: limit, cursor; oldest first)."""
     c = bootstrap.get()
+    params = query(bp.current_request)
+    only(params, {"limit", "cursor"}, "query parameter")
     devices.get_device(c.repository, epn_path(epn))
     views = []
     cache: dict[str, Any] = {}
-    for execution in c.repository.list_device_executions(epn):
+    page = c.repository.device_executions_page(epn, *paging(params))
+    for execution in page.items:
         job = cache.get(execution.job_id) or c.repository.get_job(execution.job_id)
         if job is None:
             continue
         cache[job.job_id] = job
         views.append(jobs.execution_view(job, execution))
-    return json_response({"executions": views})
+    return json_response({"executions": views, "next_cursor": page.next_cursor})

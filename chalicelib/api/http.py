@@ -3,6 +3,7 @@ keys), path-id checks and JSON responses. Does not: business rules."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from chalice import Response
@@ -15,18 +16,21 @@ from otaformat.ids import is_epn
 from ..domain.errors import InvalidInput
 
 MAX_BODY = 64 * 1024
+_DIGITS = re.compile(r"[0-9]{1,9}")
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
 
 
-def body(request: Request, *, required: bool = True) -> dict[str, Any]:
+def body(request: Request, *, required: bool = True, max_bytes: int = MAX_BODY) -> dict[str, Any]:
     raw = request.raw_body or b""
     if not raw.strip():
         if required:
             raise InvalidInput("a JSON object body is required", field="body")
         return {}
-    if len(raw) > MAX_BODY:
-        raise InvalidInput(f"body is larger than {MAX_BODY} bytes", field="body")
+    if len(raw) > max_bytes:
+        raise InvalidInput(f"body is larger than {max_bytes} bytes", field="body")
     try:
-        value = parse_json(raw, max_bytes=MAX_BODY)
+        value = parse_json(raw, max_bytes=max_bytes)
     except FormatError as err:
         raise InvalidInput(f"body is not valid JSON: {err.reason}", field="body") from err
     if not isinstance(value, dict):
@@ -54,3 +58,17 @@ def only(fields: dict[str, Any], allowed: set[str], what: str = "field") -> dict
     if unknown:
         raise InvalidInput(f"unknown {what} {unknown[0]!r}", field=unknown[0])
     return fields
+
+
+def paging(params: dict[str, str]) -> tuple[int, str | None]:
+    """`limit` (1..MAX_LIMIT, default DEFAULT_LIMIT) and `cursor` (opaque; the adapter checks it) of a list route."""
+    raw = params.get("limit")
+    limit = DEFAULT_LIMIT
+    if raw is not None:
+        if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+            raise InvalidInput(f"query parameter 'limit' must be an integer in 1..{MAX_LIMIT}", field="limit")
+        limit = int(raw)
+    cursor = params.get("cursor")
+    if cursor is not None and not cursor:
+        raise InvalidInput("query parameter 'cursor' must be a cursor from a previous page", field="cursor")
+    return limit, cursor

@@ -9,10 +9,10 @@ from chalice import Blueprint
 
 from .. import bootstrap
 from ..domain.errors import NotFound
-from ..services import estimate, jobs
+from ..services import estimate, fanout, jobs
 from .auth import OPERATOR
 from .errors import handled
-from .http import body, epn_path, json_response, query
+from .http import body, epn_path, json_response, only, paging, query
 
 bp = Blueprint(__name__)
 
@@ -26,17 +26,21 @@ def create_job() -> Any:
     if estimate.dry_run(query(request)):
         return json_response(estimate.estimate_job(c.repository, body(request), query(request)))
     key = request.headers.get("idempotency-key")
-    job, created = jobs.create_job(c.repository, c.storage, c.publisher, c.clock(), body(request), key)
-    return json_response(jobs.job_view(job, c.repository.list_job_executions(job.job_id)), 201 if created else 200)
+    job, created = jobs.create_job(c.repository, c.storage, c.publisher, c.clock(),
+                                   body(request, max_bytes=jobs.MAX_BODY), key, c.fanout)
+    return json_response(jobs.job_view(c.repository, job), 201 if created else 200)
 
 
 @bp.route("/jobs", methods=["GET"], authorizer=OPERATOR)
 @handled
 def list_jobs() -> Any:
-    """List jobs with their progress."""
+    """List jobs with their progress (a page: limit, cursor; oldest first)."""
     c = bootstrap.get()
-    return json_response({"jobs": [jobs.job_view(j, c.repository.list_job_executions(j.job_id))
-                                   for j in c.repository.list_jobs()]})
+    params = query(bp.current_request)
+    only(params, {"limit", "cursor"}, "query parameter")
+    page = c.repository.jobs_page(*paging(params))
+    return json_response({"jobs": [jobs.job_view(c.repository, j) for j in page.items],
+                          "next_cursor": page.next_cursor})
 
 
 @bp.route("/jobs/{job_id}", methods=["GET"], authorizer=OPERATOR)
@@ -44,18 +48,20 @@ def list_jobs() -> Any:
 def show_job(job_id: str) -> Any:
     """Show a job: counts per state, bytes and percent done."""
     c = bootstrap.get()
-    job = jobs.get_job(c.repository, job_id)
-    return json_response(jobs.job_view(job, c.repository.list_job_executions(job_id)))
+    return json_response(jobs.job_view(c.repository, jobs.get_job(c.repository, job_id)))
 
 
 @bp.route("/jobs/{job_id}/executions", methods=["GET"], authorizer=OPERATOR)
 @handled
 def job_executions(job_id: str) -> Any:
-    """List a job's executions."""
+    """List a job's executions (a page: limit, cursor; by EPN)."""
     c = bootstrap.get()
+    params = query(bp.current_request)
+    only(params, {"limit", "cursor"}, "query parameter")
     job = jobs.get_job(c.repository, job_id)
-    return json_response({"executions": [jobs.execution_view(job, e)
-                                         for e in c.repository.list_job_executions(job_id)]})
+    page = c.repository.job_executions_page(job_id, *paging(params))
+    return json_response({"executions": [jobs.execution_view(job, e) for e in page.items],
+                          "next_cursor": page.next_cursor})
 
 
 @bp.route("/jobs/{job_id}/executions/{epn}", methods=["GET"], authorizer=OPERATOR)
@@ -64,8 +70,10 @@ def job_execution(job_id: str, epn: str) -> Any:
     """Show one execution: state, blocks, retransmissions, timeline."""
     c = bootstrap.get()
     job = jobs.get_job(c.repository, job_id)
-    epn_path(epn)
-    for execution in c.repository.list_job_executions(job_id):
+    execution = c.repository.get_execution(fanout.execution_id(job_id, epn_path(epn)))
+    if execution is not None and execution.job_id == job_id:
+        return json_response(jobs.execution_view(job, execution))
+    for execution in c.repository.list_job_executions(job_id) if job.targets else ():  # made before the fan-out
         if execution.epn == epn:
             return json_response(jobs.execution_view(job, execution))
     raise NotFound(f"job {job_id!r} has no execution for device {epn!r}", field="epn")
@@ -77,4 +85,4 @@ def cancel_job(job_id: str) -> Any:
     """Cancel a job: every unfinished execution becomes CANCELED and the devices are told."""
     c = bootstrap.get()
     job = jobs.cancel_job(c.repository, c.publisher, c.clock(), job_id)
-    return json_response(jobs.job_view(job, c.repository.list_job_executions(job_id)))
+    return json_response(jobs.job_view(c.repository, job))

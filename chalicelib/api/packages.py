@@ -10,7 +10,7 @@ from .. import bootstrap
 from ..services import packages
 from .auth import OPERATOR
 from .errors import handled
-from .http import body, json_response, only, query
+from .http import body, json_response, only, paging, query
 
 bp = Blueprint(__name__)
 
@@ -30,10 +30,11 @@ def create_upload() -> Any:
 @bp.route("/packages", methods=["GET"], authorizer=OPERATOR)
 @handled
 def list_packages() -> Any:
-    """List packages, filtered by app, model, version, state."""
+    """List packages (a page: limit, cursor), filtered by app, model, version, state."""
     c = bootstrap.get()
-    found = packages.list_packages(c.repository, query(bp.current_request))
-    return json_response({"packages": [packages.package_view(p) for p in found]})
+    params = query(bp.current_request)
+    page = packages.list_packages(c.repository, params, *paging(params))
+    return json_response({"packages": [packages.package_view(p) for p in page.items], "next_cursor": page.next_cursor})
 
 
 @bp.route("/packages/{upload_id}", methods=["GET"], authorizer=OPERATOR)

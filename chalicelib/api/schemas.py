@@ -4,7 +4,8 @@ These describe exactly what the validators in services/ and api/http.py accept, 
 from docs/openapi.json never sends a request the server refuses as malformed (400); a schema-driven
 test (tests/functional/test_schemathesis.py) holds the two together. Two string formats need a
 generator that knows the semantics: `pem-public-key` (an ECDSA P-256 SubjectPublicKeyInfo in PEM) and
-`pem-csr` (a PEM PKCS#10 request with a valid self-signature and an EC or >= 2048-bit RSA key).
+`pem-csr` (a PEM PKCS#10 request with a valid self-signature and an EC or >= 2048-bit RSA key); one
+cannot be generated at all: `page-cursor`, valid only as given out by the same listing (400 otherwise).
 Does not: validate anything at run time.
 """
 
@@ -17,12 +18,14 @@ from otaformat.ids import APP_PATTERN, EPN_PATTERN, MODEL_PATTERN
 from otaformat.wire import MAX_BLOCK_SIZE, MIN_BLOCK_SIZE
 
 from .. import prices as price_tables
+from ..adapters.paging import MAX_CURSOR
 from ..domain.models import PACKAGE_STATES
 from ..domain.retries import MAX_RETRIES
 from ..services.abort import DEFAULT_ABORT_MIN_EXECUTED, DEFAULT_ABORT_PERCENT
 from ..services.devices import MAX_APPS, TOKEN_TTL
 from ..services.jobs import DEFAULT_BLOCK_SIZE, DEFAULT_WINDOW, MAX_TARGETS, MAX_WINDOW
 from ..settings import DEFAULT_MAX_PACKAGE_BYTES
+from .http import DEFAULT_LIMIT, MAX_LIMIT
 
 VERSION_PATTERN = r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$"
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
@@ -61,14 +64,23 @@ PATH: dict[str, dict[str, Any]] = {
                   "example": "up-0123456789abcdef0123"},
     "command_id": {"type": "string", "pattern": r"^cmd-[0-9a-f]{8,40}$", "description": "command id (chosen and "
                    "signed by the operator's client)", "example": "cmd-0123456789abcdef"},
-    "key_id": {"type": "string", "minLength": 1, "maxLength": 64,
+    "key_id": {"type": "string", "pattern": "^[0-9a-f]{1,64}$",
                "description": "publisher key id (16 hex: SHA-256 of the DER public key)",
                "example": "0123456789abcdef"},
 }
 
+PAGE: dict[str, dict[str, Any]] = {
+    "limit": {"type": "string", "pattern": r"^0*([1-9][0-9]{0,2}|1000)$",
+              "description": f"items per page, 1..{MAX_LIMIT} (default {DEFAULT_LIMIT})"},
+    "cursor": {"type": "string", "format": "page-cursor", "minLength": 1, "maxLength": MAX_CURSOR,
+               "description": "opaque: the next_cursor of the previous page of the same listing (else 400)"},
+}
 QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
-    ("GET", "/devices"): {"model": MODEL},
-    ("GET", "/packages"): {
+    ("GET", "/devices"): {"model": MODEL, **PAGE},
+    ("GET", "/jobs"): PAGE,
+    ("GET", "/jobs/{job_id}/executions"): PAGE,
+    ("GET", "/devices/{epn}/executions"): PAGE,
+    ("GET", "/packages"): {**PAGE,
         "app": _string(APP_PATTERN, "only packages of this app"),
         "model": _string(MODEL_PATTERN, "only packages for this model"),
         "version": VERSION,
@@ -87,9 +99,11 @@ QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
 _TARGETS = {
     "oneOf": [
         _object({"devices": {"type": "array", "minItems": 1, "maxItems": MAX_TARGETS, "items": EPN}}, ("devices",)),
-        _object({"model": MODEL}, ("model",)),
+        _object({"model": MODEL, "continuous": {
+            "type": "boolean", "default": False,
+            "description": "devices of the model registered while the job is ACTIVE get it too"}}, ("model",)),
     ],
-    "description": "either a list of devices (1..1000) or every registered device of one model",
+    "description": f"either a list of devices (1..{MAX_TARGETS}) or every registered device of one model",
 }
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -130,6 +144,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
             "total_seconds": _integer(60, 30 * 86400, "execution deadline", 7 * 86400),
         }),
         "max_retries": _integer(0, MAX_RETRIES, "retries of a failed execution", 0),
+        "all_or_nothing": {"type": "boolean", "default": False,
+                           "description": "refuse the job (409) if any target cannot take the package, instead "
+                                          "of marking it SKIPPED"},
         "abort": _object({
             "failure_threshold_percent": _integer(1, 100, "abort the job past this failure rate",
                                                   DEFAULT_ABORT_PERCENT),
@@ -171,4 +188,4 @@ BODIES[("POST", "/releases")] = _object({
                 "description": "release channel devices follow (agent config [auto] channel)"},
 }, ("app", "version", "model"))
 
-FORMATS = ("pem-csr", "pem-public-key")
+FORMATS = ("pem-csr", "pem-public-key", "page-cursor")

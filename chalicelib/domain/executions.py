@@ -1,9 +1,11 @@
 """The execution state machine: what a device status, a cancel or a timeout does to one execution.
 
 States: QUEUED -> IN_PROGRESS (steps DOWNLOADING, VERIFYING, INSTALLING) -> SUCCEEDED | FAILED |
-REJECTED; the cloud adds TIMED_OUT and CANCELED. Terminal states are sticky: every function here
-returns None ("ignore, log it") for anything arriving after one, and for stale or duplicated status
-messages (sequence number older, or same sequence and same state/step).
+REJECTED; the cloud adds TIMED_OUT and CANCELED, and SKIPPED (terminal from the start: a target
+the job's fan-out found ineligible, its reason in the timeline; never sent, never a failure).
+Terminal states are sticky: every function here returns None ("ignore, log it") for anything arriving
+after one, and for stale or duplicated status messages (sequence number older, or same sequence and
+same state/step).
 
 Progress the device reports (status `progress`, blocks held) is kept in `Execution.progress`: bounded
 to the block count, never decreasing within an attempt (a retry, back in QUEUED, starts again from 0),
@@ -28,8 +30,9 @@ FAILED = "FAILED"
 REJECTED = "REJECTED"
 TIMED_OUT = "TIMED_OUT"
 CANCELED = "CANCELED"
-STATES = (QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED)
-TERMINAL = frozenset({SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED})
+SKIPPED = "SKIPPED"
+STATES = (QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED, SKIPPED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED, SKIPPED})
 ACTIVE = frozenset({QUEUED, IN_PROGRESS})
 MAX_TIMELINE = 50
 

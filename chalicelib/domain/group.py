@@ -31,9 +31,10 @@ def group_model(job: Job, package: Package) -> str | None:
     or more devices."""
     if job.mode != "block" or len(package.models) != 1:
         return None
-    devices = job.target_spec.get("devices")
-    if devices is not None and len(devices) < 2:
-        return None
+    if "model" not in job.target_spec:  # an explicit list: its length (target_count; older jobs kept the list)
+        count = job.target_count or len(job.target_spec.get("devices", ())) or len(job.targets)
+        if count < 2:
+            return None
     return package.models[0]
 
 

@@ -106,6 +106,12 @@ class Job:
     max_retries: int = 0
     abort_percent: int = 50
     abort_min_executed: int = 10
+    # fleet scale (issue 13): asynchronous fan-out; `targets` stays () for such jobs (nothing in the job
+    # item grows with the fleet), an explicit list lives in `target_chunks` chunk items
+    target_count: int = 0  # explicit list: its length; model target: 0 (fan-out completion is a counter)
+    target_chunks: int = 0
+    continuous: bool = False  # model target: devices registered later get an execution too
+    all_or_nothing: bool = False
     version: int = 1
 
 

@@ -9,7 +9,6 @@ Does not: retry executions (domain/retries.py and the callers do) or send blocks
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +20,7 @@ from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository
 from ..domain.retries import MAX_RETRIES, abort_reason, wire_id
 from .common import integer, retrying
+from .fanout import progress
 
 log = logging.getLogger(__name__)
 ABORTED = "ABORTED"
@@ -56,8 +56,8 @@ def check_abort(repo: Repository, publisher: Publisher, job_id: str, now: float)
     job = repo.get_job(job_id)
     if job is None or job.state != "ACTIVE":
         return False
-    executions = repo.list_job_executions(job_id)
-    reason = abort_reason(Counter(e.state for e in executions), job.abort_percent, job.abort_min_executed)
+    counts = progress(repo, job)["counts"]  # the job's counters: no execution is read unless it aborts
+    reason = abort_reason(counts, job.abort_percent, job.abort_min_executed)
     if reason is None:
         return False
 
@@ -71,7 +71,7 @@ def check_abort(repo: Repository, publisher: Publisher, job_id: str, now: float)
 
     if retrying(mark) is None:
         return False
-    canceled = cancel_executions(repo, publisher, executions, now, f"job aborted: {reason}")
+    canceled = cancel_executions(repo, publisher, repo.list_job_executions(job_id), now, f"job aborted: {reason}")
     log.warning("job aborted past its failure threshold", extra={"job_id": job_id, "reason": reason,
                                                                   "canceled": canceled})
     return True

@@ -18,10 +18,12 @@ from otaformat import messages, wire
 
 from .. import prices as price_tables
 from ..domain import pricing
-from ..domain.errors import InvalidInput
+from ..domain.errors import Conflict, InvalidInput
+from ..domain.models import Package
 from ..domain.ports import Repository
 from ..domain.window import MAX_TRANSFER_BLOCKS
-from .jobs import _available, _normalise, _targets
+from . import fanout
+from .jobs import _available, _check_targets, _normalise
 
 MAX_LOSS = 0.5
 _EXAMPLE_IDS = "x" * 24  # job and execution ids as the service issues them ("job-" + 20 hex, "ex-" + 16 hex)
@@ -49,6 +51,27 @@ def _loss(query: dict[str, str]) -> float:
     return loss
 
 
+def _eligible(repo: Repository, normal: dict[str, Any], package: Package) -> list[str]:
+    """The EPNs that would take the package (SKIPPED ones cost nothing), refused as job creation refuses."""
+    spec = normal["targets"]
+    _check_targets(repo, spec, package, normal["all_or_nothing"], normal["continuous"])
+    if "devices" in spec:
+        devices = [d for d in repo.get_devices(spec["devices"]) if d is not None]
+    else:
+        devices, cursor = [], None
+        while True:
+            page = repo.devices_page(spec["model"], 1000, cursor)
+            devices.extend(page.items)
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    epns = sorted(d.epn for d in devices if fanout.ineligible(d, package) is None)
+    if not epns:
+        raise Conflict("field 'targets': no target could take this package now (each would be SKIPPED)",
+                       field="targets")
+    return epns
+
+
 def estimate_job(repo: Repository, body: Any, query: dict[str, str]) -> dict[str, Any]:
     """The estimate of the job `body` would create (validated as POST /jobs validates it)."""
     if not isinstance(body, dict):
@@ -58,7 +81,7 @@ def estimate_job(repo: Repository, body: Any, query: dict[str, str]) -> dict[str
     table_name = query.get("prices", price_tables.DEFAULT)
     table = price_tables.raw(table_name)
     package = _available(repo, normal["package_id"])
-    epns = _targets(repo, normal["targets"], package)
+    epns = _eligible(repo, normal, package)
     size = package.size or 0
     block_count = wire.block_count(size, normal["block_size"])
     if normal["mode"] == "block" and block_count > MAX_TRANSFER_BLOCKS:

@@ -1,8 +1,12 @@
-"""Job use cases: create (validated, idempotent, no downgrades), publish job documents, show, cancel.
+"""Job use cases: create (validated, idempotent), publish job documents, show, cancel.
 
-One execution per target device. Creation with an Idempotency-Key is atomic in the repository: the
-same key and body give the same job, the same key with another body is a conflict. Does not: send
-blocks (services/delivery.py) or react to device messages (services/device_messages.py).
+Creation checks the body, the package and (explicit lists) that every device exists and is registered,
+stores the job without its target list and queues the fan-out (services/fanout.py), which creates one
+execution per target in the background: QUEUED, or SKIPPED with the reason when the device cannot take
+the package (ahead, another model, not on the delta's base). With `all_or_nothing` such a device
+refuses the whole job (409) before anything is stored. Creation with an Idempotency-Key is atomic in the
+repository: the same key and body give the same job, the same key with another body is a conflict.
+Does not: send blocks (services/delivery.py) or react to device messages (services/device_messages.py).
 """
 
 from __future__ import annotations
@@ -10,34 +14,37 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from otaformat import messages, topics, wire
 from otaformat.canonical import canonical_json
 from otaformat.ids import check_epn, check_model
-from otaformat.versions import Version
 
 from ..domain import executions as ex
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..domain.group import offered as offered_group
-from ..domain.models import Execution, Job, Package, TimelineEntry, bumped
-from ..domain.ports import Publisher, Repository, Storage
+from ..domain.models import Execution, Job, Package, bumped
+from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 from ..domain.retries import wire_id
 from ..domain.window import MAX_TRANSFER_BLOCKS, Transfer
+from . import fanout
 from .abort import cancel_executions, normalise_policy, policy_view
 from .common import checked, integer, iso, retrying
 
 DEFAULT_BLOCK_SIZE = 32 * 1024
 DEFAULT_WINDOW = 64  # bench.transfer: 3x the goodput of 16 and 0.03 acks per block (16 gives 0.13)
 MAX_WINDOW = 100  # IoT Core: at most 100 unacknowledged QoS 1 messages per connection
-MAX_TARGETS = 1000
+MAX_TARGETS = 10_000  # EPNs in an explicit list (stored as chunk items, not in the job item)
+MAX_BODY = 1 << 20  # a POST /jobs body: room for MAX_TARGETS EPN IDs of 64 characters
+EXACT_BYTES_EXECUTIONS = 200  # up to this many executions the job view sums their bytes; beyond, from counters
 URL_SECONDS = 3600
 _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 def _normalise(body: dict[str, Any]) -> dict[str, Any]:
-    allowed = {"package_id", "targets", "mode", "block_size", "window", "timeouts", "max_retries", "abort"}
+    allowed = {"package_id", "targets", "mode", "block_size", "window", "timeouts", "max_retries", "abort",
+               "all_or_nothing"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
@@ -45,8 +52,9 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(package_id, str) or not 1 <= len(package_id) <= 64:
         raise InvalidInput("field 'package_id' must be the upload id of an AVAILABLE package", field="package_id")
     targets = body.get("targets")
-    if not isinstance(targets, dict) or len(targets) != 1 or not set(targets) <= {"devices", "model"}:
-        raise InvalidInput("field 'targets' must be {\"devices\": [epn, ...]} or {\"model\": \"X\"}", field="targets")
+    if not isinstance(targets, dict) or set(targets) not in ({"devices"}, {"model"}, {"model", "continuous"}):
+        raise InvalidInput("field 'targets' must be {\"devices\": [epn, ...]} or {\"model\": \"X\", \"continuous\"?: "
+                           "true|false}", field="targets")
     if "devices" in targets:
         devices = targets["devices"]
         if not isinstance(devices, list) or not 1 <= len(devices) <= MAX_TARGETS:
@@ -66,8 +74,12 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("field 'timeouts' must be {\"stall_seconds\", \"total_seconds\"}", field="timeouts")
     stall = integer(timeouts, "stall_seconds", 5, 86400, 300, parent="timeouts")
     total = integer(timeouts, "total_seconds", 60, 30 * 86400, 7 * 86400, parent="timeouts")
-    return {"package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size, "window": window,
-            "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body)}
+    flags = {"all_or_nothing": body.get("all_or_nothing", False), "continuous": targets.get("continuous", False)}
+    for name, where in (("all_or_nothing", "all_or_nothing"), ("continuous", "targets.continuous")):
+        if not isinstance(flags[name], bool):
+            raise InvalidInput(f"field {where!r} must be true or false", field=where)
+    return {**flags, "package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size,
+            "window": window, "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body)}
 
 
 def _available(repo: Repository, upload_id: str) -> Package:
@@ -79,9 +91,23 @@ def _available(repo: Repository, upload_id: str) -> Package:
     return package
 
 
-def _targets(repo: Repository, spec: dict[str, Any], package: Package) -> list[str]:
+def _any_registered(repo: Repository, model: str) -> bool:
+    cursor = None
+    while True:
+        page = repo.devices_page(model, 100, cursor)
+        if any(d.state == "REGISTERED" for d in page.items):
+            return True
+        if page.next_cursor is None:
+            return False
+        cursor = page.next_cursor
+
+
+def _check_targets(repo: Repository, spec: dict[str, Any], package: Package, all_or_nothing: bool,
+                   continuous: bool) -> None:
+    """Refuse what cannot start: unknown or unregistered devices in an explicit list, a model with no
+    registered device (unless continuous); with all_or_nothing, any target that would be SKIPPED."""
     if "devices" in spec:
-        devices = [repo.get_device(epn) for epn in spec["devices"]]
+        devices = repo.get_devices(spec["devices"])
         unknown = [epn for epn, d in zip(spec["devices"], devices, strict=True) if d is None]
         if unknown:
             raise NotFound(f"field 'targets.devices': unknown device(s) {', '.join(unknown[:10])}",
@@ -91,33 +117,25 @@ def _targets(repo: Repository, spec: dict[str, Any], package: Package) -> list[s
             raise Conflict(f"field 'targets.devices': device(s) not registered {', '.join(unregistered[:10])}",
                            field="targets.devices")
     else:
-        devices = [d for d in repo.list_devices(spec["model"]) if d.state == "REGISTERED"]
-        if not devices:
+        # all_or_nothing: every device of the model is checked before anything is stored; otherwise one
+        # registered device is enough to start (the fan-out reads the rest), none at all for a continuous job
+        devices = [d for d in repo.list_devices(spec["model"]) if d.state == "REGISTERED"] if all_or_nothing else []
+        if not continuous and not (devices if all_or_nothing else _any_registered(repo, spec["model"])):
             raise Conflict(f"field 'targets.model': no registered device of model {spec['model']!r}",
                            field="targets.model")
-    problems = []
-    new = Version.parse(package.version_label)
-    for device in devices:
-        assert device is not None
-        if device.model not in package.models:
-            problems.append(f"{device.epn} is model {device.model}, package is for {', '.join(package.models)}")
-            continue
-        installed = device.apps.get(package.app or "")
-        if installed is not None and Version.parse(installed) > new:
-            problems.append(f"{device.epn} has {package.app} {installed}, newer than {package.version_label} "
-                            "(no downgrades)")
-        elif package.is_delta and installed != package.base_version:
-            has = f"{package.app} {installed}" if installed else f"no {package.app}"
-            problems.append(f"{device.epn} has {has}, the delta needs {package.base_version}")
-    if problems:
-        raise Conflict("field 'targets': " + "; ".join(problems[:10]), field="targets")
-    return sorted(d.epn for d in devices if d is not None)
+    if all_or_nothing:
+        problems = [why.replace("device", d.epn, 1) for d in devices if d is not None
+                    for why in [fanout.ineligible(d, package)] if why]
+        if problems:
+            raise Conflict("field 'targets': " + "; ".join(problems[:10]), field="targets")
 
 
 def create_job(
-    repo: Repository, storage: Storage, publisher: Publisher, now: float, body: Any, idempotency_key: str | None
+    repo: Repository, storage: Storage, publisher: Publisher, now: float, body: Any, idempotency_key: str | None,
+    queue: FanoutQueue | None = None,
 ) -> tuple[Job, bool]:
-    """Create (or find, for a repeated Idempotency-Key) a job; returns (job, created)."""
+    """Create (or find, for a repeated Idempotency-Key) a job; returns (job, created). Its fan-out goes to
+    `queue`; without one (automatic updates: one device) it runs here, before returning."""
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", field="body")
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
@@ -126,7 +144,8 @@ def create_job(
     normal = _normalise(body)
     body_sha = hashlib.sha256(canonical_json(normal)).hexdigest()
     package = _available(repo, normal["package_id"])
-    epns = _targets(repo, normal["targets"], package)
+    _check_targets(repo, normal["targets"], package, normal["all_or_nothing"], normal["continuous"])
+    epns = normal["targets"].get("devices")
     size = package.size or 0
     block_count = wire.block_count(size, normal["block_size"])
     if normal["mode"] == "block" and block_count > MAX_TRANSFER_BLOCKS:
@@ -135,27 +154,33 @@ def create_job(
     job = Job(job_id="job-" + secrets.token_hex(10), upload_id=package.upload_id, mode=normal["mode"],
               block_size=normal["block_size"], window=normal["window"],
               stall_seconds=normal["timeouts"]["stall_seconds"], total_seconds=normal["timeouts"]["total_seconds"],
-              targets=tuple(epns), target_spec=normal["targets"], state="ACTIVE", created_at=now,
+              targets=(), target_spec={"model": normal["targets"]["model"]} if epns is None else {},
+              target_count=len(epns or ()), continuous=normal["continuous"],
+              all_or_nothing=normal["all_or_nothing"], state="ACTIVE", created_at=now,
               app=package.app or "", app_version=package.version_label or "", package_size=size,
               package_sha256=package.sha256 or "", repository_key=package.repository_key or "",
               block_count=block_count, body_sha256=body_sha, idempotency_key=idempotency_key,
               max_retries=normal["max_retries"], abort_percent=normal["abort"]["failure_threshold_percent"],
               abort_min_executed=normal["abort"]["min_executed"])
-    executions = [
-        Execution(execution_id="ex-" + secrets.token_hex(8), job_id=job.job_id, epn=epn, state=ex.QUEUED,
-                  stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now,
-                  timeline=(TimelineEntry(at=now, state=ex.QUEUED, reason="job created"),))
-        for epn in epns
-    ]
-    stored = repo.create_job(job, executions)
+    stored = repo.create_job(job, ())
     if stored.job_id != job.job_id:
         if stored.body_sha256 != body_sha:
             raise Conflict("Idempotency-Key was already used with a different body", field="Idempotency-Key")
         return stored, False
-    for execution in executions:
-        publish_job_document(publisher, storage, job, package, execution, now)
-    publisher.flush()
+    fanout.start(repo, queue or _Inline(repo, storage, publisher, now), job, epns)
     return job, True
+
+
+class _Inline:
+    """The fan-out run here and now (a job created inside another use case, e.g. an automatic update)."""
+
+    def __init__(self, repo: Repository, storage: Storage, publisher: Publisher, now: float) -> None:
+        self._args = (repo, storage, publisher)
+        self._now = now
+
+    def send(self, messages: Sequence[dict[str, Any]]) -> None:
+        for message in messages:
+            fanout.handle(*self._args, self, self._now, message)
 
 
 def job_document(storage: Storage, job: Job, package: Package, execution: Execution, now: float) -> bytes:
@@ -219,20 +244,41 @@ def bytes_done(job: Job, execution: Execution) -> int:
     return min(job.package_size, blocks * job.block_size)
 
 
-def job_view(job: Job, executions: list[Execution]) -> dict[str, Any]:
-    counts = Counter(e.state for e in executions)
-    done = sum(bytes_done(job, e) for e in executions)
-    total = job.package_size * len(executions)
+def finished(job: Job, made: dict[str, Any]) -> bool:
+    """By its counters (fanout.progress): every target resolved and terminal. A continuous job never is:
+    it stays ACTIVE for the devices still to come."""
+    return (not job.continuous and made["fanout_done"] and made["targets_resolved"] > 0
+            and not any(made["counts"][s] for s in ex.ACTIVE))
+
+
+def job_view(repo: Repository, job: Job) -> dict[str, Any]:
+    """The job with its progress from its counters; bytes summed over the executions while there are at
+    most EXACT_BYTES_EXECUTIONS of them, else counted whole for SUCCEEDED ones only (`bytes_exact`)."""
+    made = fanout.progress(repo, job)
+    counts = made["counts"]
+    created = sum(counts[s] for s in ex.STATES if s != ex.SKIPPED)
+    exact = created <= EXACT_BYTES_EXECUTIONS
+    if exact:
+        done = sum(bytes_done(job, e) for e in repo.list_job_executions(job.job_id) if e.state != ex.SKIPPED)
+    else:
+        done = counts[ex.SUCCEEDED] * job.package_size
+    total = job.package_size * created
     state = job.state
-    if state == "ACTIVE" and executions and all(ex.is_terminal(e.state) for e in executions):
+    if state == "ACTIVE" and finished(job, made):
         state = "COMPLETED"
+    spec = {"model": job.target_spec["model"]} if "model" in job.target_spec else {
+        "devices": job.target_count or len(job.targets)}
     return {
         "job_id": job.job_id, "state": state, "package_id": job.upload_id, "mode": job.mode,
         "block_size": job.block_size, "block_count": job.block_count, "window": job.window,
         "timeouts": {"stall_seconds": job.stall_seconds, "total_seconds": job.total_seconds},
-        "app": job.app, "version": job.app_version, "targets": list(job.targets), "created_at": iso(job.created_at),
-        "counts": {s: counts.get(s, 0) for s in ex.STATES}, "bytes_done": done, "bytes_total": total,
-        "percent": round(100.0 * done / total, 1) if total else 100.0, **policy_view(job),
+        "app": job.app, "version": job.app_version, "target_spec": spec, "continuous": job.continuous,
+        "all_or_nothing": job.all_or_nothing, "created_at": iso(job.created_at),
+        "targets_resolved": made["targets_resolved"], "executions_created": made["executions_created"],
+        "fanout_done": made["fanout_done"],
+        "counts": counts, "bytes_done": done, "bytes_total": total, "bytes_exact": exact,
+        "percent": round(100.0 * done / total, 1) if total else (100.0 if made["fanout_done"] else 0.0),
+        **policy_view(job),
     }
 
 
@@ -247,6 +293,7 @@ def execution_view(job: Job, execution: Execution) -> dict[str, Any]:
         "bytes_done": done, "bytes_total": job.package_size,
         "percent": round(100.0 * done / job.package_size, 1) if job.package_size else 100.0,
         "note": execution.note,
+        "reason": execution.timeline[-1].reason if ex.is_terminal(execution.state) and execution.timeline else None,
         "last_activity": iso(execution.last_activity),
         "timeline": [
             {"at": iso(t.at), "state": t.state, "step": t.step, "reason": t.reason} for t in execution.timeline

@@ -14,7 +14,7 @@ from otaformat.versions import Version
 
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..domain.models import PACKAGE_STATES, Package, bumped
-from ..domain.ports import Repository, Storage
+from ..domain.ports import Page, Repository, Storage
 from .common import checked, integer, iso, retrying
 
 UPLOAD_URL_SECONDS = 900
@@ -30,7 +30,7 @@ def create_upload(
     if sha256 is not None and (not isinstance(sha256, str) or not _SHA256.fullmatch(sha256)):
         raise InvalidInput("field 'sha256' must be 64 lowercase hex characters", field="sha256")
     if sha256 is not None:
-        same = [p for p in repo.list_packages() if p.state == "AVAILABLE" and p.sha256 == sha256 and p.size == size]
+        same = [p for p in repo.packages_with_sha256(sha256) if p.state == "AVAILABLE" and p.size == size]
         if same:
             existing = min(same, key=lambda p: (p.created_at, p.upload_id))
             return {"upload_id": existing.upload_id, "existing": package_view(existing)}, False
@@ -52,8 +52,10 @@ def get_package(repo: Repository, upload_id: str) -> Package:
     return package
 
 
-def list_packages(repo: Repository, query: dict[str, str]) -> list[Package]:
-    unknown = set(query) - {"app", "model", "version", "state"}
+def list_packages(repo: Repository, query: dict[str, str], limit: int, cursor: str | None) -> Page[Package]:
+    """One page of packages (creation order) with the filters applied to it: a filtered page may hold
+    fewer than `limit` packages, even none, while `next_cursor` is not None."""
+    unknown = set(query) - {"app", "model", "version", "state", "limit", "cursor"}
     if unknown:
         raise InvalidInput(f"unknown query parameter {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
     state = query.get("state")
@@ -68,13 +70,14 @@ def list_packages(repo: Repository, query: dict[str, str]) -> list[Package]:
             Version.parse(version)
         except ValueError as err:
             raise InvalidInput("query 'version' must be MAJOR.MINOR.PATCH", field="version") from err
-    return [
-        p for p in repo.list_packages()
+    page = repo.packages_page(limit, cursor)
+    return Page(tuple(
+        p for p in page.items
         if (state is None or p.state == state)
         and (query.get("app") is None or p.app == query["app"])
         and (version is None or p.version_label == version)
         and (query.get("model") is None or query["model"] in p.models)
-    ]
+    ), page.next_cursor)
 
 
 def retire(repo: Repository, upload_id: str) -> Package:

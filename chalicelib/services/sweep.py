@@ -25,6 +25,8 @@ from .abort import check_abort
 from .commands import sweep_commands
 from .common import retrying
 from .delivery import ACK_TIMEOUT_SECONDS, send_blocks
+from .fanout import progress
+from .jobs import finished as counted_finished
 from .jobs import publish_job_document
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,9 @@ def sweep(
     for job in repo.list_active_jobs():
         if job.job_id in still_active:
             continue  # something of it is still running: no need to list all of its executions
-        finished = all(ex.is_terminal(e.state) for e in repo.list_job_executions(job.job_id))
+        # counters first; the executions are read only to confirm the end
+        finished = counted_finished(job, progress(repo, job)) and all(
+            ex.is_terminal(e.state) for e in repo.list_job_executions(job.job_id))
         if finished and retrying(partial(_complete, repo, job.job_id)):
             completed += 1
     commands_timed_out = sweep_commands(repo, now)

@@ -14,7 +14,7 @@ from cli.client import resolve
 from cli.commands import Output
 from cli.main import main
 
-from .conftest import FakeApi, Tty
+from .conftest import FakeApi, Seen, Tty
 
 DEVICE = {"epn": "dev-1", "model": "m1", "state": "REGISTERED", "agent_version": "1.0.0", "apps": {"demo": "1.0"}}
 JOB = {"job_id": "j-1", "state": "IN_PROGRESS", "package_id": "u-1", "mode": "block", "counts": {"QUEUED": 1},
@@ -26,9 +26,9 @@ CASES: list[tuple[list[str], dict[tuple[str, str], Any], tuple[str, str, Any], i
      {("POST", "/devices"): (201, {"epn": "dev-1", "model": "m1", "registration_token": "tok-123"})},
      ("POST", "/devices", {"epn": "dev-1", "model": "m1"}), 0, "tok-123"),
     (["devices", "list"], {("GET", "/devices"): (200, {"devices": [DEVICE]})},
-     ("GET", "/devices", None), 0, "dev-1  m1     REGISTERED"),
+     ("GET", "/devices?limit=1000", None), 0, "dev-1  m1     REGISTERED"),
     (["devices", "list", "--model", "m1"], {("GET", "/devices?model=m1"): (200, {"devices": []})},
-     ("GET", "/devices?model=m1", None), 0, "(none)"),
+     ("GET", "/devices?model=m1&limit=1000", None), 0, "(none)"),
     (["devices", "rm", "dev-1"], {("DELETE", "/devices/dev-1"): (200, {"epn": "dev-1", "state": "DEREGISTERED"})},
      ("DELETE", "/devices/dev-1", None), 0, "DEREGISTERED"),
     (["keys", "list"], {("GET", "/keys"): (200, {"keys": [{"key_id": "k1", "name": "release"}]})},
@@ -36,7 +36,7 @@ CASES: list[tuple[list[str], dict[tuple[str, str], Any], tuple[str, str, Any], i
     (["keys", "rm", "k1"], {("DELETE", "/keys/k1"): (200, {})}, ("DELETE", "/keys/k1", None), 0, "removed"),
     (["packages", "list", "--app", "demo"], {("GET", "/packages?app=demo"): (200, {"packages": [
         {"upload_id": "u-1", "state": "AVAILABLE", "manifest": {"app": "demo", "version": "1.2.0"}, "size": 9}]})},
-     ("GET", "/packages?app=demo", None), 0, "u-1        AVAILABLE  demo  1.2.0"),
+     ("GET", "/packages?app=demo&limit=1000", None), 0, "u-1        AVAILABLE  demo  1.2.0"),
     (["packages", "show", "u-1"], {("GET", "/packages/u-1"): (200, {"upload_id": "u-1", "state": "REJECTED",
                                                                      "reasons": ["bad signature"]})},
      ("GET", "/packages/u-1", None), 0, "bad signature"),
@@ -50,7 +50,7 @@ CASES: list[tuple[list[str], dict[tuple[str, str], Any], tuple[str, str, Any], i
      {("POST", "/jobs"): (201, JOB)},
      ("POST", "/jobs", {"package_id": "u-1", "targets": {"model": "m1"}, "timeouts": {"stall_seconds": 60}}),
      0, "j-1"),
-    (["jobs", "list"], {("GET", "/jobs"): (200, {"jobs": [JOB]})}, ("GET", "/jobs", None), 0, "j-1"),
+    (["jobs", "list"], {("GET", "/jobs"): (200, {"jobs": [JOB]})}, ("GET", "/jobs?limit=1000", None), 0, "j-1"),
     (["jobs", "show", "j-1"], {("GET", "/jobs/j-1"): (200, JOB)}, ("GET", "/jobs/j-1", None), 0, "IN_PROGRESS"),
     (["jobs", "show", "j-1", "--device", "dev-1"], {("GET", "/jobs/j-1/executions/dev-1"): (200, {
         "epn": "dev-1", "state": "FAILED", "timeline": [{"at": "t1", "state": "FAILED", "reason": "hash mismatch"}]})},
@@ -85,7 +85,10 @@ def test_json_output_is_the_api_answer(fake_api: FakeApi, output: Output, argv: 
     answers = [r for r in routes.values()]
     fake_api.routes.update(routes)
     assert _run(fake_api, ["--json", *argv], output) == code
-    assert json.loads(output.stream.getvalue()) == answers[0][1]  # type: ignore[attr-defined]
+    shown = json.loads(output.stream.getvalue())  # type: ignore[attr-defined]
+    if isinstance(shown, dict) and shown.get("next_cursor", "absent") is None:
+        del shown["next_cursor"]  # a listing the CLI followed to its end: every item, no cursor left
+    assert shown == answers[0][1]
 
 
 def test_json_flag_may_follow_the_command(fake_api: FakeApi, output: Output) -> None:
@@ -257,7 +260,7 @@ def test_unreachable_stack_api_suggests_checking_the_stack(tmp_path: Path, outpu
 
 
 @pytest.mark.parametrize(("json_flag", "calls", "text"), [
-    (False, ["/devices/dev-1", "/devices/dev-1/executions"], "j-9"),
+    (False, ["/devices/dev-1", "/devices/dev-1/executions?limit=1000"], "j-9"),
     (True, ["/devices/dev-1"], '"model": "m1"'),
 ])
 def test_devices_show_adds_executions_for_people_only(fake_api: FakeApi, output: Output, json_flag: bool,
@@ -301,3 +304,24 @@ def test_upload_of_bytes_already_in_the_repository_sends_nothing(fake_api: FakeA
     assert _run(fake_api, ["packages", "upload", str(package)], output) == 0
     assert [s.method for s in fake_api.seen] == ["GET", "POST"]  # no PUT, no polling
     assert "already in the repository: AVAILABLE: demo 1.0.0 as up-1" in output.stream.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("argv", "pages", "wanted"), [
+    (["devices", "list"], 3, ["d-0", "d-1", "d-2"]),  # every page, following next_cursor
+    (["devices", "list", "--limit", "2"], 2, ["d-0", "d-1"]),  # only what was asked for
+])
+def test_lists_follow_cursors(fake_api: FakeApi, output: Output, argv: list[str], pages: int,
+                              wanted: list[str]) -> None:
+    def page(request: Seen) -> Any:
+        at = int(request.path.partition("cursor=c")[2] or 0)
+        more = f"c{at + 1}" if at < 2 else None
+        return 200, {"devices": [{**DEVICE, "epn": f"d-{at}"}], "next_cursor": more}
+
+    fake_api.routes[("GET", "/devices?limit=1000")] = page
+    for at in (1, 2):
+        fake_api.routes[("GET", f"/devices?limit=1000&cursor=c{at}")] = page
+        fake_api.routes[("GET", f"/devices?limit=1&cursor=c{at}")] = page
+    fake_api.routes[("GET", "/devices?limit=2")] = page
+    assert _run(fake_api, ["--json", *argv], output) == 0
+    shown = json.loads(output.stream.getvalue())  # type: ignore[attr-defined]
+    assert [d["epn"] for d in shown["devices"]] == wanted and len(fake_api.seen) == pages

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from chalicelib.domain import executions as ex
-from chalicelib.domain.errors import ConcurrentUpdate, Conflict
+from chalicelib.domain.errors import ConcurrentUpdate, Conflict, InvalidInput
 from chalicelib.domain.models import Device, Execution, Job, Package, PublisherKey, bumped
 from chalicelib.services.device_messages import DeviceMessage, handle_batch
 from otaformat import wire
@@ -199,3 +199,75 @@ def test_active_listings_hold_only_unfinished_work(repo):
     repo.save_job(bumped(repo.get_job("job-1"), state="ABORTED"))
     assert repo.list_active_jobs() == []
     assert len(repo.list_jobs()) == 2
+
+
+def _walk(fetch, limit):
+    """Every item of a paged listing, page by page; asserts no page is larger than asked."""
+    items, cursor, pages = [], None, 0
+    while True:
+        page = fetch(limit, cursor)
+        assert len(page.items) <= limit
+        items.extend(page.items)
+        pages += 1
+        if page.next_cursor is None:
+            return items, pages
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 100])
+def test_listings_page_in_a_stable_order(repo, limit):
+    for n in range(7):
+        repo.create_device(device(f"dev-{n}", "model-a" if n % 3 else "model-b"))
+        repo.create_package(Package(upload_id=f"up-{n}", state="PENDING", declared_size=1, created_at=float(n % 2)))
+    repo.create_job(job(), [execution(eid=f"ex-{n}", epn=f"dev-{n}", created=float(n)) for n in range(7)])
+    listings = {
+        "devices": (lambda lim, cur: repo.devices_page(None, lim, cur), [f"dev-{n}" for n in range(7)]),
+        "model": (lambda lim, cur: repo.devices_page("model-a", lim, cur), None),
+        "packages": (lambda lim, cur: repo.packages_page(lim, cur), None),
+        "executions": (lambda lim, cur: repo.job_executions_page("job-1", lim, cur), [f"dev-{n}" for n in range(7)]),
+    }
+    for name, (fetch, order) in listings.items():
+        items, pages = _walk(fetch, limit)
+        ident = [getattr(i, "epn", None) or getattr(i, "upload_id", None) for i in items]
+        assert _walk(fetch, limit)[0] == items, name  # stable
+        assert len(set(ident)) == len(ident), name  # nothing twice
+        assert pages == max(1, -(-len(items) // limit)), name  # no empty last page
+        if order is not None:
+            assert ident == order, name
+    model_a = sorted(i.epn for i in _walk(listings["model"][0], limit)[0])
+    assert model_a == sorted(d.epn for d in repo.list_devices() if d.model == "model-a")
+    packages = [p.upload_id for p in _walk(listings["packages"][0], limit)[0]]
+    assert packages == [p.upload_id for p in sorted(repo.list_packages(), key=lambda p: (p.created_at, p.upload_id))]
+
+
+@pytest.mark.parametrize("tamper", ["", "!!!", "e30", "eyJwIjoiREVWSUNFUyJ9", "a" * 3000])
+def test_tampered_or_foreign_cursors_are_refused(repo, tamper):
+    for n in range(3):
+        repo.create_device(device(f"dev-{n}"))
+    foreign = repo.devices_page(None, 1, None).next_cursor  # a cursor of the all-devices listing
+    assert foreign is not None
+    for cursor in (tamper, foreign[:-2]):
+        with pytest.raises(InvalidInput):
+            repo.devices_page(None, 1, cursor)
+    with pytest.raises(InvalidInput):
+        repo.devices_page("model-a", 1, foreign)  # not this listing's
+    with pytest.raises(InvalidInput):
+        repo.job_executions_page("job-1", 1, foreign)
+
+
+def test_packages_by_sha256_and_counted_executions(repo):
+    for n, sha in enumerate(("a" * 64, "b" * 64, "a" * 64)):
+        repo.create_package(Package(upload_id=f"up-{n}", state="AVAILABLE", declared_size=1, created_at=1.0,
+                                    sha256=sha, size=1))
+    assert [p.upload_id for p in repo.packages_with_sha256("a" * 64)] == ["up-0", "up-2"]
+    assert repo.packages_with_sha256("c" * 64) == []
+    repo.create_job(job(), [])
+    first = execution()
+    assert repo.create_execution(first) is True
+    assert repo.create_execution(replace(first, stream=9)) is False  # a redelivered fan-out batch
+    assert repo.create_execution(replace(execution(eid="ex-2", epn="dev-2"), state=ex.SKIPPED)) is True
+    repo.save_execution(bumped(first, state=ex.IN_PROGRESS))
+    counts = repo.job_counts("job-1")
+    assert {k: v for k, v in counts.items() if v} == {"targets_resolved": 2, "executions_created": 1,
+                                                      "IN_PROGRESS": 1, "SKIPPED": 1}
+    assert repo.get_execution("ex-1").stream == 5

@@ -65,6 +65,9 @@ def test_a_published_release_is_installed_automatically(on_stack: Session) -> No
     first = s.ota("--json", "jobs", "create", "--package", ids["1.0.0"], "--model", model)
     assert first.code == 0, first.err
     assert s.ota("jobs", "watch", first.json()["job_id"], "--timeout", str(WAIT)).code == 0
+    fanned = s.api.get(f"/jobs/{first.json()['job_id']}")  # the model job's fan-out ran through the bridge's pump
+    assert fanned["target_spec"] == {"model": model} and fanned["fanout_done"], fanned
+    assert (fanned["targets_resolved"], fanned["executions_created"], fanned["counts"]["SUCCEEDED"]) == (3, 3, 3)
 
     published = s.ota("--json", "releases", "publish", "demo", "1.0.5", "--model", model, "--channel", "stable")
     assert published.code == 0, published.err

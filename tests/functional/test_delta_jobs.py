@@ -1,4 +1,5 @@
-"""A delta job needs every target to run exactly the delta's base version; anything else is a 409 naming it."""
+"""A delta job needs every target to run exactly the delta's base version: any other target is SKIPPED with
+the reason, or, with all_or_nothing, the job is refused (409 naming it)."""
 
 from __future__ import annotations
 
@@ -32,15 +33,22 @@ def delta(api, world) -> str:
 ])
 def test_a_delta_job_requires_exactly_its_base_version(api, world, delta, apps, status, said) -> None:
     register_device(api, "dev-1", apps=apps)
-    answer = api.call("POST", "/jobs", {"package_id": delta, "targets": {"devices": ["dev-1"]}})
+    answer = api.call("POST", "/jobs", {"package_id": delta, "targets": {"devices": ["dev-1"]},
+                                        "all_or_nothing": True})
     assert answer.status_code == status, answer.json
     assert said in answer.json.get("message", "")
+    if status == 409:  # the same without all_or_nothing: a job whose one target is SKIPPED with that reason
+        made = api.call("POST", "/jobs", {"package_id": delta, "targets": {"devices": ["dev-1"]}})
+        assert made.status_code == 201, made.json
+        skipped = api.call("GET", f"/jobs/{made.json['job_id']}/executions/dev-1").json
+        assert skipped["state"] == "SKIPPED" and said.replace("dev-1", "device") in skipped["timeline"][0]["reason"]
 
 
 def test_one_device_off_base_refuses_the_whole_model_job(api, world, delta) -> None:
     register_device(api, "dev-1", apps={"demo": "1.0.0"})
     register_device(api, "dev-2", apps={})
-    answer = api.call("POST", "/jobs", {"package_id": delta, "targets": {"model": "model-a"}})
+    answer = api.call("POST", "/jobs", {"package_id": delta, "targets": {"model": "model-a"},
+                                        "all_or_nothing": True})
     assert answer.status_code == 409 and "dev-2 has no demo" in answer.json["message"]
     assert "dev-1" not in answer.json["message"]
     assert api.call("GET", "/jobs").json["jobs"] == []

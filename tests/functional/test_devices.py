@@ -115,3 +115,38 @@ def test_deregistered_device_cannot_register_again_with_old_token(api):
     assert api.call("POST", "/devices/dev-1/register", body, token=None).status_code == 200
     api.call("DELETE", "/devices/dev-1")
     assert api.call("POST", "/devices/dev-1/register", body, token=None).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/devices", "/devices?model=model-a", "/packages", "/jobs"])
+def test_list_routes_page_with_limit_and_cursor(api, path):
+    for n in range(5):
+        preauth(api, f"dev-{n}")
+        api.call("POST", "/packages", {"size": 10 + n})
+    sep = "&" if "?" in path else "?"
+    seen, cursor, pages = [], None, 0
+    while True:
+        answer = api.call("GET", f"{path}{sep}limit=2" + (f"&cursor={cursor}" if cursor else ""))
+        assert answer.status_code == 200, answer.json
+        key = path.strip("/").partition("?")[0]
+        assert len(answer.json[key]) <= 2 and "next_cursor" in answer.json
+        seen.extend(answer.json[key])
+        pages += 1
+        cursor = answer.json["next_cursor"]
+        if cursor is None:
+            break
+    whole = api.call("GET", path).json
+    assert seen == whole[key] and whole["next_cursor"] is None
+    assert pages == max(1, -(-len(seen) // 2))
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("limit=0", "limit"), ("limit=1001", "limit"), ("limit=x", "limit"), ("cursor=", "cursor"),
+    ("cursor=bm90LWEtY3Vyc29y", "cursor"), ("cursor=%21%21", "cursor"),
+])
+def test_bad_limits_and_tampered_cursors_are_400(api, query, field):
+    for path in ("/devices", "/packages", "/jobs", "/jobs/job-x/executions"):
+        answer = api.call("GET", f"{path}?{query}")
+        if path.startswith("/jobs/"):
+            assert answer.status_code in (400, 404)
+            continue
+        assert answer.status_code == 400 and answer.json["field"] == field, (path, answer.json)

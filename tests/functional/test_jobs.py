@@ -84,13 +84,20 @@ def test_create_job_rejections(api, package, change, status, field):
     assert api.call("GET", "/jobs").json["jobs"] == []
 
 
-def test_no_downgrade_and_no_wrong_model(api, world, package):
+@pytest.mark.parametrize(("epn", "reason"), [("dev-1", "no downgrades"), ("dev-2", "model model-b")])
+def test_no_downgrade_and_no_wrong_model_skipped_or_refused(api, world, package, epn, reason):
     register_device(api, "dev-1", apps={"demo": "2.0.0"})
     register_device(api, "dev-2", model="model-b")
-    for epn in ("dev-1", "dev-2"):
-        answer = api.call("POST", "/jobs", job_body(package, targets={"devices": [epn]}))
-        assert answer.status_code == 409, answer.json
-    assert "downgrade" in api.call("POST", "/jobs", job_body(package)).json["message"]
+    refused = api.call("POST", "/jobs", job_body(package, targets={"devices": [epn]}, all_or_nothing=True))
+    assert refused.status_code == 409 and reason in refused.json["message"], refused.json
+    made = api.call("POST", "/jobs", job_body(package, targets={"devices": [epn]}))
+    assert made.status_code == 201, made.json
+    job = api.call("GET", f"/jobs/{made.json['job_id']}").json
+    assert job["counts"]["SKIPPED"] == 1 and job["targets_resolved"] == 1 and job["executions_created"] == 0
+    assert job["state"] == "COMPLETED"  # nothing to send: every target is terminal
+    skipped = api.call("GET", f"/jobs/{made.json['job_id']}/executions/{epn}").json
+    assert skipped["state"] == "SKIPPED" and reason in skipped["timeline"][-1]["reason"]
+    assert world.publisher.job_documents(epn) == []  # a skipped device is told nothing
 
 
 def test_package_must_be_available(api, world, package):

@@ -105,7 +105,15 @@ def by_role(template: dict[str, Any], role: str) -> dict[str, list[str]]:
 
 
 def test_the_api_handler_cannot_read_queues(template):
-    assert not [a for a in by_role(template, "ApiHandlerRole") if a.startswith("sqs:")]
+    """It queues job fan-out work (send only); reading or deleting messages is the consumers' business."""
+    assert sorted(a for a in by_role(template, "ApiHandlerRole") if a.startswith("sqs:")) == [
+        "sqs:GetQueueUrl", "sqs:SendMessage"]
+
+
+def test_the_fanout_consumer_publishes_but_cannot_touch_the_registry(template):
+    actions = by_role(template, "OnFanoutRole")
+    assert [a for a in actions if a.startswith("iot:")] == ["iot:Publish"]
+    assert "dynamodb:BatchWriteItem" not in actions and "dynamodb:DeleteItem" not in actions
 
 
 def test_the_device_message_consumer_cannot_touch_the_registry(template):

@@ -117,7 +117,7 @@ def test_job_aborts_past_its_failure_threshold(api, world, package):
     summary = api.call("GET", f"/jobs/{job['job_id']}").json
     assert summary["state"] == "ABORTED"
     assert summary["counts"] == {"QUEUED": 0, "IN_PROGRESS": 0, "SUCCEEDED": 1, "FAILED": 1, "REJECTED": 1,
-                                 "TIMED_OUT": 0, "CANCELED": 2}
+                                 "TIMED_OUT": 0, "CANCELED": 2, "SKIPPED": 0}
     for epn in ("dev-2", "dev-4"):
         assert world.publisher.cancels(epn) == [world.publisher.job_documents(epn)[-1].execution_id]
         assert shown(api, job, epn)["timeline"][-1]["reason"].startswith("job aborted")

@@ -38,6 +38,7 @@ def _csr_pem(key: ec.EllipticCurvePrivateKey) -> str:
 KEYS = [ec.generate_private_key(ec.SECP256R1()) for _ in range(4)]
 schemathesis.openapi.format("pem-public-key", st.sampled_from([_public_key_pem(k) for k in KEYS]))
 schemathesis.openapi.format("pem-csr", st.sampled_from([_csr_pem(k) for k in KEYS]))
+schemathesis.openapi.format("page-cursor", st.text(min_size=1, max_size=64))
 schema = schemathesis.openapi.from_path(str(ROOT / "docs" / "openapi.json"))
 
 
@@ -65,7 +66,8 @@ def test_no_operation_answers_5xx(api, case):
         raw = json.dumps(body).encode()
     answer = api.call(case.method, path, raw=raw, headers=headers)
     assert answer.status_code < 500, (case.method, path, case.body, answer.body[:300])
-    if case.meta is not None and case.meta.generation.mode.is_positive:
+    made_up_cursor = "cursor" in (case.query or {})  # format page-cursor: only the listing's own are valid
+    if case.meta is not None and case.meta.generation.mode.is_positive and not made_up_cursor:
         assert answer.status_code not in (400, 422), ("valid data refused", case.method, path, case.query,
                                                       case.body, answer.body[:300])
     if answer.status_code >= 400:

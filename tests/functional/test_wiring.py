@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import app as application
-from chalicelib.triggers import device_messages, schedules, staging
+from chalicelib.triggers import device_messages, fanout, schedules, staging
 
 
 def test_event_sources_are_registered():
     sources = {type(s).__name__: s for s in application.app.event_sources}
     queues = sorted(s.queue for s in application.app.event_sources if type(s).__name__ == "SQSEventConfig")
-    assert queues == sorted([staging.QUEUE, device_messages.QUEUE])
+    assert queues == sorted([staging.QUEUE, device_messages.QUEUE, fanout.QUEUE])
     assert "ScheduledEventConfig" in sources
 
 
 def test_triggers_are_plain_callables_taking_event_and_context():
-    for handler in (staging.on_staging_object, device_messages.on_device_message, schedules.sweep):
+    for handler in (staging.on_staging_object, device_messages.on_device_message, fanout.on_fanout, schedules.sweep):
         assert callable(handler)
         assert handler.__call__.__code__.co_varnames[1:3] == ("event", "context")
 

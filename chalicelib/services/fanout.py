@@ -1,0 +1,153 @@
+"""Job fan-out: a job's targets expanded and its executions created in the background, in bounded
+batches (issue 13), so POST /jobs answers at once whatever the fleet's size.
+
+Work items (FanoutQueue messages, SQS `fanout` queue in production):
+- `{"job_id", "chunk": n}`: chunk n of an explicit target list (CHUNK EPNs, stored as its own item);
+- `{"job_id", "model", "cursor"}`: one page (BATCH devices) of the model's index; handling it queues
+  the next page's message, and the last page counts `fanout_complete` on the job.
+Each target becomes one execution whose id is derived from job and EPN (`execution_id`): creation is a
+conditional put, so a redelivered message creates nothing twice; its job document is published when it
+is created, and again on redelivery while it is still QUEUED (at least once; devices take duplicate
+documents of one execution as QoS 1 requires). A target found ineligible (not registered, another
+model, already newer, not on the delta's base) gets a SKIPPED execution with the reason (terminal,
+never sent, never a failure). Progress is in the job's counters (repository `job_counts`).
+Does not: check the request (services/jobs.py does before anything is queued) or send blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from otaformat import wire
+from otaformat.versions import Version
+
+from ..domain import executions as ex
+from ..domain.models import Device, Execution, Job, Package, TimelineEntry
+from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
+
+log = logging.getLogger(__name__)
+BATCH = 100  # devices per model page message
+CHUNK = 100  # EPNs per explicit-list chunk item and message
+
+
+def execution_id(job_id: str, epn: str) -> str:
+    return "ex-" + hashlib.sha256(f"{job_id}#{epn}".encode()).hexdigest()[:16]
+
+
+def ineligible(device: Device | None, package: Package) -> str | None:
+    """Why `device` cannot take `package` (no downgrades, right model, the delta's base), or None."""
+    if device is None or device.state != "REGISTERED":
+        return "device is not registered"
+    if device.model not in package.models:
+        return f"device is model {device.model}, package is for {', '.join(package.models)}"
+    installed = device.apps.get(package.app or "")
+    if installed is not None and package.version_label and Version.parse(installed) > Version.parse(
+            package.version_label):
+        return f"device has {package.app} {installed}, newer than {package.version_label} (no downgrades)"
+    if package.is_delta and installed != package.base_version:
+        has = f"{package.app} {installed}" if installed else f"no {package.app}"
+        return f"device has {has}, the delta needs {package.base_version}"
+    return None
+
+
+def start(repo: Repository, queue: FanoutQueue, job: Job, epns: list[str] | None) -> None:
+    """Queue the fan-out of a stored job: chunks of its explicit list, or the first page of its model."""
+    if epns is not None:
+        chunks = [epns[n : n + CHUNK] for n in range(0, len(epns), CHUNK)]
+        repo.put_job_targets(job.job_id, chunks)
+        queue.send([{"job_id": job.job_id, "chunk": n} for n in range(len(chunks))])
+    else:
+        queue.send([{"job_id": job.job_id, "model": job.target_spec["model"], "cursor": None}])
+
+
+def handle(repo: Repository, storage: Storage, publisher: Publisher, queue: FanoutQueue, now: float,
+           message: dict[str, Any], batch: int = BATCH) -> int:
+    """One work item; returns how many executions it created. Malformed items are logged and dropped."""
+    job = repo.get_job(str(message.get("job_id")))
+    if job is None or job.state != "ACTIVE":
+        return 0  # canceled or aborted meanwhile: nothing more to send
+    package = repo.get_package(job.upload_id)
+    if package is None:
+        log.error("fan-out: the job's package is gone", extra={"job_id": job.job_id})
+        return 0
+    chunk = message.get("chunk")
+    if isinstance(chunk, int) and not isinstance(chunk, bool):
+        epns = repo.get_job_targets(job.job_id, chunk) or ()
+        created = fan_out(repo, storage, publisher, now, job, package, list(zip(epns, repo.get_devices(epns),
+                                                                                strict=True)))
+    elif message.get("model") == job.target_spec.get("model"):
+        cursor = message.get("cursor")
+        page = repo.devices_page(job.target_spec["model"], batch, cursor if isinstance(cursor, str) else None)
+        targets = [(d.epn, d) for d in page.items if d.state == "REGISTERED"]
+        created = fan_out(repo, storage, publisher, now, job, package, targets)
+        if page.next_cursor is not None:
+            queue.send([{**message, "cursor": page.next_cursor}])
+        else:
+            repo.add_job_counts(job.job_id, {"fanout_complete": 1})
+    else:
+        log.warning("fan-out item dropped", extra={"job_id": job.job_id, "item": str(message)[:200]})
+        return 0
+    publisher.flush()
+    return created
+
+
+def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float, job: Job, package: Package,
+            targets: Sequence[tuple[str, Device | None]]) -> int:
+    """Create (once) each target's execution, QUEUED and its document published, or SKIPPED with why."""
+    from .jobs import publish_job_document  # jobs imports this module
+
+    created = 0
+    for epn, device in targets:
+        reason = ineligible(device, package)
+        state = ex.SKIPPED if reason else ex.QUEUED
+        execution = Execution(execution_id=execution_id(job.job_id, epn), job_id=job.job_id, epn=epn, state=state,
+                              stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now,
+                              timeline=(TimelineEntry(at=now, state=state, reason=reason or "job created"),))
+        if repo.create_execution(execution):
+            created += 1
+        else:
+            stored = repo.get_execution(execution.execution_id)
+            if stored is None or stored.state != ex.QUEUED or stored.attempt:
+                continue
+            execution = stored
+        if execution.state == ex.QUEUED:
+            publish_job_document(publisher, storage, job, package, execution, now)
+    return created
+
+
+def progress(repo: Repository, job: Job) -> dict[str, Any]:
+    """The job's fan-out progress and per-state counts, from its counters (no execution is read)."""
+    counts = repo.job_counts(job.job_id)
+    if job.targets:  # a job made before the fan-out: its executions were created with it, maybe uncounted
+        done = True
+        if not counts:
+            counts = dict(Counter(e.state for e in repo.list_job_executions(job.job_id)))
+            counts["targets_resolved"] = sum(counts.values())
+            counts["executions_created"] = counts["targets_resolved"] - counts.get(ex.SKIPPED, 0)
+    elif "model" in job.target_spec:
+        done = counts.get("fanout_complete", 0) > 0
+    else:
+        done = counts.get("targets_resolved", 0) >= job.target_count
+    return {"targets_resolved": counts.get("targets_resolved", 0),
+            "executions_created": counts.get("executions_created", 0), "fanout_done": done,
+            "counts": {s: max(0, counts.get(s, 0)) for s in ex.STATES}}
+
+
+def on_registered(repo: Repository, storage: Storage, publisher: Publisher, now: float, epn: str) -> int:
+    """A device just registered: every ACTIVE continuous job of its model fans out to it too (its job
+    document is published again on its first inventory, once it is connected). Returns executions made."""
+    device = repo.get_device(epn)
+    if device is None or device.state != "REGISTERED":
+        return 0
+    created = 0
+    for job in repo.continuous_jobs(device.model):
+        package = repo.get_package(job.upload_id)
+        if package is not None and job.state == "ACTIVE":
+            created += fan_out(repo, storage, publisher, now, job, package, [(epn, device)])
+    if created:
+        publisher.flush()
+    return created
