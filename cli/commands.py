@@ -199,7 +199,8 @@ def packages_retire(api: ApiClient, out: Output, upload_id: str) -> int:
 # jobs ----------------------------------------------------------------------------------------------
 
 def job_body(package: str, devices: list[str] | None, model: str | None, mode: str | None,
-             block_size: int | None, window: int | None, stall: int | None, total: int | None) -> dict[str, Any]:
+             block_size: int | None, window: int | None, stall: int | None, total: int | None,
+             all_or_nothing: bool = False, continuous: bool = False) -> dict[str, Any]:
     if bool(devices) == bool(model):
         raise UsageError("give either --device EPN (one or more) or --model M")
     body: dict[str, Any] = {"package_id": package, "targets": {"devices": devices} if devices else {"model": model}}
@@ -209,6 +210,12 @@ def job_body(package: str, devices: list[str] | None, model: str | None, mode: s
     timeouts = {k: v for k, v in (("stall_seconds", stall), ("total_seconds", total)) if v is not None}
     if timeouts:
         body["timeouts"] = timeouts
+    if all_or_nothing:
+        body["all_or_nothing"] = True
+    if continuous:
+        if not model:
+            raise UsageError("--continuous needs --model")
+        body["targets"]["continuous"] = True
     return body
 
 

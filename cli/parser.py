@@ -156,6 +156,10 @@ def build_parser() -> Parser:
                    help="no progress for this long: TIMED_OUT, 5..86400 (300)")
     p.add_argument("--total-seconds", type=_int(60, 30 * 86400), metavar="S",
                    help="execution deadline, 60..2592000 (604800)")
+    p.add_argument("--all-or-nothing", action="store_true",
+                   help="refuse the job if any target cannot take the package (default: those are SKIPPED)")
+    p.add_argument("--continuous", action="store_true",
+                   help="with --model: devices of the model registered later get the job too")
     p.add_argument("--idempotency-key", metavar="KEY",
                    help="1..128 of [A-Za-z0-9._:-]: repeating the command with it creates one job")
     p.add_argument("--estimate", action="store_true",

@@ -3,7 +3,7 @@
 Does, in order: checks the derived stage files are current (infra/stage.py); vendors what Chalice does not
 ship by itself into vendor/ (git-ignored): `otaformat` and the Amazon Root CA 1 certificate, taken from the
 `certifi` package and checked by subject; runs `chalice package --stage <stage> --merge-template
-infra/template.yaml out/` with the stage's region; then checks the result: (a) the five Handler lines of
+infra/template.yaml out/` with the stage's region; then checks the result: (a) the six Handler lines of
 out/sam.yaml are the expected ones, (b) `app` imports in a clean interpreter (`python -I -S`) with only
 the unzipped deployment.zip on sys.path, (c) each handler answers a recorded AWS event (infra/events/)
 against a moto server (infra/probe.py, run in that clean interpreter), and with Lambda's tracing
@@ -32,12 +32,13 @@ from typing import Any
 from infra import stage as stages
 
 ROOT = Path(__file__).resolve().parent.parent
-# Chalice's logical ids of the five functions -> the probe's names for them
+# Chalice's logical ids of the six functions -> the probe's names for them
 HANDLERS = {
     "APIHandler": ("api", "app.app"),
     "OperatorToken": ("authorizer", "chalicelib.api.auth.operator_token"),
     "OnStagingObject": ("staging", "chalicelib.triggers.staging.on_staging_object"),
     "OnDeviceMessage": ("device", "chalicelib.triggers.device_messages.on_device_message"),
+    "OnFanout": ("fanout", "chalicelib.triggers.fanout.on_fanout"),
     "Sweep": ("sweep", "chalicelib.triggers.schedules.sweep"),
 }
 AMAZON_ROOT_CA_1 = "Amazon Root CA 1"
@@ -111,7 +112,7 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 def handlers(template: dict[str, Any]) -> dict[str, str]:
-    """The probe's name -> Handler of each function in the packaged template; exactly the five expected."""
+    """The probe's name -> Handler of each function in the packaged template; exactly the six expected."""
     found = {name: r["Properties"]["Handler"] for name, r in template["Resources"].items()
              if r["Type"] == "AWS::Serverless::Function"}
     expected = {name: handler for name, (_, handler) in HANDLERS.items()}
@@ -205,7 +206,7 @@ def run(root: Path = ROOT, out: Path | None = None) -> dict[str, Any]:
         f"(AWS_DEFAULT_REGION={stage.region})")
     template = load_template(out / "sam.yaml")
     names = handlers(template)
-    say(f"✔ out/sam.yaml declares the five handlers: {', '.join(sorted(names.values()))}")
+    say(f"✔ out/sam.yaml declares the six handlers: {', '.join(sorted(names.values()))}")
     with tempfile.TemporaryDirectory(prefix="ota-package-") as scratch:
         bundle = unzip(out, Path(scratch) / "bundle")
         if not (bundle / stages.CA_FILE).exists():

@@ -132,8 +132,9 @@ def start_fleet(s: Session, f: Facts, model_epns: list[str], other_epns: list[st
 
 def refuse(s: Session, what: str, upload_id: str) -> tuple[int, str]:
     s.say(f"\n== {what}")
-    shown = s.ota("jobs", "create", "--package", upload_id, "--model", MODEL)
-    status, message = s.refusal("POST", "/jobs", {"package_id": upload_id, "targets": {"model": MODEL}})
+    shown = s.ota("jobs", "create", "--package", upload_id, "--model", MODEL, "--all-or-nothing")
+    status, message = s.refusal("POST", "/jobs", {"package_id": upload_id, "targets": {"model": MODEL},
+                                                  "all_or_nothing": True})
     s.say(f"(ota exit status {shown.code}; the API answered HTTP {status})")
     return status, message
 

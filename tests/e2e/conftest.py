@@ -108,7 +108,9 @@ def wait_registered(s: Session, *agents: Agent) -> None:
 def create_job(s: Session, upload_id: str, epns: list[str], block_size: int = 16384, window: int = 16) -> str:
     job = s.api.post("/jobs", {"package_id": upload_id, "targets": {"devices": epns}, "block_size": block_size,
                                "window": window})
-    return str(job["job_id"])
+    job_id = str(job["job_id"])  # its executions come from the fan-out queue, which the bridge pumps
+    assert s.wait_for("the job's fan-out", lambda: s.api.get(f"/jobs/{job_id}")["fanout_done"], WAIT)
+    return job_id
 
 
 def execution(s: Session, job_id: str, epn: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 def test_every_handler_answers_its_recorded_event_from_the_bundle_alone(packaged):
     _, summary = packaged
-    assert set(summary["handlers"]) == {"api", "authorizer", "staging", "device", "sweep"}
+    assert set(summary["handlers"]) == {"api", "authorizer", "staging", "device", "fanout", "sweep"}
     checks = {c["check"]: c for c in summary["checks"]}
     assert all(c["ok"] for c in checks.values())
     for needed in ("boto3 and the app come from the bundle", "authorizer allows the operator token",
@@ -40,7 +40,8 @@ def test_the_packaged_template_subscribes_the_template_queues_with_partial_batch
     out, _ = packaged
     template = package.load_template(out / "sam.yaml")
     resources = template["Resources"]
-    for function, queue, concurrency in (("OnStagingObject", "StagingQueue", 2), ("OnDeviceMessage", "DeviceQueue", 5)):
+    for function, queue, concurrency in (("OnStagingObject", "StagingQueue", 2), ("OnDeviceMessage", "DeviceQueue", 5),
+                                         ("OnFanout", "FanoutQueue", 5)):
         [mapping] = resources[function]["Properties"]["Events"].values()
         properties = mapping["Properties"]
         assert properties["Queue"] == {"Fn::Sub": f"${{{queue}.Arn}}"}, function  # not the name seen at packaging
@@ -48,7 +49,7 @@ def test_the_packaged_template_subscribes_the_template_queues_with_partial_batch
         assert properties["ScalingConfig"] == {"MaximumConcurrency": concurrency}
     assert resources["Sweep"]["Properties"]["ReservedConcurrentExecutions"] == 1
     functions = [r for r in resources.values() if r["Type"] == "AWS::Serverless::Function"]
-    assert len(functions) == 5 and all(f["Properties"]["Tracing"] == "Active" for f in functions)
+    assert len(functions) == 6 and all(f["Properties"]["Tracing"] == "Active" for f in functions)
     assert all(f["Properties"]["Environment"]["Variables"]["OTA_MQTT_CA"] == stage.CA_FILE for f in functions)
 
 
