@@ -23,11 +23,11 @@ def create_job() -> Any:
     """Create a job (Idempotency-Key header supported); with ?dry_run=true, only its cost estimate."""
     c = bootstrap.get()
     request = bp.current_request
+    sent = body(request, max_bytes=jobs.MAX_BODY)
     if estimate.dry_run(query(request)):
-        return json_response(estimate.estimate_job(c.repository, body(request), query(request)))
+        return json_response(estimate.estimate_job(c.repository, sent, query(request)))
     key = request.headers.get("idempotency-key")
-    job, created = jobs.create_job(c.repository, c.storage, c.publisher, c.clock(),
-                                   body(request, max_bytes=jobs.MAX_BODY), key, c.fanout)
+    job, created = jobs.create_job(c.repository, c.storage, c.publisher, c.clock(), sent, key, c.fanout)
     return json_response(jobs.job_view(c.repository, job), 201 if created else 200)
 
 
