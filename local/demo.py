@@ -218,7 +218,8 @@ def self_update(s: Session, f: Facts, upload_id: str, model_epns: list[str], tim
     job_id, deadline, restarts = found.group(1), time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
         job = s.api.get(f"/jobs/{job_id}")
-        if job.get("state") != "ACTIVE" or sum(job["counts"].get(k, 0) for k in ("QUEUED", "IN_PROGRESS")) == 0:
+        live = sum(job["counts"].get(k, 0) for k in ("QUEUED", "IN_PROGRESS"))
+        if job.get("state") != "ACTIVE" or (job.get("fanout_done") and live == 0):  # executions come from the fan-out
             break
         for agent in list(s.agents):
             if not procs.is_alive(agent.process.pid):

@@ -184,6 +184,11 @@ class Session:
         """Start the agent again from its existing config and data directory (it is not re-registered)."""
         return self.start_agent(agent.epn, agent.model, Path(), register=False)
 
+    def stop_agent(self, agent: Agent) -> bool:
+        """Stop one agent (a device going offline on purpose) and stop watching it; True if it stopped."""
+        self.agents = [a for a in self.agents if a is not agent]
+        return bool(procs.stop(agent.process))
+
     def stop_agents(self) -> None:
         for agent in self.agents:
             procs.stop(agent.process)

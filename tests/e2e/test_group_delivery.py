@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from local import mosquitto, procs
+from local import mosquitto
 from local.scenario import Agent, Session
 from otaformat import messages, topics, wire
 from tests.local.conftest import Client
@@ -82,7 +82,7 @@ def test_a_device_that_comes_online_after_the_group_finished_is_served_by_unicas
     late = on_stack.start_agent(unique_epn("late"), MODEL, release.pub)
     wait_registered(on_stack, *agents, late)
     wait_roles(on_stack, *agents, late)
-    assert procs.stop(late.process)  # offline while the group runs
+    assert on_stack.stop_agent(late)  # offline while the group runs
     counter = mqtt_as(operator(on_stack.state))
     assert isinstance(counter, Client), counter
     counter.subscribe("ota/+/blk", "ota/g/+/+/blk", f"ota/{late.epn}/job")
