@@ -6,7 +6,9 @@ server) with one difference, DynamoDB requests are served one at a time. moto's 
 not thread-safe: concurrent TransactWriteItems / BatchWriteItem calls from the API's threads failed
 with 500s (the API's 503s) and left half-written jobs. Real DynamoDB is concurrent and the production
 code stays so; only the local stand-in is serialised (S3 and SQS, including SQS long polls, stay
-concurrent). Ready means it answers HTTP on `/moto-api/`. It does not create any resource (the
+concurrent). And its DynamoDB Query costs O(items of the partition), not O(table): local/motoindex.py's
+index per GSI partition key, installed here only (it refuses to start on moto internals it was not verified
+against). Ready means it answers HTTP on `/moto-api/`. It does not create any resource (the
 provisioning in chalicelib does).
 """
 
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
+    from local import motoindex
+
+    motoindex.install()  # raises MotoInternalsChanged: better no stack than a silently slow one
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
