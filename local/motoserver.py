@@ -6,13 +6,19 @@ server) with one difference, DynamoDB requests are served one at a time. moto's 
 not thread-safe: concurrent TransactWriteItems / BatchWriteItem calls from the API's threads failed
 with 500s (the API's 503s) and left half-written jobs. Real DynamoDB is concurrent and the production
 code stays so; only the local stand-in is serialised (S3 and SQS, including SQS long polls, stay
-concurrent). Ready means it answers HTTP on `/moto-api/`. It does not create any resource (the
+concurrent). And its DynamoDB Query costs O(items of the partition), not O(table): local/motoindex.py's
+index per GSI partition key, installed here only (it refuses to start on moto internals it was not verified
+against). With OTA_MOTO_PROFILE=PATH in its environment it profiles the DynamoDB requests (cProfile,
+written to PATH.PID when it stops: how bench/README.md found what binds next). Ready means it answers
+HTTP on `/moto-api/`. It does not create any resource (the
 provisioning in chalicelib does).
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import cProfile
 import os
 import signal
 import sys
@@ -31,9 +37,10 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class SerialDynamoDB:
     """WSGI middleware: every DynamoDB request (X-Amz-Target `DynamoDB_...`) runs under one lock, body included."""
 
-    def __init__(self, app: WsgiApp) -> None:
+    def __init__(self, app: WsgiApp, profile: cProfile.Profile | None = None) -> None:
         self._app = app
         self._lock = threading.Lock()
+        self._profile = profile
         self.serialised = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -41,6 +48,8 @@ class SerialDynamoDB:
             return self._app(environ, start_response)
         with self._lock:
             self.serialised += 1
+            if self._profile is not None:
+                self._profile.enable()
             answer = self._app(environ, start_response)
             try:
                 return [b"".join(answer)]
@@ -48,6 +57,8 @@ class SerialDynamoDB:
                 close = getattr(answer, "close", None)
                 if close is not None:
                     close()
+                if self._profile is not None:
+                    self._profile.disable()
 
 
 def answers(port: int) -> bool:
@@ -83,11 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
+    from local import motoindex
+
+    motoindex.install()  # raises MotoInternalsChanged: better no stack than a silently slow one
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
     app.debug = True  # type: ignore[attr-defined]
-    run_simple(args.host, args.port, SerialDynamoDB(app), threaded=True, request_handler=MotoRequestHandler)
+    profile = cProfile.Profile() if os.environ.get("OTA_MOTO_PROFILE") else None
+    if profile is not None:
+        atexit.register(profile.dump_stats, f"{os.environ['OTA_MOTO_PROFILE']}.{os.getpid()}")
+    run_simple(args.host, args.port, SerialDynamoDB(app, profile), threaded=True, request_handler=MotoRequestHandler)
     return 0
 
 
