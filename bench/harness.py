@@ -63,9 +63,10 @@ def package_content(size: int) -> bytes:
     return b"".join(chunks)[:size]
 
 
-def build_package(key: Any, version: str, content: bytes, app: str = "bench") -> bytes:
+def build_package(key: Any, version: str, content: bytes, app: str = "bench",
+                  models: tuple[str, ...] = (MODEL,)) -> bytes:
     now = datetime.now(UTC).replace(microsecond=0)
-    spec = BuildSpec(app=app, version=version, models=(MODEL,), created=format_timestamp(now),
+    spec = BuildSpec(app=app, version=version, models=models, created=format_timestamp(now),
                      expires=format_timestamp(now + timedelta(days=7)), compression="none")
     return build_full(spec, [SourceFile("lib/payload.bin", content)], key)
 
