@@ -216,9 +216,18 @@ class LocalService:
                     raise RuntimeError(f"agent {epn} died:\n{procs.log_tail(self.agents[epn])}")
             time.sleep(0.5)
 
-    def create_job(self, upload_id: str, targets: dict[str, Any], block_size: int, window: int) -> dict[str, Any]:
-        return self.api.post("/jobs", {"package_id": upload_id, "targets": targets, "mode": "block",
-                                       "block_size": block_size, "window": window})  # type: ignore[no-any-return]
+    def create_job(self, upload_id: str, targets: dict[str, Any], block_size: int, window: int,
+                   timeout: float = 300.0) -> dict[str, Any]:
+        """Create the job and return it once its background fan-out has created every execution."""
+        job: dict[str, Any] = self.api.post("/jobs", {"package_id": upload_id, "targets": targets, "mode": "block",
+                                                      "block_size": block_size, "window": window})
+        deadline = time.monotonic() + timeout
+        while not job.get("fanout_done", True):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {job['job_id']}: fan-out not done after {timeout:.0f} s")
+            time.sleep(0.1)
+            job = self.api.get(f"/jobs/{job['job_id']}")
+        return job
 
     def executions(self, job_id: str) -> list[dict[str, Any]]:
         return self.api.get_all(f"/jobs/{job_id}/executions", "executions")["executions"]  # every page
