@@ -150,15 +150,19 @@ def test_the_mqtt_transport_follows_and_leaves_a_group_topic(broker, config, pac
     transport = MqttTransport(config.epn, "127.0.0.1", broker.port)
     agent = Agent(config, transport)
     runner = threading.Thread(target=agent.run, daemon=True)
-    runner.start()
     cloud = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="cloud-test")
     seen: list[tuple[str, bytes]] = []
+    subscribed = threading.Event()
     cloud.on_message = lambda _c, _u, msg: seen.append((msg.topic, bytes(msg.payload)))
+    cloud.on_subscribe = lambda *_args: subscribed.set()
     cloud.connect("127.0.0.1", broker.port)
     cloud.loop_start()
     try:
         cloud.subscribe([("ota/dev-1/get", 1), ("ota/dev-1/status", 1)])
-        wait(lambda: transport.connected)
+        wait(subscribed.is_set)  # the cloud hears the agent from its first message on
+        runner.start()
+        # its inventory follows its SUBSCRIBE on the same connection: once heard, the job topic is live
+        wait(lambda: any(t == "ota/dev-1/status" for t, _ in seen))
         cloud.publish(topics.topic("dev-1", "job"), messages.encode(job), qos=1)
         wait(lambda: any(t == "ota/dev-1/get" for t, _ in seen))  # subscribed before it asked
         for frame in group_frames(job, data):
