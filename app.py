@@ -11,15 +11,14 @@ Tracing switches itself off outside Lambda (and with POWERTOOLS_TRACE_DISABLED=t
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.metrics import MetricUnit
 from chalice import Chalice
 
+from chalicelib import observability
 from chalicelib.api import auth, commands, devices, jobs, keys, packages, releases
 from chalicelib.api.cors import console_cors
 from chalicelib.api.errors import in_house_shape
@@ -27,11 +26,7 @@ from chalicelib.triggers import device_messages, fanout, schedules, staging
 
 app = Chalice(app_name="ota-control-plane")
 logger = Logger(service="ota")
-metrics = Metrics(namespace="OTA", service="ota")
 tracer = Tracer(service="ota")  # patches boto3/botocore in Lambda; disabled locally
-# Metrics keeps one buffer per process: Lambda runs one event at a time, the local API server one thread per
-# request, so adding and flushing is serialised (unserialised, concurrent requests crashed with a 500)
-_metrics_lock = threading.Lock()
 logging.getLogger("chalicelib")  # register the package logger so it gets the structured JSON handler
 copy_config_to_registered_loggers(source_logger=logger, include={"chalicelib"})
 
@@ -42,9 +37,8 @@ for blueprint in (auth.bp, devices.bp, keys.bp, packages.bp, jobs.bp, commands.b
 
 
 def _count(name: str, value: int) -> None:
-    with _metrics_lock:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-        metrics.flush_metrics(raise_on_empty_metrics=False)
+    observability.count(name, value)
+    observability.flush()  # with what the triggers added during the event
 
 
 @app.middleware("http")

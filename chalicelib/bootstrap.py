@@ -105,7 +105,6 @@ def build(settings: Settings, session: Any = None) -> Container:
         signer = IotSigner(iot, read_ca(settings.mqtt_ca or ""))
     fanout = SqsFanoutQueue(session.client("sqs"), settings.fanout_queue) if settings.fanout_queue else None
     return Container(
-        fanout=fanout,
         settings=settings,
         repository=DynamoRepository(session.client("dynamodb"), settings.table_name),
         storage=S3Storage(s3, settings.staging_bucket, settings.repository_bucket),
@@ -113,6 +112,7 @@ def build(settings: Settings, session: Any = None) -> Container:
         signer=signer,
         registry=registry,
         scanner=scanner,
+        fanout=fanout,
     )
 
 

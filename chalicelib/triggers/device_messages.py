@@ -23,8 +23,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools import Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from chalice import Blueprint
@@ -33,13 +31,12 @@ from otaformat import boundedjson
 from otaformat.errors import FormatError
 from otaformat.topics import parse_device_topic
 
-from .. import bootstrap
+from .. import bootstrap, observability
 from ..services.device_messages import DeviceMessage, Outcome, handle_batch
 from . import attach_app_middleware
 
 bp = Blueprint(__name__)
 log = logging.getLogger(__name__)
-metrics = Metrics(namespace="OTA", service="ota")  # flushed by the app's SQS middleware
 QUEUE = os.environ.get("OTA_DEVICE_QUEUE", "ota-device-messages")
 MAX_PAYLOAD = 128 * 1024  # IoT Core's message size limit
 MAX_BODY = 256 * 1024  # SQS's message size limit: the base64 payload plus the topic and timestamp
@@ -108,9 +105,9 @@ def count(outcome: Outcome, malformed_bodies: int) -> int:
     """Record the batch's malformed and failed counts as metrics; return the malformed total."""
     malformed = outcome.malformed + malformed_bodies
     if malformed:
-        metrics.add_metric(name="DeviceMessagesMalformed", unit=MetricUnit.Count, value=malformed)
+        observability.count("DeviceMessagesMalformed", malformed)  # flushed by the app's SQS middleware
     if outcome.failures:
-        metrics.add_metric(name="DeviceMessagesRedelivered", unit=MetricUnit.Count, value=len(outcome.failures))
+        observability.count("DeviceMessagesRedelivered", len(outcome.failures))
     return malformed
 
 
