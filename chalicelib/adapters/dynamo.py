@@ -4,7 +4,8 @@ Items: pk/sk primary key, three sparse indexes (gsi1 lists by collection or by j
 device's executions, gsi3 holds only what is active: ACTIVE jobs under one key and QUEUED/IN_PROGRESS
 executions spread over ACTIVE_SHARDS keys; a put without gsi3 keys drops the item from it), `ver`
 (optimistic concurrency, checked by condition expressions), `doc` (the entity as JSON, see
-domain.models.to_record) and, on REJECTED packages only, `expires_at` (DynamoDB TTL, epoch seconds).
+domain.models.to_record) and, on REJECTED packages and groups of ended jobs only, `expires_at` (DynamoDB
+TTL, epoch seconds).
 Remote commands and releases follow the same layout: a command (CMD#) listed under gsi1 COMMANDS, one
 run per device (CMDRUN#<command>#<epn>) listed per command (gsi1), per device (gsi2 DEVCMD#) and, while
 QUEUED/DELIVERED/RUNNING, in gsi3 ACTIVECMD#<shard>; a release (REL#) under gsi1 RELEASES.
@@ -12,8 +13,10 @@ Fleet scale (issue 13): devices are also in gsi2 under MODEL#<model>#<shard> (MO
 so a model's listing is a query, not a scan and a filter); an AVAILABLE-or-not package with a verified
 sha256 under gsi2 PKGSHA#<sha256>; an ACTIVE continuous model job under gsi2 CONTJOB#<model>. A job's
 counters are one item (JOB#<id>, COUNTS) of numbers changed with ADD only (c_<name>); an explicit target
-list is chunk items (JOB#<id>, TARGETS#<n>). Listings page with Limit and an opaque cursor made of the
-last returned item's key attributes (adapters/paging.py).
+list is chunk items (JOB#<id>, TARGETS#<n>); each delivery group of a job is listed by a marker item
+(JOB#<id>, GROUP#<group id>). An execution is created only while its job item is ACTIVE (a transaction
+condition). A group whose job ended carries `expires_at` (TTL), and so does its marker. Listings page
+with Limit and an opaque cursor made of the last returned item's key attributes (adapters/paging.py).
 Does not: business rules; those are in services.
 """
 
@@ -133,6 +136,8 @@ class DynamoRepository:
         item["doc"] = {"S": json.dumps(to_record(entity), separators=(",", ":"))}
         if isinstance(entity, Package) and entity.state == "REJECTED":
             item["expires_at"] = {"N": str(int(entity.created_at) + REJECTED_TTL_SECONDS)}
+        if isinstance(entity, Group) and entity.expires_at is not None:  # its job ended (services/groups.py)
+            item["expires_at"] = {"N": str(int(entity.expires_at))}
         return item
 
     def _create(self, entity: Any) -> None:
@@ -370,18 +375,24 @@ class DynamoRepository:
         return {k[2:]: int(v["N"]) for k, v in item.items() if k.startswith("c_")}
 
     def create_execution(self, execution: Execution) -> bool:
-        counted = {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1}
+        counted = {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1,
+                   "fallback_created": int(execution.package_id is not None)}
         try:
             self._db.transact_write_items(TransactItems=[
                 {"Put": {"TableName": self._table, "Item": self._item(execution),
                          "ConditionExpression": "attribute_not_exists(pk)"}},
                 {"Update": self._counts_update(execution.job_id, {k: v for k, v in counted.items() if v})},
+                # only while the job is ACTIVE (an ACTIVE job item, and only that, is in gsi3 under ACTIVEJOB):
+                # a fan-out batch that read the job before a cancel creates nothing after it
+                {"ConditionCheck": {"TableName": self._table, "Key": self._key(Job, execution.job_id),
+                                    "ConditionExpression": "gsi3pk = :active",
+                                    "ExpressionAttributeValues": {":active": {"S": "ACTIVEJOB"}}}},
             ])
         except ClientError as err:
             if err.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             reasons = err.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
                 return False
             raise
         return True
@@ -465,7 +476,16 @@ class DynamoRepository:
 
     # -- delivery groups (services/groups.py) ---------------------------------------------------
 
+    def _group_marker(self, group: Group) -> dict[str, Any]:
+        """The item that lists a group under its job's partition (JOB#<id>, GROUP#<group id>): read by
+        job_groups with one query of the base table, not through an index every group save would write."""
+        item = {"pk": {"S": f"JOB#{group.job_id}"}, "sk": {"S": f"GROUP#{group.group_id}"}}
+        if group.expires_at is not None:
+            item["expires_at"] = {"N": str(int(group.expires_at))}
+        return item
+
     def create_group(self, group: Group) -> None:
+        self._db.put_item(TableName=self._table, Item=self._group_marker(group))  # idempotent, before the group
         self._create(group)
 
     def get_group(self, group_id: str) -> Group | None:
@@ -473,6 +493,24 @@ class DynamoRepository:
 
     def save_group(self, group: Group) -> None:
         self._save(group)
+        if group.expires_at is not None:  # the marker expires with it
+            self._db.put_item(TableName=self._table, Item=self._group_marker(group))
+
+    def job_groups(self, job_id: str) -> list[Group]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :groups)",
+            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":groups": {"S": "GROUP#"}}}
+        found: list[Group] = []
+        while True:
+            page = self._db.query(**kwargs)
+            for marker in page.get("Items", []):
+                group = self.get_group(marker["sk"]["S"][len("GROUP#"):])
+                if group is not None:
+                    found.append(group)
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def list_active_command_runs(self) -> list[CommandRun]:
         found = [r for shard in range(ACTIVE_SHARDS)

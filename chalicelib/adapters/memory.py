@@ -163,11 +163,13 @@ class MemoryRepository:
 
     def create_execution(self, execution: Execution) -> bool:
         with self._lock:
-            if ("execution", execution.execution_id) in self._items:
+            job = self._items.get(("job", execution.job_id))
+            if ("execution", execution.execution_id) in self._items or job is None or job.state != "ACTIVE":
                 return False
             self._items[("execution", execution.execution_id)] = execution
             self._counts.setdefault(execution.job_id, Counter()).update(
-                {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1})
+                {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1,
+                 "fallback_created": int(execution.package_id is not None)})
         return True
 
     def list_active_jobs(self) -> list[Job]:
@@ -241,6 +243,9 @@ class MemoryRepository:
 
     def save_group(self, group: Group) -> None:
         self._save("group", group.group_id, group)
+
+    def job_groups(self, job_id: str) -> list[Group]:
+        return [g for g in self._all("group") if g.job_id == job_id]  # no TTL here: expired ones stay listed
 
     def create_release(self, release: Release) -> None:
         self._create("release", release.release_id, release)

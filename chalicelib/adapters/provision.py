@@ -1,8 +1,9 @@
 """Idempotent creation of the AWS resources the control plane needs (moto server locally, tests on moto).
 
-Does: the single DynamoDB table (with its two indexes), both buckets, both queues with their
-dead-letter queues and redrive policy (maxReceiveCount 3), and the staging bucket -> staging queue
-ObjectCreated notifications (`uploads/` and `incoming/`). Calling it again changes nothing.
+Does: the single DynamoDB table (with its three indexes and its TTL attribute `expires_at`), both
+buckets, both queues with their dead-letter queues and redrive policy (maxReceiveCount 3), and the
+staging bucket -> staging queue ObjectCreated notifications (`uploads/` and `incoming/`). Calling it
+again changes nothing.
 Does not: IoT policies or topic rules (infra/template.yaml does that on AWS; the local stack plays
 the rule), or anything with credentials.
 """
@@ -20,6 +21,7 @@ from ..settings import Settings
 MAX_RECEIVE_COUNT = 3
 TABLE_KEYS = (("pk", "sk"), ("gsi1pk", "gsi1sk"), ("gsi2pk", "gsi2sk"), ("gsi3pk", "gsi3sk"))
 INDEXES = ("gsi1", "gsi2", "gsi3")
+TTL_ATTRIBUTE = "expires_at"
 STAGING_PREFIXES = ("uploads/", "incoming/")  # upload slots; a pipeline's own `aws s3 cp` (services/incoming.py)
 
 
@@ -51,6 +53,7 @@ def ensure_table(dynamodb: Any, name: str) -> None:
             raise
     else:
         _add_missing_indexes(dynamodb, name, described)
+        ensure_ttl(dynamodb, name)
         return
     attributes = [{"AttributeName": a, "AttributeType": "S"} for pair in TABLE_KEYS for a in pair]
     indexes = [
@@ -73,6 +76,17 @@ def ensure_table(dynamodb: Any, name: str) -> None:
         if err.response["Error"]["Code"] != "ResourceInUseException":
             raise
     dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    ensure_ttl(dynamodb, name)
+
+
+def ensure_ttl(dynamodb: Any, name: str) -> None:
+    """Items carrying TTL_ATTRIBUTE (epoch seconds) expire, as infra/template.yaml's
+    TimeToLiveSpecification says on AWS (REJECTED packages, groups of ended jobs: adapters/dynamo.py)."""
+    ttl = dynamodb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
+    if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == TTL_ATTRIBUTE:
+        return
+    dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True,
+                                                                          "AttributeName": TTL_ATTRIBUTE})
 
 
 def _add_missing_indexes(dynamodb: Any, name: str, described: dict[str, Any]) -> None:

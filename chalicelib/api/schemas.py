@@ -135,6 +135,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/jobs"): _object({
         "package_id": {"type": "string", "minLength": 1, "maxLength": 64,
                        "description": "upload id of an AVAILABLE package (404 if unknown, 409 if not AVAILABLE)"},
+        "fallback_package_id": {
+            "type": "string", "minLength": 1, "maxLength": 64,
+            "description": "delta jobs only (400 otherwise): upload id of an AVAILABLE full package of the same app "
+                           "and version as the delta's target, for every targeted model (404 if unknown, 409 if "
+                           "not AVAILABLE or not for a targeted model, 400 if a delta or another app or version); "
+                           "a device off the delta's base (older version or no app) takes it instead of SKIPPED"},
         "targets": _TARGETS,
         "mode": {"type": "string", "enum": ["block", "url"], "default": "block"},
         "block_size": _integer(MIN_BLOCK_SIZE, MAX_BLOCK_SIZE, "bytes per block (block mode)", DEFAULT_BLOCK_SIZE),

@@ -16,6 +16,7 @@ from dataclasses import replace
 
 from otaformat import messages, topics
 
+from .fallback import is_fallback_view, takes_fallback
 from .models import Execution, Group, Job, Package
 from .window import MAX_RECENT_RUNS, RECENT_HORIZON, Transfer
 
@@ -28,8 +29,8 @@ REPAIR_SHARE = 8  # ... when they are also more than 1/8 of the blocks it acknow
 def group_model(job: Job, package: Package) -> str | None:
     """The model whose devices share the job's broadcast, or None when the job is unicast only: the
     reference cloud offers a group to block-mode jobs of a one-model package aimed at a model or at two
-    or more devices."""
-    if job.mode != "block" or len(package.models) != 1:
+    or more devices. A delta job's fallback executions (domain/fallback.py) are unicast only."""
+    if job.mode != "block" or len(package.models) != 1 or is_fallback_view(job):
         return None
     if "model" not in job.target_spec:  # an explicit list: its length (target_count; older jobs kept the list)
         count = job.target_count or len(job.target_spec.get("devices", ())) or len(job.targets)
@@ -42,7 +43,8 @@ def offered(job: Job, package: Package, execution: Execution) -> messages.Group 
     """The `group` of the execution's job document: None for a unicast job, and once the execution fell
     back to unicast (the document republished without it tells the device to leave the group)."""
     model = group_model(job, package)
-    if model is None or (execution.transfer is not None and execution.transfer.unicast):
+    if model is None or takes_fallback(job, execution) or (execution.transfer is not None
+                                                           and execution.transfer.unicast):
         return None
     return messages.Group(group_topic(job.job_id, model), group_stream(job.job_id, model))
 

@@ -112,6 +112,13 @@ class Job:
     target_chunks: int = 0
     continuous: bool = False  # model target: devices registered later get an execution too
     all_or_nothing: bool = False
+    # a delta job's fallback (domain/fallback.py): the full package of the same version that devices off
+    # the delta's base take instead of being SKIPPED, and its delivery fields (as the job's own above)
+    fallback_upload_id: str | None = None
+    fallback_size: int = 0
+    fallback_sha256: str = ""
+    fallback_repository_key: str = ""
+    fallback_block_count: int = 0
     version: int = 1
 
 
@@ -141,6 +148,7 @@ class Execution:
     attempt: int = 0
     progress: int = 0  # blocks the device says it holds (status `progress`), monotonic, <= block_count
     note: str | None = None  # an anomaly the cloud recorded but did not believe (see domain/executions.py)
+    package_id: str | None = None  # the package it takes when not the job's own: its delta job's fallback
     version: int = 1
 
 
@@ -213,6 +221,7 @@ class Group:
     next_index: int = 0
     broadcasts: int = 0  # blocks published on the group topic (each reaches every member)
     recent: tuple[tuple[int, int, float], ...] = ()  # (first, end, at) of recent broadcasts, newest last
+    expires_at: float | None = None  # set when its job ended: the store may delete the record after this
     version: int = 1
 
 

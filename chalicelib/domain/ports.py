@@ -82,8 +82,10 @@ class Repository(Protocol):
     def get_job_targets(self, job_id: str, chunk: int) -> tuple[str, ...] | None: ...
     def create_execution(self, execution: Execution) -> bool:
         """Store a new execution unless its id exists (the id is derived from job and EPN, so a redelivered
-        fan-out batch creates nothing twice); True if it was created. Counts it in the job's counters
-        (`targets_resolved`, `executions_created` unless SKIPPED, and its state) in the same write."""
+        fan-out batch creates nothing twice) or its job is not ACTIVE (stored and ACTIVE at the moment of
+        the write: nothing is created for a job canceled meanwhile); True if it was created. Counts it in
+        the job's counters (`targets_resolved`, `executions_created` unless SKIPPED, its state, and
+        `fallback_created` when it takes its delta job's fallback) in the same write."""
         ...
     def job_counts(self, job_id: str) -> dict[str, int]:
         """The job's counters: targets_resolved, executions_created, fanout_complete and one per
@@ -135,7 +137,12 @@ class Repository(Protocol):
         ...
 
     def get_group(self, group_id: str) -> Group | None: ...
-    def save_group(self, group: Group) -> None: ...
+    def save_group(self, group: Group) -> None:
+        """Optimistic save; a group with `expires_at` is deleted by the store some time after it (TTL)."""
+        ...
+    def job_groups(self, job_id: str) -> list[Group]:
+        """Every group record of the job (to expire them when it ends)."""
+        ...
 
 
 class Publisher(Protocol):

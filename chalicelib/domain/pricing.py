@@ -22,7 +22,7 @@ chalicelib/prices.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 IOT_UNIT = 5120  # IoT Core meters messages in 5 KB increments (taken as 5 x 1024 bytes)
 FRAME_HEADER = 13  # otaformat.wire.FRAME_HEADER.size
@@ -295,6 +295,19 @@ def iot_jobs_streams(spec: RolloutSpec, prices: Prices) -> Estimate:
         _line("IoT Device Management", "Jobs remote actions", t, "action", 1, prices.iot_jobs_per_remote_action),
     )
     return Estimate(spec, counts, lines, prices.name, sum(line.cost for line in lines))
+
+
+def combined(first: Estimate, second: Estimate) -> Estimate:
+    """Two rollouts of one job priced together (a delta job's devices and its fallback's): counts and
+    lines added, the spec's targets too (its package size stays the first's); the rollout lasts as
+    long as the longer. What one job costs once is counted twice: an upper bound by a few requests."""
+    counts = Counts(**{f.name: getattr(first.counts, f.name) + getattr(second.counts, f.name)
+                       for f in fields(Counts) if f.name != "seconds"},
+                    seconds=max(first.counts.seconds, second.counts.seconds))
+    lines = tuple(Line(a.service, a.item, a.quantity + b.quantity, a.unit, a.unit_price, a.cost + b.cost)
+                  for a, b in zip(first.lines, second.lines, strict=True))
+    spec = replace(first.spec, targets=first.spec.targets + second.spec.targets)
+    return Estimate(spec, counts, lines, first.prices, first.total + second.total)
 
 
 def counts_dict(counts: Counts) -> dict[str, float]:

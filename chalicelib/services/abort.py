@@ -19,6 +19,7 @@ from ..domain.errors import InvalidInput
 from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository
 from ..domain.retries import MAX_RETRIES, abort_reason, wire_id
+from . import groups
 from .common import integer, retrying
 from .fanout import progress
 
@@ -72,6 +73,7 @@ def check_abort(repo: Repository, publisher: Publisher, job_id: str, now: float)
     if retrying(mark) is None:
         return False
     canceled = cancel_executions(repo, publisher, repo.list_job_executions(job_id), now, f"job aborted: {reason}")
+    groups.expire(repo, job_id, now)
     log.warning("job aborted past its failure threshold", extra={"job_id": job_id, "reason": reason,
                                                                   "canceled": canceled})
     return True

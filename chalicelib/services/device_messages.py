@@ -35,6 +35,7 @@ from otaformat.canonical import parse_json
 from otaformat.errors import FormatError, MalformedError
 
 from ..domain import executions as ex
+from ..domain.fallback import delivered
 from ..domain.models import bumped
 from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import FAILURES, split_wire_id
@@ -253,6 +254,7 @@ def _inventory(
         if execution.state not in ex.ACTIVE:
             continue
         job = repo.get_job(execution.job_id)
+        job = delivered(job, execution) if job is not None else None  # the package this execution takes
         package = repo.get_package(job.upload_id) if job is not None else None
         if job is None or package is None or job.state != "ACTIVE":
             continue

@@ -4,8 +4,11 @@ The body is validated exactly as job creation validates it (services/jobs.py: th
 the package must be AVAILABLE, the targets registered, of the package's models, no downgrades), then
 the rollout is counted and priced by domain/pricing.py with one price table (chalicelib/prices). The
 answer names the table, its date and sources, the counts, one line per metered item and the total,
-and the same rollout with AWS IoT Jobs + MQTT streams for comparison. Does not: create, write or
-publish anything, or read anything but the package and the target devices.
+and the same rollout with AWS IoT Jobs + MQTT streams for comparison. A delta job with a fallback is
+priced as two rollouts added together (pricing.combined): the devices on the delta's base at the
+delta's size, the devices that would take the fallback at the full package's size; what one job costs
+once (its write, the API request, the sweeps) is counted twice, a few requests of upper bound.
+Does not: create, write or publish anything, or read anything but the packages and the target devices.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..domain.models import Package
 from ..domain.ports import Repository
 from ..domain.window import MAX_TRANSFER_BLOCKS
 from . import fanout
-from .jobs import _available, _check_targets, _normalise
+from .jobs import _available, _check_targets, _fallback, _normalise
 
 MAX_LOSS = 0.5
 _EXAMPLE_IDS = "x" * 24  # job and execution ids as the service issues them ("job-" + 20 hex, "ex-" + 16 hex)
@@ -51,10 +54,12 @@ def _loss(query: dict[str, str]) -> float:
     return loss
 
 
-def _eligible(repo: Repository, normal: dict[str, Any], package: Package) -> list[str]:
-    """The EPNs that would take the package (SKIPPED ones cost nothing), refused as job creation refuses."""
+def _eligible(repo: Repository, normal: dict[str, Any], package: Package,
+              fallback: Package | None) -> tuple[list[str], list[str]]:
+    """The EPNs that would take the package and those that would take the delta's fallback (SKIPPED ones
+    cost nothing), refused as job creation refuses."""
     spec = normal["targets"]
-    _check_targets(repo, spec, package, normal["all_or_nothing"], normal["continuous"])
+    _check_targets(repo, spec, package, normal["all_or_nothing"], normal["continuous"], fallback)
     if "devices" in spec:
         devices = [d for d in repo.get_devices(spec["devices"]) if d is not None]
     else:
@@ -65,11 +70,13 @@ def _eligible(repo: Repository, normal: dict[str, Any], package: Package) -> lis
             if page.next_cursor is None:
                 break
             cursor = page.next_cursor
-    epns = sorted(d.epn for d in devices if fanout.ineligible(d, package) is None)
-    if not epns:
+    chosen = [(d.epn, fanout.choose(d, package, fallback)) for d in devices]
+    epns = sorted(epn for epn, (use, why) in chosen if why is None and use is package)
+    fallbacks = sorted(epn for epn, (use, why) in chosen if why is None and use is not package)
+    if not epns and not fallbacks:
         raise Conflict("field 'targets': no target could take this package now (each would be SKIPPED)",
                        field="targets")
-    return epns
+    return epns, fallbacks
 
 
 def estimate_job(repo: Repository, body: Any, query: dict[str, str]) -> dict[str, Any]:
@@ -81,7 +88,24 @@ def estimate_job(repo: Repository, body: Any, query: dict[str, str]) -> dict[str
     table_name = query.get("prices", price_tables.DEFAULT)
     table = price_tables.raw(table_name)
     package = _available(repo, normal["package_id"])
-    epns = _eligible(repo, normal, package)
+    fallback = _fallback(repo, normal, package)
+    epns, fallbacks = _eligible(repo, normal, package, fallback)
+    prices = price_tables.load(table_name)
+    parts = [(package, epns)] + ([(fallback, fallbacks)] if fallback is not None and fallbacks else [])
+    priced = [_priced(normal, loss, prices, p, targets) for p, targets in parts if targets]
+    ours, streams = priced[0]
+    for more, more_streams in priced[1:]:  # the fallback's devices, priced at the full package's size
+        ours, streams = pricing.combined(ours, more), pricing.combined(streams, more_streams)
+    answer = view(ours, streams, table)
+    if fallback is not None:
+        answer["fallback"] = {"package_id": fallback.upload_id, "package_size": fallback.size or 0,
+                              "targets": len(fallbacks)}
+    return answer
+
+
+def _priced(normal: dict[str, Any], loss: float, prices: pricing.Prices, package: Package,
+            epns: list[str]) -> tuple[pricing.Estimate, pricing.Estimate]:
+    """Our estimate and the IoT Jobs comparison of sending `package` to `epns`."""
     size = package.size or 0
     block_count = wire.block_count(size, normal["block_size"])
     if normal["mode"] == "block" and block_count > MAX_TRANSFER_BLOCKS:
@@ -98,10 +122,7 @@ def estimate_job(repo: Repository, body: Any, query: dict[str, str]) -> dict[str
                                targets=len(epns), mode=normal["mode"], loss=loss,
                                epn_length=math.ceil(sum(map(len, epns)) / len(epns)),
                                job_document_bytes=len(document))
-    prices = price_tables.load(table_name)
-    ours = pricing.estimate(spec, prices)
-    streams = pricing.iot_jobs_streams(spec, prices)
-    return view(ours, streams, table)
+    return pricing.estimate(spec, prices), pricing.iot_jobs_streams(spec, prices)
 
 
 def _lines(estimate: pricing.Estimate) -> list[dict[str, Any]]:

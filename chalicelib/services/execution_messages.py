@@ -31,6 +31,7 @@ from otaformat import messages, wire
 from ..domain import executions as ex
 from ..domain import group as group_rules
 from ..domain.errors import ConcurrentUpdate
+from ..domain.fallback import delivered
 from ..domain.models import Execution, Group, Job, Package, bumped
 from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import can_retry, retry, split_wire_id
@@ -137,6 +138,7 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
     job = cache.job(repo, original.job_id)
     if job is None:
         return None
+    job = delivered(job, original)  # a delta job's fallback execution: the full package's fields, unicast
     state = _State(repo, cache, job, original)
     for message, decoded in items:
         state.apply(message, decoded)

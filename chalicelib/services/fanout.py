@@ -10,7 +10,10 @@ conditional put, so a redelivered message creates nothing twice; its job documen
 is created, and again on redelivery while it is still QUEUED (at least once; devices take duplicate
 documents of one execution as QoS 1 requires). A target found ineligible (not registered, another
 model, already newer, not on the delta's base) gets a SKIPPED execution with the reason (terminal,
-never sent, never a failure). Progress is in the job's counters (repository `job_counts`).
+never sent, never a failure), except that a delta job's fallback goes to a device only off the delta's
+base (`choose`, domain/fallback.py). No execution is created once the job is no longer ACTIVE (the
+repository's create_execution is conditional on it), so a cancel during a batch leaves nothing live.
+Progress is in the job's counters (repository `job_counts`).
 Does not: check the request (services/jobs.py does before anything is queued) or send blocks.
 """
 
@@ -26,6 +29,7 @@ from otaformat import wire
 from otaformat.versions import Version
 
 from ..domain import executions as ex
+from ..domain.fallback import delivered, off_base
 from ..domain.models import Device, Execution, Job, Package, TimelineEntry
 from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 
@@ -52,6 +56,16 @@ def ineligible(device: Device | None, package: Package) -> str | None:
         has = f"{package.app} {installed}" if installed else f"no {package.app}"
         return f"device has {has}, the delta needs {package.base_version}"
     return None
+
+
+def choose(device: Device | None, package: Package, fallback: Package | None) -> tuple[Package, str | None]:
+    """The package `device` takes and, if none, why: the job's own; a delta job's fallback when the
+    device is ineligible for the delta only because it is off the delta's base (domain/fallback.py)."""
+    reason = ineligible(device, package)
+    if (reason is not None and fallback is not None and device is not None and off_base(device, package)
+            and ineligible(device, fallback) is None):
+        return fallback, None
+    return package, reason
 
 
 def start(repo: Repository, queue: FanoutQueue, job: Job, epns: list[str] | None) -> None:
@@ -100,22 +114,27 @@ def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float
     """Create (once) each target's execution, QUEUED and its document published, or SKIPPED with why."""
     from .jobs import publish_job_document  # jobs imports this module
 
+    fallback = repo.get_package(job.fallback_upload_id) if job.fallback_upload_id else None
     created = 0
     for epn, device in targets:
-        reason = ineligible(device, package)
+        use, reason = choose(device, package, fallback)
         state = ex.SKIPPED if reason else ex.QUEUED
+        why = reason or ("job created" if use is package else f"job created: {ineligible(device, package)}, so "
+                         f"the full package {use.upload_id}")
         execution = Execution(execution_id=execution_id(job.job_id, epn), job_id=job.job_id, epn=epn, state=state,
                               stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now,
-                              timeline=(TimelineEntry(at=now, state=state, reason=reason or "job created"),))
-        if repo.create_execution(execution):
+                              timeline=(TimelineEntry(at=now, state=state, reason=why),),
+                              package_id=None if use is package else use.upload_id)
+        if repo.create_execution(execution):  # False too once the job is no longer ACTIVE (canceled meanwhile)
             created += 1
         else:
             stored = repo.get_execution(execution.execution_id)
             if stored is None or stored.state != ex.QUEUED or stored.attempt:
                 continue
             execution = stored
-        if execution.state == ex.QUEUED:
-            publish_job_document(publisher, storage, job, package, execution, now)
+        taken = package if execution.package_id is None else fallback
+        if execution.state == ex.QUEUED and taken is not None:
+            publish_job_document(publisher, storage, delivered(job, execution), taken, execution, now)
     return created
 
 
@@ -134,6 +153,7 @@ def progress(repo: Repository, job: Job) -> dict[str, Any]:
         done = counts.get("targets_resolved", 0) >= job.target_count
     return {"targets_resolved": counts.get("targets_resolved", 0),
             "executions_created": counts.get("executions_created", 0), "fanout_done": done,
+            "fallback_created": counts.get("fallback_created", 0),
             "counts": {s: max(0, counts.get(s, 0)) for s in ex.STATES}}
 
 

@@ -4,8 +4,10 @@ Finds (or creates) the group record of a job's model, keeps it in the container'
 advances the broadcast for a member whose ack made room: one conditional write of the group record,
 then one publish per block on the group topic. A lost race uses the record the failed write returned
 (ConcurrentUpdate.current) instead of reading it again, and is retried at most GROUP_RETRIES times:
-whoever won has broadcast those blocks already. Does not: decide membership or fallback (the caller,
-services/execution_messages.py, applies domain/group.py), or send unicast repairs.
+whoever won has broadcast those blocks already. When a job ends (COMPLETED, CANCELED, ABORTED) its group
+records get `expires_at` (`expire`): the store deletes them some time later (DynamoDB TTL). Does not:
+decide membership or fallback (the caller, services/execution_messages.py, applies domain/group.py),
+or send unicast repairs.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from ..domain import group as rules
 from ..domain.errors import ConcurrentUpdate, Conflict
-from ..domain.models import Group, Job, Package
+from ..domain.models import Group, Job, Package, bumped
 from ..domain.ports import Publisher, Repository, Storage
 from ..domain.window import Transfer
+from .common import retrying
 from .delivery import broadcast_blocks
 
 if TYPE_CHECKING:
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 GROUP_RETRIES = 3
+GROUP_TTL_SECONDS = 24 * 3600  # a group record is kept this long after its job ended, then expires (TTL)
 
 
 def find_group(repo: Repository, cache: HotCache, job: Job, package: Package, now: float) -> Group | None:
@@ -75,3 +79,19 @@ def advance_for(
         log.debug("group advanced", extra={"group": moved.group_id, "next": moved.next_index})
         return broadcast_blocks(publisher, storage, job, moved, blocks)
     return 0
+
+
+def expire(repo: Repository, job_id: str, now: float) -> int:
+    """The ended job's group records expire GROUP_TTL_SECONDS from now (those already set keep theirs);
+    returns how many were marked. Conditional writes: a racing broadcast keeps the mark (it merges)."""
+    marked = 0
+    for group in repo.job_groups(job_id):
+        def mark(gid: str = group.group_id) -> bool:
+            current = repo.get_group(gid)
+            if current is None or current.expires_at is not None:
+                return False
+            repo.save_group(bumped(current, expires_at=now + GROUP_TTL_SECONDS))
+            return True
+
+        marked += retrying(mark)
+    return marked

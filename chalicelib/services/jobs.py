@@ -22,13 +22,14 @@ from otaformat.canonical import canonical_json
 from otaformat.ids import check_epn, check_model
 
 from ..domain import executions as ex
+from ..domain import fallback as fallback_rules
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..domain.group import offered as offered_group
 from ..domain.models import Execution, Job, Package, bumped
 from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 from ..domain.retries import wire_id
 from ..domain.window import MAX_TRANSFER_BLOCKS, Transfer
-from . import fanout
+from . import fanout, groups
 from .abort import cancel_executions, normalise_policy, policy_view
 from .common import checked, integer, iso, retrying
 
@@ -44,13 +45,17 @@ _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     allowed = {"package_id", "targets", "mode", "block_size", "window", "timeouts", "max_retries", "abort",
-               "all_or_nothing"}
+               "all_or_nothing", "fallback_package_id"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
     package_id = body.get("package_id")
     if not isinstance(package_id, str) or not 1 <= len(package_id) <= 64:
         raise InvalidInput("field 'package_id' must be the upload id of an AVAILABLE package", field="package_id")
+    fallback = body.get("fallback_package_id")
+    if fallback is not None and (not isinstance(fallback, str) or not 1 <= len(fallback) <= 64):
+        raise InvalidInput("field 'fallback_package_id' must be the upload id of an AVAILABLE full package",
+                           field="fallback_package_id")
     targets = body.get("targets")
     if not isinstance(targets, dict) or set(targets) not in ({"devices"}, {"model"}, {"model", "continuous"}):
         raise InvalidInput("field 'targets' must be {\"devices\": [epn, ...]} or {\"model\": \"X\", \"continuous\"?: "
@@ -78,17 +83,29 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     for name, where in (("all_or_nothing", "all_or_nothing"), ("continuous", "targets.continuous")):
         if not isinstance(flags[name], bool):
             raise InvalidInput(f"field {where!r} must be true or false", field=where)
-    return {**flags, "package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size,
+    named = {"fallback_package_id": fallback} if fallback is not None else {}  # absent: the body hash of before
+    return {**flags, **named, "package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size,
             "window": window, "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body)}
 
 
-def _available(repo: Repository, upload_id: str) -> Package:
+def _available(repo: Repository, upload_id: str, field: str = "package_id") -> Package:
     package = repo.get_package(upload_id)
     if package is None:
-        raise NotFound(f"field 'package_id': package {upload_id!r} does not exist", field="package_id")
+        raise NotFound(f"field {field!r}: package {upload_id!r} does not exist", field=field)
     if package.state != "AVAILABLE" or package.app is None or package.version_label is None:
-        raise Conflict(f"package {upload_id!r} is {package.state}, not AVAILABLE", field="package_id")
+        raise Conflict(f"package {upload_id!r} is {package.state}, not AVAILABLE", field=field)
     return package
+
+
+def _fallback(repo: Repository, normal: dict[str, Any], package: Package) -> Package | None:
+    """The delta job's fallback package, checked (domain/fallback.py), or None when the body names none."""
+    upload_id = normal.get("fallback_package_id")
+    if upload_id is None:
+        return None
+    fallback_rules.check_delta(package)
+    found = _available(repo, upload_id, "fallback_package_id")
+    fallback_rules.check_pair(package, found)
+    return found
 
 
 def _any_registered(repo: Repository, model: str) -> bool:
@@ -103,9 +120,10 @@ def _any_registered(repo: Repository, model: str) -> bool:
 
 
 def _check_targets(repo: Repository, spec: dict[str, Any], package: Package, all_or_nothing: bool,
-                   continuous: bool) -> None:
+                   continuous: bool, fallback: Package | None = None) -> None:
     """Refuse what cannot start: unknown or unregistered devices in an explicit list, a model with no
-    registered device (unless continuous); with all_or_nothing, any target that would be SKIPPED."""
+    registered device (unless continuous), a fallback not for every targeted model; with all_or_nothing,
+    any target that would be SKIPPED."""
     if "devices" in spec:
         devices = repo.get_devices(spec["devices"])
         unknown = [epn for epn, d in zip(spec["devices"], devices, strict=True) if d is None]
@@ -123,9 +141,12 @@ def _check_targets(repo: Repository, spec: dict[str, Any], package: Package, all
         if not continuous and not (devices if all_or_nothing else _any_registered(repo, spec["model"])):
             raise Conflict(f"field 'targets.model': no registered device of model {spec['model']!r}",
                            field="targets.model")
+    if fallback is not None:
+        fallback_rules.check_covers(package, fallback, [spec["model"]] if "model" in spec else
+                                    [d.model for d in devices if d is not None])
     if all_or_nothing:
         problems = [why.replace("device", d.epn, 1) for d in devices if d is not None
-                    for why in [fanout.ineligible(d, package)] if why]
+                    for why in [fanout.choose(d, package, fallback)[1]] if why]
         if problems:
             raise Conflict("field 'targets': " + "; ".join(problems[:10]), field="targets")
 
@@ -144,12 +165,15 @@ def create_job(
     normal = _normalise(body)
     body_sha = hashlib.sha256(canonical_json(normal)).hexdigest()
     package = _available(repo, normal["package_id"])
-    _check_targets(repo, normal["targets"], package, normal["all_or_nothing"], normal["continuous"])
+    fallback = _fallback(repo, normal, package)
+    _check_targets(repo, normal["targets"], package, normal["all_or_nothing"], normal["continuous"], fallback)
     epns = normal["targets"].get("devices")
     size = package.size or 0
     block_count = wire.block_count(size, normal["block_size"])
-    if normal["mode"] == "block" and block_count > MAX_TRANSFER_BLOCKS:
-        raise InvalidInput(f"field 'block_size': {block_count} blocks is more than {MAX_TRANSFER_BLOCKS}",
+    extra = fallback_rules.job_fields(fallback, normal["block_size"]) if fallback is not None else {}
+    most = max(block_count, extra.get("fallback_block_count", 0))
+    if normal["mode"] == "block" and most > MAX_TRANSFER_BLOCKS:
+        raise InvalidInput(f"field 'block_size': {most} blocks is more than {MAX_TRANSFER_BLOCKS}",
                            field="block_size")
     job = Job(job_id="job-" + secrets.token_hex(10), upload_id=package.upload_id, mode=normal["mode"],
               block_size=normal["block_size"], window=normal["window"],
@@ -161,7 +185,7 @@ def create_job(
               package_sha256=package.sha256 or "", repository_key=package.repository_key or "",
               block_count=block_count, body_sha256=body_sha, idempotency_key=idempotency_key,
               max_retries=normal["max_retries"], abort_percent=normal["abort"]["failure_threshold_percent"],
-              abort_min_executed=normal["abort"]["min_executed"])
+              abort_min_executed=normal["abort"]["min_executed"], **extra)
     stored = repo.create_job(job, ())
     if stored.job_id != job.job_id:
         if stored.body_sha256 != body_sha:
@@ -184,6 +208,8 @@ class _Inline:
 
 
 def job_document(storage: Storage, job: Job, package: Package, execution: Execution, now: float) -> bytes:
+    """The execution's job document; `package` is the one it takes (its job's, or the fallback's)."""
+    job = fallback_rules.delivered(job, execution)
     url = url_expires = None
     if job.mode == "url":
         url = storage.download_url(job.repository_key, URL_SECONDS)
@@ -212,9 +238,9 @@ def get_job(repo: Repository, job_id: str) -> Job:
 
 
 def cancel_job(repo: Repository, publisher: Publisher, now: float, job_id: str) -> Job:
+    """The job CANCELED first (from then on the fan-out creates nothing: create_execution is conditional
+    on an ACTIVE job), then every execution it has; repeating it cancels what a failure left live."""
     get_job(repo, job_id)
-    cancel_executions(repo, publisher, repo.list_job_executions(job_id), now, "canceled by operator")
-    publisher.flush()
 
     def mark() -> Job:
         current = get_job(repo, job_id)
@@ -224,7 +250,11 @@ def cancel_job(repo: Repository, publisher: Publisher, now: float, job_id: str) 
         repo.save_job(canceled)
         return canceled
 
-    return retrying(mark)
+    job = retrying(mark)
+    cancel_executions(repo, publisher, repo.list_job_executions(job_id), now, "canceled by operator")
+    publisher.flush()
+    groups.expire(repo, job_id, now)
+    return job
 
 
 def blocks_done(job: Job, execution: Execution) -> int:
@@ -258,11 +288,15 @@ def job_view(repo: Repository, job: Job) -> dict[str, Any]:
     counts = made["counts"]
     created = sum(counts[s] for s in ex.STATES if s != ex.SKIPPED)
     exact = created <= EXACT_BYTES_EXECUTIONS
-    if exact:
-        done = sum(bytes_done(job, e) for e in repo.list_job_executions(job.job_id) if e.state != ex.SKIPPED)
+    fallbacks = made.get("fallback_created", 0)
+    if exact:  # each execution through the package it takes (a delta job's fallback: the full package)
+        live = [(fallback_rules.delivered(job, e), e) for e in repo.list_job_executions(job.job_id)
+                if e.state != ex.SKIPPED]
+        done = sum(bytes_done(j, e) for j, e in live)
+        total = sum(j.package_size for j, _ in live)
     else:
         done = counts[ex.SUCCEEDED] * job.package_size
-    total = job.package_size * created
+        total = job.package_size * (created - fallbacks) + job.fallback_size * fallbacks
     state = job.state
     if state == "ACTIVE" and finished(job, made):
         state = "COMPLETED"
@@ -274,6 +308,7 @@ def job_view(repo: Repository, job: Job) -> dict[str, Any]:
         "timeouts": {"stall_seconds": job.stall_seconds, "total_seconds": job.total_seconds},
         "app": job.app, "version": job.app_version, "target_spec": spec, "continuous": job.continuous,
         "all_or_nothing": job.all_or_nothing, "created_at": iso(job.created_at),
+        "fallback_package_id": job.fallback_upload_id, "fallback_executions": fallbacks,
         "targets_resolved": made["targets_resolved"], "executions_created": made["executions_created"],
         "fanout_done": made["fanout_done"],
         "counts": counts, "bytes_done": done, "bytes_total": total, "bytes_exact": exact,
@@ -283,11 +318,16 @@ def job_view(repo: Repository, job: Job) -> dict[str, Any]:
 
 
 def execution_view(job: Job, execution: Execution) -> dict[str, Any]:
+    """One execution, measured against the package it takes (`package_id`; `fallback` when that is its
+    delta job's fallback, domain/fallback.py)."""
+    fallback = fallback_rules.takes_fallback(job, execution)
+    job = fallback_rules.delivered(job, execution)
     transfer = execution.transfer or Transfer(total=job.block_count, window=job.window)
     done = bytes_done(job, execution)
     return {
         "execution_id": execution.execution_id, "job_id": execution.job_id, "epn": execution.epn,
         "state": execution.state, "step": execution.step, "mode": execution.mode, "attempt": execution.attempt,
+        "package_id": job.upload_id, "fallback": fallback,
         "blocks_acked": blocks_done(job, execution), "blocks_total": job.block_count,
         "blocks_sent": transfer.sent_count, "retransmissions": transfer.retransmissions,
         "bytes_done": done, "bytes_total": job.package_size,

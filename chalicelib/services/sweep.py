@@ -18,10 +18,12 @@ from functools import partial
 from otaformat import messages, topics, wire
 
 from ..domain import executions as ex
+from ..domain.fallback import delivered
 from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import can_retry, retry, wire_id
-from .abort import check_abort
+from . import groups
+from .abort import ABORTED, cancel_executions, check_abort
 from .commands import sweep_commands
 from .common import retrying
 from .delivery import ACK_TIMEOUT_SECONDS, send_blocks
@@ -52,6 +54,8 @@ def sweep(
         by_job[execution.job_id].append(execution)
     for job_id, executions in by_job.items():
         job = repo.get_job(job_id)
+        if job is not None and job.state in ("CANCELED", ABORTED):  # a cancel's listing missed them (index lag)
+            cancel_executions(repo, publisher, executions, now, f"job {job.state.lower()}")
         if job is None or job.state != "ACTIVE":
             continue
         failures = False
@@ -70,11 +74,11 @@ def sweep(
                 failures = True
             elif kind == "retry":
                 retried += 1
-                package = repo.get_package(job.upload_id)
+                package = repo.get_package(delivered(job, saved).upload_id)  # a fallback's: the full package
                 if package is not None:
                     publish_job_document(publisher, storage, job, package, saved, now)
             elif blocks:
-                resent += send_blocks(publisher, storage, job, saved, blocks)
+                resent += send_blocks(publisher, storage, delivered(job, saved), saved, blocks)
         if failures and check_abort(repo, publisher, job_id, now):
             aborted += 1
     for job in repo.list_active_jobs():
@@ -85,6 +89,7 @@ def sweep(
             ex.is_terminal(e.state) for e in repo.list_job_executions(job.job_id))
         if finished and retrying(partial(_complete, repo, job.job_id)):
             completed += 1
+            groups.expire(repo, job.job_id, now)
     commands_timed_out = sweep_commands(repo, now)
     publisher.flush()
     return SweepResult(timed_out, resent, completed, retried, aborted, commands_timed_out)
