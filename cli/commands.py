@@ -200,10 +200,12 @@ def packages_retire(api: ApiClient, out: Output, upload_id: str) -> int:
 
 def job_body(package: str, devices: list[str] | None, model: str | None, mode: str | None,
              block_size: int | None, window: int | None, stall: int | None, total: int | None,
-             all_or_nothing: bool = False, continuous: bool = False) -> dict[str, Any]:
+             all_or_nothing: bool = False, continuous: bool = False, fallback: str | None = None) -> dict[str, Any]:
     if bool(devices) == bool(model):
         raise UsageError("give either --device EPN (one or more) or --model M")
     body: dict[str, Any] = {"package_id": package, "targets": {"devices": devices} if devices else {"model": model}}
+    if fallback:
+        body["fallback_package_id"] = fallback  # a delta job's full package for devices off its base
     for key, value in (("mode", mode), ("block_size", block_size), ("window", window)):
         if value is not None:
             body[key] = value
@@ -243,13 +245,14 @@ def jobs_show(api: ApiClient, out: Output, job_id: str, device: str | None) -> i
         execution = api.get(f"/jobs/{seg(job_id)}/executions/{seg(device)}")
         timeline = execution.get("timeline") or []
         out.emit(execution, lambda: render.block({k: v for k, v in execution.items() if k != "timeline"},
-                                                 ["epn", "execution_id", "state", "step", "percent"]) + "\n"
+                                                 ["epn", "execution_id", "state", "step", "package_id",
+                                                  "fallback", "percent"]) + "\n"
                  + render.table(timeline, [("AT", "at"), ("STATE", "state"), ("STEP", "step"),
                                            ("REASON", "reason")], empty="(no timeline)"))
         return 0
     job = api.get(f"/jobs/{seg(job_id)}")
-    fields = ["job_id", "state", "package_id", "mode", "target_spec", "targets_resolved", "executions_created",
-              "percent", "counts"]
+    fields = ["job_id", "state", "package_id", "fallback_package_id", "fallback_executions", "mode", "target_spec",
+              "targets_resolved", "executions_created", "percent", "counts"]
     skipped: list[Any] = []
     if not out.json and (job.get("counts") or {}).get("SKIPPED"):
         listed = api.get_all(f"/jobs/{seg(job_id)}/executions", "executions", limit=SKIPPED_SHOWN * 10)

@@ -33,6 +33,10 @@ def text(answer: Mapping[str, Any]) -> str:
         head += (f", {render.size(rollout['block_size'])} blocks, window {rollout['window']}, "
                  f"expected loss {rollout['loss']:.0%}")
     comparison = answer["comparison"]
+    fallback = answer.get("fallback")
+    if fallback:  # a delta job with a fallback: those devices are priced at the full package's size
+        head += (f"; of them {fallback['targets']} take the fallback {fallback['package_id']} "
+                 f"({render.size(fallback['package_size'])})")
     return "\n".join([
         head,
         f"per device: {quantity(counts['down_messages'] / rollout['targets'])} messages down, "

@@ -4,6 +4,7 @@
     ota keys add PUBKEY.pem --name N | list | rm KEY_ID
     ota packages upload FILE | list | show PKG | retire PKG
     ota jobs create --package PKG (--device EPN ... | --model M) [--mode block|url] [--block-size N] [--window W]
+                    [--fallback FULL_PKG]  (a delta PKG: devices off its base take FULL_PKG)
     ota jobs list | show ID [--device EPN] | cancel ID | watch ID
     ota commands send TYPE (--device EPN ... | --model M) --key PUBLISHER.key [--script F] [--wait] | list | show ID
     ota devices reboot|restart-agent EPN --key PUBLISHER.key
@@ -58,8 +59,9 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
         if bool(args.devices) == bool(args.model):
             raise c.UsageError("give either --device EPN (one or more) or --model M")
         package = refs.resolve(api, args.package, args.model)
+        fallback = refs.resolve(api, args.fallback, args.model) if args.fallback else None
         body = c.job_body(package, args.devices, args.model, args.mode, args.block_size, args.window,
-                          args.stall_seconds, args.total_seconds, args.all_or_nothing, args.continuous)
+                          args.stall_seconds, args.total_seconds, args.all_or_nothing, args.continuous, fallback)
         if args.estimate:
             from cli import estimate  # the cost estimate (POST /jobs?dry_run=true)
 

@@ -156,6 +156,10 @@ def build_parser() -> Parser:
                    help="no progress for this long: TIMED_OUT, 5..86400 (300)")
     p.add_argument("--total-seconds", type=_int(60, 30 * 86400), metavar="S",
                    help="execution deadline, 60..2592000 (604800)")
+    p.add_argument("--fallback", metavar="PACKAGE",
+                   help="with a delta --package: the full package of the same version that devices not on the "
+                        "delta's base (another older version, or no app) take instead of being SKIPPED; "
+                        + PACKAGE_REF)
     p.add_argument("--all-or-nothing", action="store_true",
                    help="refuse the job if any target cannot take the package (default: those are SKIPPED)")
     p.add_argument("--continuous", action="store_true",
