@@ -169,3 +169,27 @@ def test_the_estimate_prices_fallback_devices_at_the_full_size(api, world, packa
     per_full_device = only_full["counts"]["blocks"] / 4
     assert both["counts"]["blocks"] == alone["counts"]["blocks"] + 3 * per_full_device
     assert api.call("GET", "/jobs").json["jobs"] == []
+
+
+def test_url_mode_hands_the_fallback_device_the_full_packages_url(api, world, packages) -> None:
+    register_device(api, "dev-base", apps={"demo": "1.0.0"})
+    register_device(api, "dev-none")
+    made = api.call("POST", "/jobs", {"package_id": packages["delta"], "fallback_package_id": packages["full"],
+                                      "targets": {"devices": ["dev-base", "dev-none"]}, "mode": "url"})
+    assert made.status_code == 201, made.json
+    keys = {name: package(api, packages[name])["repository_key"] for name in ("delta", "full")}
+    [on_base], [off_base] = world.publisher.job_documents("dev-base"), world.publisher.job_documents("dev-none")
+    assert keys["delta"] in on_base.url and keys["full"] not in on_base.url
+    assert keys["full"] in off_base.url and off_base.package_sha256 == package(api, packages["full"])["sha256"]
+
+
+def test_a_continuous_delta_job_gives_a_device_registered_later_the_fallback(api, world, packages) -> None:
+    register_device(api, "dev-base", apps={"demo": "1.0.0"})
+    made = api.call("POST", "/jobs", {"package_id": packages["delta"], "fallback_package_id": packages["full"],
+                                      "targets": {"model": "model-a", "continuous": True}})
+    assert made.status_code == 201, made.json
+    register_device(api, "dev-late")  # no demo yet
+    late = listing(api, made.json["job_id"])["dev-late"]
+    assert (late["state"], late["package_id"], late["fallback"]) == ("QUEUED", packages["full"], True)
+    [doc] = world.publisher.job_documents("dev-late")
+    assert doc.package_sha256 == package(api, packages["full"])["sha256"]
