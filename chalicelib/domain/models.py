@@ -112,6 +112,15 @@ class Job:
     target_chunks: int = 0
     continuous: bool = False  # model target: devices registered later get an execution too
     all_or_nothing: bool = False
+    # staged waves (issue 13, domain/waves.py): wave_size 0 and wave_percent 0 = not staged
+    wave_size: int = 0  # devices per wave; a percent job's is set when its fan-out is done
+    wave_percent: int = 0
+    wave_gate: str = ""  # "pause" (after the previous wave finished) or "interval" (after it started)
+    wave_delay: int = 0  # its seconds
+    waves_total: int = 0  # 0 while the fan-out is still counting the targets
+    current_wave: int = -1  # the last wave started (-1: none yet)
+    wave_started_at: float | None = None  # when the current wave started
+    wave_finished_at: float | None = None  # when the sweeper first saw every execution of it terminal
     version: int = 1
 
 
@@ -141,6 +150,8 @@ class Execution:
     attempt: int = 0
     progress: int = 0  # blocks the device says it holds (status `progress`), monotonic, <= block_count
     note: str | None = None  # an anomaly the cloud recorded but did not believe (see domain/executions.py)
+    wave: int | None = None  # staged job: its wave (a percent job's WAITING ones get it when released)
+    released_at: float | None = None  # staged job: when its wave started (its timers count from then)
     version: int = 1
 
 
@@ -203,7 +214,7 @@ class Group:
     """Group delivery of one job to the devices of one model (domain/group.py, docs/protocol.md 15): the
     broadcast cursor (blocks below `next_index` went out on the group topic) and when recent ones did."""
 
-    group_id: str  # "<job_id>.<model>"
+    group_id: str  # "<job_id>.<model>", or "<job_id>.<model>.w<wave>" for a wave of a staged job
     job_id: str
     model: str
     stream: int
@@ -213,6 +224,7 @@ class Group:
     next_index: int = 0
     broadcasts: int = 0  # blocks published on the group topic (each reaches every member)
     recent: tuple[tuple[int, int, float], ...] = ()  # (first, end, at) of recent broadcasts, newest last
+    wave: int | None = None  # staged job: the wave whose members share this broadcast
     version: int = 1
 
 

@@ -28,7 +28,7 @@ from ..domain.models import Execution, Job, Package, bumped
 from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 from ..domain.retries import wire_id
 from ..domain.window import MAX_TRANSFER_BLOCKS, Transfer
-from . import fanout
+from . import fanout, waves
 from .abort import cancel_executions, normalise_policy, policy_view
 from .common import checked, integer, iso, retrying
 
@@ -44,13 +44,14 @@ _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     allowed = {"package_id", "targets", "mode", "block_size", "window", "timeouts", "max_retries", "abort",
-               "all_or_nothing"}
+               "all_or_nothing", "waves"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
     package_id = body.get("package_id")
     if not isinstance(package_id, str) or not 1 <= len(package_id) <= 64:
         raise InvalidInput("field 'package_id' must be the upload id of an AVAILABLE package", field="package_id")
+    staged = waves.normalise(body)
     targets = body.get("targets")
     if not isinstance(targets, dict) or set(targets) not in ({"devices"}, {"model"}, {"model", "continuous"}):
         raise InvalidInput("field 'targets' must be {\"devices\": [epn, ...]} or {\"model\": \"X\", \"continuous\"?: "
@@ -60,7 +61,8 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(devices, list) or not 1 <= len(devices) <= MAX_TARGETS:
             raise InvalidInput(f"field 'targets.devices' must list 1..{MAX_TARGETS} EPN IDs", field="targets.devices")
         epns = [checked("targets.devices", check_epn, d) for d in devices]
-        spec: dict[str, Any] = {"devices": sorted(set(epns))}
+        # a staged job's waves follow the list's order (duplicates dropped); otherwise the order is irrelevant
+        spec: dict[str, Any] = {"devices": list(dict.fromkeys(epns)) if staged else sorted(set(epns))}
     else:
         spec = {"model": checked("targets.model", check_model, targets["model"])}
     mode = body.get("mode", "block")
@@ -79,7 +81,8 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(flags[name], bool):
             raise InvalidInput(f"field {where!r} must be true or false", field=where)
     return {**flags, "package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size,
-            "window": window, "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body)}
+            "window": window, "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body),
+            **({"waves": staged} if staged else {})}
 
 
 def _available(repo: Repository, upload_id: str) -> Package:
@@ -161,17 +164,18 @@ def create_job(
               package_sha256=package.sha256 or "", repository_key=package.repository_key or "",
               block_count=block_count, body_sha256=body_sha, idempotency_key=idempotency_key,
               max_retries=normal["max_retries"], abort_percent=normal["abort"]["failure_threshold_percent"],
-              abort_min_executed=normal["abort"]["min_executed"])
+              abort_min_executed=normal["abort"]["min_executed"],
+              **waves.job_fields(normal.get("waves"), None if epns is None else len(epns), now))
     stored = repo.create_job(job, ())
     if stored.job_id != job.job_id:
         if stored.body_sha256 != body_sha:
             raise Conflict("Idempotency-Key was already used with a different body", field="Idempotency-Key")
         return stored, False
-    fanout.start(repo, queue or _Inline(repo, storage, publisher, now), job, epns)
+    fanout.start(repo, queue or InlineFanout(repo, storage, publisher, now), job, epns)
     return job, True
 
 
-class _Inline:
+class InlineFanout:
     """The fan-out run here and now (a job created inside another use case, e.g. an automatic update)."""
 
     def __init__(self, repo: Repository, storage: Storage, publisher: Publisher, now: float) -> None:
@@ -245,10 +249,10 @@ def bytes_done(job: Job, execution: Execution) -> int:
 
 
 def finished(job: Job, made: dict[str, Any]) -> bool:
-    """By its counters (fanout.progress): every target resolved and terminal. A continuous job never is:
-    it stays ACTIVE for the devices still to come."""
+    """By its counters (fanout.progress): every target resolved and terminal (none WAITING for its wave
+    either). A continuous job never is: it stays ACTIVE for the devices still to come."""
     return (not job.continuous and made["fanout_done"] and made["targets_resolved"] > 0
-            and not any(made["counts"][s] for s in ex.ACTIVE))
+            and not any(made["counts"].get(s) for s in ex.UNFINISHED))
 
 
 def job_view(repo: Repository, job: Job) -> dict[str, Any]:
@@ -256,7 +260,7 @@ def job_view(repo: Repository, job: Job) -> dict[str, Any]:
     most EXACT_BYTES_EXECUTIONS of them, else counted whole for SUCCEEDED ones only (`bytes_exact`)."""
     made = fanout.progress(repo, job)
     counts = made["counts"]
-    created = sum(counts[s] for s in ex.STATES if s != ex.SKIPPED)
+    created = sum(counts.get(s, 0) for s in ex.STATES if s != ex.SKIPPED)
     exact = created <= EXACT_BYTES_EXECUTIONS
     if exact:
         done = sum(bytes_done(job, e) for e in repo.list_job_executions(job.job_id) if e.state != ex.SKIPPED)
@@ -278,7 +282,7 @@ def job_view(repo: Repository, job: Job) -> dict[str, Any]:
         "fanout_done": made["fanout_done"],
         "counts": counts, "bytes_done": done, "bytes_total": total, "bytes_exact": exact,
         "percent": round(100.0 * done / total, 1) if total else (100.0 if made["fanout_done"] else 0.0),
-        **policy_view(job),
+        **policy_view(job), "waves": waves.view(repo, job),
     }
 
 
@@ -288,6 +292,7 @@ def execution_view(job: Job, execution: Execution) -> dict[str, Any]:
     return {
         "execution_id": execution.execution_id, "job_id": execution.job_id, "epn": execution.epn,
         "state": execution.state, "step": execution.step, "mode": execution.mode, "attempt": execution.attempt,
+        "wave": execution.wave,
         "blocks_acked": blocks_done(job, execution), "blocks_total": job.block_count,
         "blocks_sent": transfer.sent_count, "retransmissions": transfer.retransmissions,
         "bytes_done": done, "bytes_total": job.package_size,
