@@ -22,7 +22,7 @@ from ..domain.errors import Conflict, InvalidInput
 from ..domain.models import Package
 from ..domain.ports import Repository
 from ..domain.window import MAX_TRANSFER_BLOCKS
-from . import fanout, waves
+from . import fanout
 from .jobs import _available, _check_targets, _normalise
 
 MAX_LOSS = 0.5
@@ -77,8 +77,6 @@ def estimate_job(repo: Repository, body: Any, query: dict[str, str]) -> dict[str
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object", field="body")
     normal = _normalise(body)
-    listed = normal["targets"].get("devices")
-    waves.job_fields(normal.get("waves"), None if listed is None else len(listed), 0.0)  # refused as on creation
     loss = _loss(query)
     table_name = query.get("prices", price_tables.DEFAULT)
     table = price_tables.raw(table_name)

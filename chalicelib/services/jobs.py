@@ -65,6 +65,7 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
         spec: dict[str, Any] = {"devices": list(dict.fromkeys(epns)) if staged else sorted(set(epns))}
     else:
         spec = {"model": checked("targets.model", check_model, targets["model"])}
+    waves.job_fields(staged, len(spec["devices"]) if "devices" in spec else None, 0.0)  # at most MAX_WAVES
     mode = body.get("mode", "block")
     if mode not in messages.MODES:
         raise InvalidInput("field 'mode' must be 'block' or 'url'", field="mode")
