@@ -91,7 +91,7 @@ class Placement:
     job: Job
     offset: int | None
     members: list[str] = field(default_factory=list)
-    waiting: list[tuple[str, int | None]] = field(default_factory=list)  # (execution id, ordinal)
+    waiting: list[tuple[Execution, int | None]] = field(default_factory=list)  # created WAITING, ordinal
     _ordinals: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -119,7 +119,7 @@ class Placement:
 
     def created(self, execution: Execution) -> None:
         if execution.state == ex.WAITING:
-            self.waiting.append((execution.execution_id, self._ordinals.get(execution.epn)))
+            self.waiting.append((execution, self._ordinals.get(execution.epn)))
 
     def finish(self, repo: Repository, storage: Storage, publisher: Publisher, package: Package, now: float) -> int:
         """Store the members, then release what a wave started meanwhile made due; returns how many."""
@@ -127,21 +127,19 @@ class Placement:
             return 0
         if self.offset is not None and self.members:
             repo.put_wave_members(self.job.job_id, self.offset, self.members)
-        elif self.offset is None and self.waiting:
-            for execution_id, _ in self.waiting:
-                execution = repo.get_execution(execution_id)
-                if execution is not None:
-                    repo.put_late_member(self.job.job_id, execution.epn)
+        elif self.offset is None:
+            for execution, _ in self.waiting:  # registered before wave 0 started: found when it does
+                repo.put_late_member(self.job.job_id, execution.epn)
         if not self.waiting:
             return 0
         fresh = repo.get_job(self.job.job_id)
         if fresh is None or fresh.state != "ACTIVE":
             return 0
         count = 0
-        for execution_id, ordinal in self.waiting:
+        for execution, ordinal in self.waiting:
             wave = rules.late_wave(fresh) if ordinal is None else rules.wave_of(fresh, ordinal)
             if wave is not None and rules.released(fresh, wave):
-                count += release_one(repo, storage, publisher, fresh, package, execution_id, wave, now)
+                count += release_one(repo, storage, publisher, fresh, package, execution.execution_id, wave, now)
         return count
 
 

@@ -4,8 +4,6 @@ sweeper's active list; and the fan-out + release on top of each repository."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from chalicelib.adapters.fanout import InlineFanoutQueue
@@ -144,4 +142,42 @@ def test_a_percent_fanout_sizes_its_waves_and_starts_wave_0_when_done(repo):
     assert sorted(e.wave for e in executions if e.state == ex.QUEUED) == [0, 0, 0]
     assert sum(e.state == ex.WAITING for e in executions) == 8
     assert sum(bool(publisher.job_documents(e.epn)) for e in executions) == 3
-    assert replace(stored, version=1).wave_percent == 25
+
+
+def _world(repo, devices: int, **job_fields) -> tuple[MemoryStorage, RecordingPublisher, Job, Package]:
+    for n in range(devices):
+        repo.create_device(Device(epn=f"dev-{n}", model="m", state="REGISTERED", token_sha256="0" * 64,
+                                  token_expires=0.0, created_at=0.0))
+    package = Package(upload_id="up-1", state="AVAILABLE", declared_size=10, created_at=0.0, app="demo",
+                      version_label="1.1.0", models=("m",), size=10, sha256="a" * 64, repository_key="packages/x",
+                      envelope={})
+    repo.create_package(package)
+    job = Job(job_id="job-r", upload_id="up-1", mode="block", block_size=1024, window=4, stall_seconds=60,
+              total_seconds=600, targets=(), target_spec={"model": "m"}, state="ACTIVE", created_at=0.0, app="demo",
+              app_version="1.1.0", package_size=10, package_sha256="a" * 64, repository_key="packages/x",
+              block_count=1, wave_gate="pause", **job_fields)
+    repo.create_job(job, ())
+    return MemoryStorage(), RecordingPublisher(), job, package
+
+
+def test_a_wave_started_while_the_fanout_created_its_members_is_still_released(repo):
+    storage, publisher, job, package = _world(repo, 4, wave_size=2, current_wave=0, wave_started_at=0.0)
+    stale = job  # the fan-out item read the job before the sweeper started wave 1 ...
+    repo.save_job(bumped(job, current_wave=1, wave_started_at=5.0))  # ... and found no member to release
+    targets = [(d.epn, d) for d in repo.get_devices([f"dev-{n}" for n in range(4)])]
+    fanout.fan_out(repo, storage, publisher, 6.0, stale, package, targets, waves.Placement(stale, 0))
+    states = {e.epn: (e.state, e.wave) for e in repo.list_job_executions("job-r")}
+    assert states == {"dev-0": (ex.QUEUED, 0), "dev-1": (ex.QUEUED, 0), "dev-2": (ex.QUEUED, 1),
+                      "dev-3": (ex.QUEUED, 1)}  # the fan-out saw the new wave when it read the job again
+    assert all(len(publisher.job_documents(f"dev-{n}")) == 1 for n in range(4))
+
+
+def test_a_device_registered_before_a_percent_jobs_wave_0_waits_for_it(repo):
+    storage, publisher, _, _ = _world(repo, 1, wave_percent=50, continuous=True)
+    assert fanout.on_registered(repo, storage, publisher, 1.0, "dev-0") == 1
+    assert repo.get_execution(fanout.execution_id("job-r", "dev-0")).state == ex.WAITING
+    assert repo.late_members("job-r") == ["dev-0"] and publisher.job_documents("dev-0") == []
+    queue = InlineFanoutQueue(lambda m, q: fanout.handle(repo, storage, publisher, q, 2.0, m))
+    assert waves.fanout_finished(repo, queue, "job-r", 0, 2.0)  # an empty fan-out: wave 0 of one device
+    released = repo.get_execution(fanout.execution_id("job-r", "dev-0"))
+    assert (released.state, released.wave) == (ex.QUEUED, 0) and len(publisher.job_documents("dev-0")) == 1
