@@ -22,7 +22,7 @@ import math
 from collections.abc import Mapping
 from enum import Enum
 
-from .executions import UNFINISHED
+from .executions import STATES, UNFINISHED
 from .models import Job
 from .retries import abort_reason as threshold_reason
 
@@ -94,14 +94,21 @@ def unfinished(counts: Mapping[str, int]) -> int:
 def abort_reason(job: Job, wave: int, counts: Mapping[str, int]) -> str | None:
     """Why one wave's counters abort the job (the job's threshold; `min_executed` capped at the wave's
     size so a small wave still counts), or None."""
-    members = sum(max(0, v) for v in counts.values())
+    members = sum(max(0, counts.get(s, 0)) for s in STATES)
     reason = threshold_reason(counts, job.abort_percent, max(1, min(job.abort_min_executed, members)))
     return None if reason is None else f"wave {wave}: {reason}"
 
 
+def released_marker(wave: int) -> str:
+    """The job counter a percent job's release of `wave` adds when its last page is done (until then its
+    WAITING members have no wave and are in no wave's counters, so the wave is not complete)."""
+    return f"released_w{wave}"
+
+
 def next_step(job: Job, counts: Mapping[str, int], complete: bool, next_exists: bool, now: float) -> Step:
     """What the sweeper does about a started staged job: `counts` are the current wave's counters,
-    `complete` says its membership is complete (fan-out past it), `next_exists` that a next wave exists."""
+    `complete` says its membership is complete (fan-out past it; a percent job's: released whole),
+    `next_exists` that a next wave exists."""
     if job.current_wave < 0 or job.state != "ACTIVE":
         return Step.WAIT
     if abort_reason(job, job.current_wave, counts) is not None:

@@ -13,7 +13,8 @@ at fan-out, starting waves, releasing their executions, and the job view's wave 
 - A `size` job's wave 0 starts when the job is created (its members are sent as the fan-out creates
   them); a `percent` job's wave 0 starts when its fan-out is done (the last item, or the sweeper).
 - Races: the fan-out stores its members, creates the executions, then reads the job again and releases
-  itself any WAITING execution whose wave started meanwhile; the starter's release finds the others.
+  itself any WAITING execution whose wave started meanwhile; the starter's release finds the others. A
+  percent job's wave counts as complete only once its release's last page is done.
 Does not: decide when a wave is due (domain/waves.py) or evaluate the failure threshold (services/abort.py).
 """
 
@@ -182,6 +183,8 @@ def handle_release(repo: Repository, storage: Storage, publisher: Publisher, que
                 for eid in _execution_ids(job.job_id, [*members, *late]))
     if members and end < high:
         queue.send([{"job_id": job.job_id, "wave": wave, "from": end}])
+    elif job.wave_percent:  # the last page: the wave is complete (a size job's WAITING ones count already)
+        repo.add_job_counts(job.job_id, {rules.released_marker(wave): 1})
     return count
 
 
@@ -261,7 +264,10 @@ def start_due_waves(repo: Repository, publisher: Publisher, now: float, queue: F
         if following is None:  # the fan-out is still counting: is a member of the next wave stored?
             first, _ = rules.bounds(job, job.current_wave + 1)
             following = bool(repo.wave_members(job.job_id, first, first + 1))
-        complete = following or progress(repo, job)["fanout_done"]
+        if job.wave_percent:  # sized when its fan-out was done; complete once its release is
+            complete = repo.job_counts(job.job_id).get(rules.released_marker(job.current_wave), 0) > 0
+        else:
+            complete = following or progress(repo, job)["fanout_done"]
         counts = repo.wave_counts(job.job_id, job.current_wave, job.current_wave + 1).get(job.current_wave, {})
         step = rules.next_step(job, counts, complete, following, now)
         if step is rules.Step.ABORT:

@@ -181,3 +181,28 @@ def test_a_device_registered_before_a_percent_jobs_wave_0_waits_for_it(repo):
     assert waves.fanout_finished(repo, queue, "job-r", 0, 2.0)  # an empty fan-out: wave 0 of one device
     released = repo.get_execution(fanout.execution_id("job-r", "dev-0"))
     assert (released.state, released.wave) == (ex.QUEUED, 0) and len(publisher.job_documents("dev-0")) == 1
+
+
+def test_a_percent_wave_is_not_finished_before_its_release_is_done(repo):
+    storage, publisher, job, _ = _world(repo, 4, wave_percent=50)
+    held: list[dict] = []
+
+    def handle(message: dict, q: InlineFanoutQueue) -> None:
+        if "wave" in message:
+            held.append(message)  # a release waiting in the queue
+        else:
+            fanout.handle(repo, storage, publisher, q, 1.0, message)
+
+    queue = InlineFanoutQueue(handle)
+    fanout.start(repo, queue, job, None)
+    assert repo.get_job("job-r").current_wave == 0 and len(held) == 1
+    assert waves.start_due_waves(repo, publisher, 2.0, queue).started == 0  # wave 0 has no counted member yet
+    for message in held:
+        fanout.handle(repo, storage, publisher, queue, 3.0, message)
+    first = [e for e in repo.list_job_executions("job-r") if e.state == ex.QUEUED]
+    assert len(first) == 2
+    assert waves.start_due_waves(repo, publisher, 4.0, queue).started == 0  # released, still running
+    for execution in first:
+        repo.save_execution(bumped(execution, state=ex.SUCCEEDED))
+    assert waves.start_due_waves(repo, publisher, 5.0, queue).started == 1
+    assert repo.get_job("job-r").current_wave == 1
