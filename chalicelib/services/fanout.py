@@ -31,6 +31,7 @@ from otaformat.versions import Version
 from ..domain import executions as ex
 from ..domain.models import Device, Execution, Job, Package, TimelineEntry
 from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
+from ..domain.waves import staged
 from . import waves
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ def progress(repo: Repository, job: Job) -> dict[str, Any]:
         done = counts.get("targets_resolved", 0) >= job.target_count
     return {"targets_resolved": counts.get("targets_resolved", 0),
             "executions_created": counts.get("executions_created", 0), "fanout_done": done,
-            "counts": {s: max(0, counts.get(s, 0)) for s in ex.STATES if s != ex.WAITING or waves.rules.staged(job)}}
+            "counts": {s: max(0, counts.get(s, 0)) for s in ex.STATES if s != ex.WAITING or staged(job)}}
 
 
 def on_registered(repo: Repository, storage: Storage, publisher: Publisher, now: float, epn: str) -> int:
