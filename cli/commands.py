@@ -200,7 +200,8 @@ def packages_retire(api: ApiClient, out: Output, upload_id: str) -> int:
 
 def job_body(package: str, devices: list[str] | None, model: str | None, mode: str | None,
              block_size: int | None, window: int | None, stall: int | None, total: int | None,
-             all_or_nothing: bool = False, continuous: bool = False, fallback: str | None = None) -> dict[str, Any]:
+             all_or_nothing: bool = False, continuous: bool = False, fallback: str | None = None,
+             waves: dict[str, int] | None = None) -> dict[str, Any]:
     if bool(devices) == bool(model):
         raise UsageError("give either --device EPN (one or more) or --model M")
     body: dict[str, Any] = {"package_id": package, "targets": {"devices": devices} if devices else {"model": model}}
@@ -218,7 +219,23 @@ def job_body(package: str, devices: list[str] | None, model: str | None, mode: s
         if not model:
             raise UsageError("--continuous needs --model")
         body["targets"]["continuous"] = True
+    if waves:
+        body["waves"] = waves
     return body
+
+
+def wave_spec(size: int | None, percent: int | None, pause: int | None, interval: int | None) -> dict[str, int] | None:
+    """The body's `waves` from --wave-size|--wave-percent [--wave-pause|--wave-interval]; None without."""
+    if size is None and percent is None:
+        if pause is not None or interval is not None:
+            raise UsageError("--wave-pause and --wave-interval go with --wave-size or --wave-percent")
+        return None
+    spec = {"size": size} if size is not None else {"percent": percent}
+    if interval is not None:
+        spec["interval_seconds"] = interval
+    elif pause is not None:
+        spec["pause_seconds"] = pause
+    return {k: v for k, v in spec.items() if v is not None}
 
 
 def jobs_create(api: ApiClient, out: Output, body: Mapping[str, Any], idempotency_key: str | None) -> int:
@@ -252,7 +269,7 @@ def jobs_show(api: ApiClient, out: Output, job_id: str, device: str | None) -> i
         return 0
     job = api.get(f"/jobs/{seg(job_id)}")
     fields = ["job_id", "state", "package_id", "fallback_package_id", "fallback_executions", "mode", "target_spec",
-              "targets_resolved", "executions_created", "percent", "counts"]
+              "targets_resolved", "executions_created", "percent", "counts", "waves"]
     skipped: list[Any] = []
     if not out.json and (job.get("counts") or {}).get("SKIPPED"):
         listed = api.get_all(f"/jobs/{seg(job_id)}/executions", "executions", limit=SKIPPED_SHOWN * 10)

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
         package = refs.resolve(api, args.package, args.model)
         fallback = refs.resolve(api, args.fallback, args.model) if args.fallback else None
         body = c.job_body(package, args.devices, args.model, args.mode, args.block_size, args.window,
-                          args.stall_seconds, args.total_seconds, args.all_or_nothing, args.continuous, fallback)
+                          args.stall_seconds, args.total_seconds, args.all_or_nothing, args.continuous, fallback,
+                          c.wave_spec(args.wave_size, args.wave_percent, args.wave_pause, args.wave_interval))
         if args.estimate:
             from cli import estimate  # the cost estimate (POST /jobs?dry_run=true)
 

@@ -164,6 +164,18 @@ def build_parser() -> Parser:
                    help="refuse the job if any target cannot take the package (default: those are SKIPPED)")
     p.add_argument("--continuous", action="store_true",
                    help="with --model: devices of the model registered later get the job too")
+    sizes = p.add_mutually_exclusive_group()
+    sizes.add_argument("--wave-size", type=_int(1, 10_000), metavar="N",
+                       help="staged rollout: N devices per wave, in target order (1..10000)")
+    sizes.add_argument("--wave-percent", type=_int(1, 100), metavar="P",
+                       help="staged rollout: P percent of the targets per wave (1..100)")
+    gates = p.add_mutually_exclusive_group()
+    gates.add_argument("--wave-pause", type=_int(0, 7 * 86400), metavar="S",
+                       help="with --wave-size/--wave-percent: start the next wave S seconds after the previous "
+                            "one finished (0)")
+    gates.add_argument("--wave-interval", type=_int(1, 7 * 86400), metavar="S",
+                       help="with --wave-size/--wave-percent: start the next wave S seconds after the previous "
+                            "one started")
     p.add_argument("--idempotency-key", metavar="KEY",
                    help="1..128 of [A-Za-z0-9._:-]: repeating the command with it creates one job")
     p.add_argument("--estimate", action="store_true",

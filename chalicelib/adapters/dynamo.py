@@ -15,8 +15,12 @@ sha256 under gsi2 PKGSHA#<sha256>; an ACTIVE continuous model job under gsi2 CON
 counters are one item (JOB#<id>, COUNTS) of numbers changed with ADD only (c_<name>); an explicit target
 list is chunk items (JOB#<id>, TARGETS#<n>); each delivery group of a job is listed by a marker item
 (JOB#<id>, GROUP#<group id>). An execution is created only while its job item is ACTIVE (a transaction
-condition). A group whose job ended carries `expires_at` (TTL), and so does its marker. Listings page
-with Limit and an opaque cursor made of the last returned item's key attributes (adapters/paging.py).
+condition). A group whose job ended carries `expires_at` (TTL), and so does its marker. Staged jobs
+(domain/waves.py): the eligible targets of a fan-out item as (JOB#<id>, WMEM#<first ordinal, 13 digits>)
+holding at most MEMBER_SPAN EPNs, so a wave's members are one key-range query; a late member of a
+continuous job (JOB#<id>, WLATE#<epn>); per-wave counters (JOB#<id>, WAVE#<wave, 4 digits>), ADD only,
+moved with the job's counters. Listings page with Limit and an opaque cursor made of the last returned
+item's key attributes (adapters/paging.py).
 Does not: business rules; those are in services.
 """
 
@@ -47,8 +51,10 @@ from ..domain.models import (
     to_record,
 )
 from ..domain.ports import Page
+from ..domain.waves import counter_moves
 from .paging import MODEL_SHARDS, decode, encode, model_shard, refused
 
+MEMBER_SPAN = 100  # EPNs per wave-member item (a fan-out item's page or chunk; longer lists are split)
 ACTIVE_SHARDS = 8  # spreads the writes of many live executions over several index partitions
 # TTL (the table's TimeToLiveSpecification on `expires_at`, infra/template.yaml): a REJECTED package's
 # record goes 90 days after its upload, with its quarantined object (the staging bucket's lifecycle rule).
@@ -374,9 +380,59 @@ class DynamoRepository:
                                  ConsistentRead=True).get("Item") or {}
         return {k[2:]: int(v["N"]) for k, v in item.items() if k.startswith("c_")}
 
+    def put_wave_members(self, job_id: str, first: int, epns: Sequence[str]) -> None:
+        for start in range(0, len(epns), MEMBER_SPAN):
+            self._db.put_item(TableName=self._table, Item={
+                "pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"WMEM#{first + start:013d}"},
+                "epns": {"S": json.dumps(list(epns[start : start + MEMBER_SPAN]), separators=(",", ":"))}})
+
+    def _job_range(self, job_id: str, low: str, high: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":low": {"S": low}, ":high": {"S": high}}}
+        while True:
+            page = self._db.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def wave_members(self, job_id: str, first: int, end: int) -> list[str]:
+        if end <= first:
+            return []
+        found: list[str] = []
+        low = f"WMEM#{max(0, first - MEMBER_SPAN + 1):013d}"
+        for item in self._job_range(job_id, low, f"WMEM#{end - 1:013d}"):
+            start = int(item["sk"]["S"][5:])
+            found.extend(e for n, e in enumerate(json.loads(item["epns"]["S"]), start) if first <= n < end)
+        return found
+
+    def put_late_member(self, job_id: str, epn: str) -> None:
+        self._db.put_item(TableName=self._table, Item={"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"WLATE#{epn}"}})
+
+    def late_members(self, job_id: str) -> list[str]:
+        return [item["sk"]["S"][6:] for item in self._job_range(job_id, "WLATE#", "WLATE#~")]
+
+    def wave_counts(self, job_id: str, first: int, end: int) -> dict[int, dict[str, int]]:
+        if end <= first:
+            return {}
+        return {int(item["sk"]["S"][5:]): {k[2:]: int(v["N"]) for k, v in item.items() if k.startswith("c_")}
+                for item in self._job_range(job_id, f"WAVE#{first:04d}", f"WAVE#{end - 1:04d}")}
+
+    def _wave_updates(self, job_id: str, before: tuple[str, int | None] | None,
+                      after: tuple[str, int | None]) -> list[dict[str, Any]]:
+        updates = []
+        for wave, deltas in counter_moves(before, after).items():
+            update = self._counts_update(job_id, deltas)
+            update["Key"] = {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"WAVE#{wave:04d}"}}
+            updates.append(update)
+        return updates
+
     def create_execution(self, execution: Execution) -> bool:
         counted = {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1,
                    "fallback_created": int(execution.package_id is not None)}
+        waves = self._wave_updates(execution.job_id, None, (execution.state, execution.wave))
         try:
             self._db.transact_write_items(TransactItems=[
                 {"Put": {"TableName": self._table, "Item": self._item(execution),
@@ -387,6 +443,7 @@ class DynamoRepository:
                 {"ConditionCheck": {"TableName": self._table, "Key": self._key(Job, execution.job_id),
                                     "ConditionExpression": "gsi3pk = :active",
                                     "ExpressionAttributeValues": {":active": {"S": "ACTIVEJOB"}}}},
+                *({"Update": update} for update in waves),
             ])
         except ClientError as err:
             if err.response["Error"]["Code"] != "TransactionCanceledException":
@@ -420,11 +477,16 @@ class DynamoRepository:
                 raise ConcurrentUpdate(f"Execution {execution.execution_id} changed concurrently",
                                        current=_load(Execution, stored) if stored else None) from err
             raise
-        before = json.loads(old["Attributes"]["doc"]["S"])["state"] if "Attributes" in old else None
+        stored = json.loads(old["Attributes"]["doc"]["S"]) if "Attributes" in old else None
+        before = stored["state"] if stored is not None else None
         if before is not None and before != execution.state:
             # not in the put's transaction (ALL_OLD tells the old state only after it): a crash between the
             # two leaves one count behind; the sweeper confirms completion from the items themselves
             self.add_job_counts(execution.job_id, {before: -1, execution.state: 1})
+        if stored is not None:  # a staged job's per-wave counters, likewise
+            for update in self._wave_updates(execution.job_id, (str(before), stored.get("wave")),
+                                             (execution.state, execution.wave)):
+                self._db.update_item(**update)
 
     def job_executions_page(self, job_id: str, limit: int, cursor: str | None) -> Page[Execution]:
         return self._page(Execution, "gsi1", f"JOBEXEC#{job_id}", limit, cursor)

@@ -19,6 +19,7 @@ from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.executions import ACTIVE, SKIPPED
 from ..domain.models import CommandRun, Device, Execution, Group, Job, Package, PublisherKey, Release, RemoteCommand
 from ..domain.ports import Page, RepositoryIntegrityError, StagedObject
+from ..domain.waves import counter_moves
 from .paging import decode, encode, model_shard
 
 T = TypeVar("T")
@@ -45,6 +46,9 @@ class MemoryRepository:
         self._idem: dict[str, str] = {}
         self._counts: dict[str, Counter[str]] = {}
         self._targets: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._members: dict[str, dict[int, tuple[str, ...]]] = {}  # staged jobs: first ordinal -> EPNs
+        self._late: dict[str, set[str]] = {}
+        self._waves: dict[tuple[str, int], Counter[str]] = {}
 
     def _create(self, kind: str, ident: str, entity: Any) -> None:
         with self._lock:
@@ -161,6 +165,31 @@ class MemoryRepository:
         with self._lock:
             self._counts.setdefault(job_id, Counter()).update(deltas)
 
+    def put_wave_members(self, job_id: str, first: int, epns: Sequence[str]) -> None:
+        with self._lock:
+            self._members.setdefault(job_id, {})[first] = tuple(epns)
+
+    def wave_members(self, job_id: str, first: int, end: int) -> list[str]:
+        with self._lock:
+            items = sorted(self._members.get(job_id, {}).items())
+        return [epn for start, epns in items for n, epn in enumerate(epns, start) if first <= n < end]
+
+    def put_late_member(self, job_id: str, epn: str) -> None:
+        with self._lock:
+            self._late.setdefault(job_id, set()).add(epn)
+
+    def late_members(self, job_id: str) -> list[str]:
+        with self._lock:
+            return sorted(self._late.get(job_id, ()))
+
+    def wave_counts(self, job_id: str, first: int, end: int) -> dict[int, dict[str, int]]:
+        with self._lock:
+            return {w: dict(c) for (j, w), c in sorted(self._waves.items()) if j == job_id and first <= w < end}
+
+    def _move_waves(self, job_id: str, before: tuple[str, int | None] | None, after: tuple[str, int | None]) -> None:
+        for wave, deltas in counter_moves(before, after).items():
+            self._waves.setdefault((job_id, wave), Counter()).update(deltas)
+
     def create_execution(self, execution: Execution) -> bool:
         with self._lock:
             job = self._items.get(("job", execution.job_id))
@@ -170,6 +199,7 @@ class MemoryRepository:
             self._counts.setdefault(execution.job_id, Counter()).update(
                 {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1,
                  "fallback_created": int(execution.package_id is not None)})
+            self._move_waves(execution.job_id, None, (execution.state, execution.wave))
         return True
 
     def list_active_jobs(self) -> list[Job]:
@@ -189,6 +219,7 @@ class MemoryRepository:
             self._items[("execution", execution.execution_id)] = execution
             if current.state != execution.state:
                 self._counts.setdefault(execution.job_id, Counter()).update({current.state: -1, execution.state: 1})
+            self._move_waves(execution.job_id, (current.state, current.wave), (execution.state, execution.wave))
 
     def list_job_executions(self, job_id: str) -> list[Execution]:
         return sorted((e for e in self._all("execution") if e.job_id == job_id), key=lambda e: e.epn)

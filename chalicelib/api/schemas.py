@@ -21,6 +21,7 @@ from .. import prices as price_tables
 from ..adapters.paging import MAX_CURSOR
 from ..domain.models import PACKAGE_STATES
 from ..domain.retries import MAX_RETRIES
+from ..domain.waves import MAX_DELAY, MAX_WAVE_SIZE, MAX_WAVES
 from ..services.abort import DEFAULT_ABORT_MIN_EXECUTED, DEFAULT_ABORT_PERCENT
 from ..services.devices import MAX_APPS, TOKEN_TTL
 from ..services.jobs import DEFAULT_BLOCK_SIZE, DEFAULT_WINDOW, MAX_TARGETS, MAX_WINDOW
@@ -106,6 +107,22 @@ _TARGETS = {
     "description": f"either a list of devices (1..{MAX_TARGETS}) or every registered device of one model",
 }
 
+_WAVES = {
+    **_object({
+        "size": _integer(1, MAX_WAVE_SIZE, "devices per wave"),
+        "percent": _integer(1, 100, "percent of the job's eligible targets per wave (rounded up, at least one "
+                                    "device); wave 0 starts when the fan-out is done"),
+        "pause_seconds": _integer(0, MAX_DELAY, "the next wave starts this long after the previous one finished "
+                                                "(every execution terminal) and passed the failure threshold", 0),
+        "interval_seconds": _integer(1, MAX_DELAY, "instead of pause_seconds: the next wave starts this long "
+                                                   "after the previous one started (if it passed the threshold)"),
+    }),
+    "allOf": [{"oneOf": [{"required": ["size"]}, {"required": ["percent"]}]},
+              {"not": {"required": ["pause_seconds", "interval_seconds"]}}],
+    "description": f"staged rollout: waves in target order, at most {MAX_WAVES} (an explicit list needing more "
+                   "is 400; for a model the last wave takes the rest); the failure threshold counts per wave",
+}
+
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/devices"): _object({
         "epn": EPN, "model": MODEL,
@@ -159,6 +176,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
             "min_executed": _integer(1, 100_000, "executions finished before the rate counts",
                                      DEFAULT_ABORT_MIN_EXECUTED),
         }),
+        "waves": _WAVES,
     }, ("package_id", "targets")),
 }
 

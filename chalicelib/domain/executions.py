@@ -3,6 +3,9 @@
 States: QUEUED -> IN_PROGRESS (steps DOWNLOADING, VERIFYING, INSTALLING) -> SUCCEEDED | FAILED |
 REJECTED; the cloud adds TIMED_OUT and CANCELED, and SKIPPED (terminal from the start: a target
 the job's fan-out found ineligible, its reason in the timeline; never sent, never a failure).
+A staged job (domain/waves.py) creates the executions of a wave not started yet as WAITING: not
+terminal, never sent, ignored by device messages and timers, and moved to QUEUED (only) when its wave
+starts; from then on its timers count from `released_at`.
 Terminal states are sticky: every function here returns None ("ignore, log it") for anything arriving
 after one, and for stale or duplicated status messages (sequence number older, or same sequence and
 same state/step).
@@ -31,9 +34,11 @@ REJECTED = "REJECTED"
 TIMED_OUT = "TIMED_OUT"
 CANCELED = "CANCELED"
 SKIPPED = "SKIPPED"
-STATES = (QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED, SKIPPED)
+WAITING = "WAITING"
+STATES = (WAITING, QUEUED, IN_PROGRESS, SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED, SKIPPED)
 TERMINAL = frozenset({SUCCEEDED, FAILED, REJECTED, TIMED_OUT, CANCELED, SKIPPED})
-ACTIVE = frozenset({QUEUED, IN_PROGRESS})
+ACTIVE = frozenset({QUEUED, IN_PROGRESS})  # sent and running: the sweeper's work list
+UNFINISHED = frozenset({WAITING, *ACTIVE})
 MAX_TIMELINE = 50
 
 
@@ -66,8 +71,8 @@ def apply_status(
     execution: Execution, state: str, step: str | None, reason: str | None, seq: int, now: float,
     progress: int | None = None, block_count: int = 0,
 ) -> Execution | None:
-    """A device status message; None when it must be ignored (terminal, stale or duplicate)."""
-    if is_terminal(execution.state) or state not in (IN_PROGRESS, SUCCEEDED, FAILED, REJECTED):
+    """A device status message; None when it must be ignored (terminal, never sent, stale or duplicate)."""
+    if execution.state not in ACTIVE or state not in (IN_PROGRESS, SUCCEEDED, FAILED, REJECTED):
         return None
     if seq < execution.last_seq:
         return None
@@ -112,12 +117,21 @@ def touch(execution: Execution, now: float) -> Execution:
 
 
 def overdue_reason(execution: Execution, now: float, stall_seconds: int, total_seconds: int) -> str | None:
-    """Why an active execution must time out now, or None."""
-    if is_terminal(execution.state):
+    """Why an active execution must time out now, or None (never for a WAITING one: its wave has not
+    started; the total timeout counts from when it did)."""
+    if execution.state not in ACTIVE:
         return None
-    if total_seconds and now - execution.created_at > total_seconds:
+    if total_seconds and now - (execution.released_at or execution.created_at) > total_seconds:
         return f"no result within the job's total timeout of {total_seconds} s"
     active = execution.state == IN_PROGRESS or execution.started_at is not None
     if active and stall_seconds and now - execution.last_activity > stall_seconds:
         return f"device silent for more than {stall_seconds} s (stall timeout)"
     return None
+
+
+def release(execution: Execution, now: float, wave: int) -> Execution | None:
+    """A WAITING execution whose wave started: QUEUED, its timers counting from now; None otherwise."""
+    if execution.state != WAITING:
+        return None
+    moved = _move(execution, QUEUED, None, f"wave {wave} started", now)
+    return replace(moved, wave=wave, released_at=now)

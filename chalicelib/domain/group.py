@@ -1,8 +1,10 @@
 """Group delivery rules (docs/protocol.md section 15), pure: who is offered a group, its topic and
 stream, when the broadcast advances, and when a member falls back to unicast. No I/O, no clock.
 
-A group is the devices of one model taking one block-mode job. The cloud broadcasts each block once on
-`ota/g/{model}/{job_id}/blk`; a device joins by carrying the group stream (`g`) in its acks and
+A group is the devices of one model taking one block-mode job (for a staged job, domain/waves.py: one
+wave of it, so a later wave starts its own broadcast from block 0 instead of joining one far ahead). The
+cloud broadcasts each block once on `ota/g/{model}/{job_id}/blk` (a wave's:
+`ota/g/{model}/{job_id}-w{wave}/blk`); a device joins by carrying the group stream (`g`) in its acks and
 requests. The broadcast advances when a member's ack leaves at most half a window of its sent blocks
 unacknowledged (the pace of the fastest member); a member that lags the cursor by more than
 FALLBACK_LAG_WINDOWS windows, or needed more than FALLBACK_REPAIR_WINDOWS windows of repairs (and more
@@ -46,25 +48,30 @@ def offered(job: Job, package: Package, execution: Execution) -> messages.Group 
     if model is None or takes_fallback(job, execution) or (execution.transfer is not None
                                                            and execution.transfer.unicast):
         return None
-    return messages.Group(group_topic(job.job_id, model), group_stream(job.job_id, model))
+    wave = execution.wave
+    return messages.Group(group_topic(job.job_id, model, wave), group_stream(job.job_id, model, wave))
 
 
-def group_id(job_id: str, model: str) -> str:
-    return f"{job_id}.{model}"
+def group_id(job_id: str, model: str, wave: int | None = None) -> str:
+    return f"{job_id}.{model}" if wave is None else f"{job_id}.{model}.w{wave}"
 
 
-def group_stream(job_id: str, model: str) -> int:
-    """The stream the group's frames carry: fixed by job and model, so nothing has to be stored for it."""
-    return zlib.crc32(f"{job_id}/{model}".encode()) & 0xFFFF
+def group_stream(job_id: str, model: str, wave: int | None = None) -> int:
+    """The stream the group's frames carry: fixed by job, model (and wave), so nothing has to be stored."""
+    name = f"{job_id}/{model}" if wave is None else f"{job_id}/{model}/{wave}"
+    return zlib.crc32(name.encode()) & 0xFFFF
 
 
-def group_topic(job_id: str, model: str) -> str:
-    return topics.group_block_topic(model, job_id)
+def group_topic(job_id: str, model: str, wave: int | None = None) -> str:
+    """`ota/g/{model}/{job_id}/blk`; a wave's: `ota/g/{model}/{job_id}-w{wave}/blk` (the same five levels,
+    so the brokers' access rules for the model's group topics cover it unchanged)."""
+    return topics.group_block_topic(model, job_id if wave is None else f"{job_id}-w{wave}")
 
 
-def new_group(job: Job, model: str, now: float) -> Group:
-    return Group(group_id=group_id(job.job_id, model), job_id=job.job_id, model=model,
-                 stream=group_stream(job.job_id, model), total=job.block_count, window=job.window, created_at=now)
+def new_group(job: Job, model: str, now: float, wave: int | None = None) -> Group:
+    return Group(group_id=group_id(job.job_id, model, wave), job_id=job.job_id, model=model,
+                 stream=group_stream(job.job_id, model, wave), total=job.block_count, window=job.window,
+                 created_at=now, wave=wave)
 
 
 def wants_advance(group: Group, transfer: Transfer) -> bool:

@@ -119,6 +119,15 @@ class Job:
     fallback_sha256: str = ""
     fallback_repository_key: str = ""
     fallback_block_count: int = 0
+    # staged waves (issue 13, domain/waves.py): wave_size 0 and wave_percent 0 = not staged
+    wave_size: int = 0  # devices per wave; a percent job's is set when its fan-out is done
+    wave_percent: int = 0
+    wave_gate: str = ""  # "pause" (after the previous wave finished) or "interval" (after it started)
+    wave_delay: int = 0  # its seconds
+    waves_total: int = 0  # 0 while the fan-out is still counting the targets
+    current_wave: int = -1  # the last wave started (-1: none yet)
+    wave_started_at: float | None = None  # when the current wave started
+    wave_finished_at: float | None = None  # when the sweeper first saw every execution of it terminal
     version: int = 1
 
 
@@ -149,6 +158,8 @@ class Execution:
     progress: int = 0  # blocks the device says it holds (status `progress`), monotonic, <= block_count
     note: str | None = None  # an anomaly the cloud recorded but did not believe (see domain/executions.py)
     package_id: str | None = None  # the package it takes when not the job's own: its delta job's fallback
+    wave: int | None = None  # staged job: its wave (a percent job's WAITING ones get it when released)
+    released_at: float | None = None  # staged job: when its wave started (its timers count from then)
     version: int = 1
 
 
@@ -211,7 +222,7 @@ class Group:
     """Group delivery of one job to the devices of one model (domain/group.py, docs/protocol.md 15): the
     broadcast cursor (blocks below `next_index` went out on the group topic) and when recent ones did."""
 
-    group_id: str  # "<job_id>.<model>"
+    group_id: str  # "<job_id>.<model>", or "<job_id>.<model>.w<wave>" for a wave of a staged job
     job_id: str
     model: str
     stream: int
@@ -222,6 +233,7 @@ class Group:
     broadcasts: int = 0  # blocks published on the group topic (each reaches every member)
     recent: tuple[tuple[int, int, float], ...] = ()  # (first, end, at) of recent broadcasts, newest last
     expires_at: float | None = None  # set when its job ended: the store may delete the record after this
+    wave: int | None = None  # staged job: the wave whose members share this broadcast
     version: int = 1
 
 

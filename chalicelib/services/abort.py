@@ -2,7 +2,9 @@
 failure threshold that aborts a job (THREATS 31).
 
 Every change is a conditional write with retries; terminal executions are never touched (sticky),
-and each execution that really moved gets one Cancel on `ota/<epn>/job` naming its current attempt.
+and each execution that really moved gets one Cancel on `ota/<epn>/job` naming its current attempt
+(except a WAITING one of a staged job: it was never sent). A staged job's threshold is evaluated per
+wave (domain/waves.abort_reason over each started wave's counters).
 Does not: retry executions (domain/retries.py and the callers do) or send blocks.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 from otaformat import messages, topics
 
 from ..domain import executions as ex
+from ..domain import waves
 from ..domain.errors import InvalidInput
 from ..domain.models import Execution, Job, bumped
 from ..domain.ports import Publisher, Repository
@@ -36,19 +39,21 @@ def cancel_executions(
         if ex.is_terminal(execution.state):
             continue
 
-        def stop(execution_id: str = execution.execution_id) -> Execution | None:
+        def stop(execution_id: str = execution.execution_id) -> tuple[Execution, bool] | None:
             current = repo.get_execution(execution_id)
             moved = current and ex.cancel(current, now, reason)
-            if not moved:
+            if not current or not moved:
                 return None
             saved = bumped(moved)
             repo.save_execution(saved)
-            return saved
+            return saved, current.state != ex.WAITING
 
-        saved = retrying(stop)
-        if saved is not None:
+        outcome = retrying(stop)
+        if outcome is not None:
+            saved, was_sent = outcome
             moved_count += 1
-            publisher.publish(topics.topic(saved.epn, "job"), messages.encode(messages.Cancel(wire_id(saved))))
+            if was_sent:
+                publisher.publish(topics.topic(saved.epn, "job"), messages.encode(messages.Cancel(wire_id(saved))))
     return moved_count
 
 
@@ -57,8 +62,12 @@ def check_abort(repo: Repository, publisher: Publisher, job_id: str, now: float)
     job = repo.get_job(job_id)
     if job is None or job.state != "ACTIVE":
         return False
-    counts = progress(repo, job)["counts"]  # the job's counters: no execution is read unless it aborts
-    reason = abort_reason(counts, job.abort_percent, job.abort_min_executed)
+    if waves.staged(job):  # per wave: the started waves' counters
+        counted = repo.wave_counts(job_id, 0, job.current_wave + 1)
+        reason = next((r for w, c in counted.items() if (r := waves.abort_reason(job, w, c))), None)
+    else:
+        counts = progress(repo, job)["counts"]  # the job's counters: no execution is read unless it aborts
+        reason = abort_reason(counts, job.abort_percent, job.abort_min_executed)
     if reason is None:
         return False
 

@@ -67,7 +67,7 @@ def send_blocks(publisher: Publisher, storage: Storage, job: Job, execution: Exe
 
 def broadcast_blocks(publisher: Publisher, storage: Storage, job: Job, group: Group, indices: Iterable[int]) -> int:
     """Publish the given blocks once on the group's topic, for every member; returns how many."""
-    return _publish(publisher, storage, job, group_topic(job.job_id, group.model), group.stream, indices)
+    return _publish(publisher, storage, job, group_topic(job.job_id, group.model, group.wave), group.stream, indices)
 
 
 def _publish(publisher: Publisher, storage: Storage, job: Job, topic: str, stream: int, indices: Iterable[int]) -> int:

@@ -173,7 +173,7 @@ class _State:
 
     def find_group(self, now: float) -> Group | None:
         if self.group is None and self.grouped and self.package is not None:
-            self.group = groups.find_group(self.repo, self.cache, self.job, self.package, now)
+            self.group = groups.find_group(self.repo, self.cache, self.job, self.package, now, self.execution.wave)
         return self.group
 
     def apply(self, message: Any, decoded: Any) -> None:
@@ -182,6 +182,9 @@ class _State:
         if split_wire_id(decoded.execution_id)[1] != execution.attempt:
             log.info("message of an earlier attempt ignored",
                      extra={"execution_id": eid, "attempt": execution.attempt, "leaf": message.leaf})
+            return
+        if execution.state == ex.WAITING:  # its wave has not started: it was never sent
+            log.info("message for an execution not sent yet ignored", extra={"execution_id": eid})
             return
         if ex.is_terminal(execution.state):
             late = _late_ack(execution, job, decoded, now)

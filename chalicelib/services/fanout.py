@@ -14,6 +14,9 @@ never sent, never a failure), except that a delta job's fallback goes to a devic
 base (`choose`, domain/fallback.py). No execution is created once the job is no longer ACTIVE (the
 repository's create_execution is conditional on it), so a cancel during a batch leaves nothing live.
 Progress is in the job's counters (repository `job_counts`).
+Staged jobs (services/waves.py): the items run one after another (each queues the next with the
+`offset` of its first eligible target), an execution whose wave has not started is created WAITING and
+not sent, the last item counts the waves; `{"job_id", "wave", "from"}` items release a started wave.
 Does not: check the request (services/jobs.py does before anything is queued) or send blocks.
 """
 
@@ -32,6 +35,8 @@ from ..domain import executions as ex
 from ..domain.fallback import delivered, off_base
 from ..domain.models import Device, Execution, Job, Package, TimelineEntry
 from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
+from ..domain.waves import staged
+from . import waves
 
 log = logging.getLogger(__name__)
 BATCH = 100  # devices per model page message
@@ -69,13 +74,15 @@ def choose(device: Device | None, package: Package, fallback: Package | None) ->
 
 
 def start(repo: Repository, queue: FanoutQueue, job: Job, epns: list[str] | None) -> None:
-    """Queue the fan-out of a stored job: chunks of its explicit list, or the first page of its model."""
+    """Queue the fan-out of a stored job: chunks of its explicit list, or the first page of its model
+    (a staged job: only the first chunk or page, with offset 0; each queues the next)."""
+    first = waves.Placement(job, 0).next_offset()
     if epns is not None:
         chunks = [epns[n : n + CHUNK] for n in range(0, len(epns), CHUNK)]
         repo.put_job_targets(job.job_id, chunks)
-        queue.send([{"job_id": job.job_id, "chunk": n} for n in range(len(chunks))])
+        queue.send([{"job_id": job.job_id, "chunk": n, **first} for n in range(1 if first else len(chunks))])
     else:
-        queue.send([{"job_id": job.job_id, "model": job.target_spec["model"], "cursor": None}])
+        queue.send([{"job_id": job.job_id, "model": job.target_spec["model"], "cursor": None, **first}])
 
 
 def handle(repo: Repository, storage: Storage, publisher: Publisher, queue: FanoutQueue, now: float,
@@ -89,19 +96,29 @@ def handle(repo: Repository, storage: Storage, publisher: Publisher, queue: Fano
         log.error("fan-out: the job's package is gone", extra={"job_id": job.job_id})
         return 0
     chunk = message.get("chunk")
-    if isinstance(chunk, int) and not isinstance(chunk, bool):
+    offset = message.get("offset")
+    placement = waves.Placement(job, offset if isinstance(offset, int) and not isinstance(offset, bool) else 0)
+    if "wave" in message:
+        created = waves.handle_release(repo, storage, publisher, queue, job, package, message, now)
+    elif isinstance(chunk, int) and not isinstance(chunk, bool):
         epns = repo.get_job_targets(job.job_id, chunk) or ()
         created = fan_out(repo, storage, publisher, now, job, package, list(zip(epns, repo.get_devices(epns),
-                                                                                strict=True)))
+                                                                                strict=True)), placement)
+        if placement.staged and (chunk + 1) * CHUNK < job.target_count:
+            queue.send([{"job_id": job.job_id, "chunk": chunk + 1, **placement.next_offset()}])
+        elif placement.staged:
+            waves.fanout_finished(repo, queue, job.job_id, placement.end, now)
     elif message.get("model") == job.target_spec.get("model"):
         cursor = message.get("cursor")
         page = repo.devices_page(job.target_spec["model"], batch, cursor if isinstance(cursor, str) else None)
         targets = [(d.epn, d) for d in page.items if d.state == "REGISTERED"]
-        created = fan_out(repo, storage, publisher, now, job, package, targets)
+        created = fan_out(repo, storage, publisher, now, job, package, targets, placement)
         if page.next_cursor is not None:
-            queue.send([{**message, "cursor": page.next_cursor}])
+            queue.send([{**message, "cursor": page.next_cursor, **placement.next_offset()}])
         else:
             repo.add_job_counts(job.job_id, {"fanout_complete": 1})
+            if placement.staged:
+                waves.fanout_finished(repo, queue, job.job_id, placement.end, now)
     else:
         log.warning("fan-out item dropped", extra={"job_id": job.job_id, "item": str(message)[:200]})
         return 0
@@ -110,23 +127,29 @@ def handle(repo: Repository, storage: Storage, publisher: Publisher, queue: Fano
 
 
 def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float, job: Job, package: Package,
-            targets: Sequence[tuple[str, Device | None]]) -> int:
-    """Create (once) each target's execution, QUEUED and its document published, or SKIPPED with why."""
+            targets: Sequence[tuple[str, Device | None]], placement: waves.Placement | None = None) -> int:
+    """Create (once) each target's execution, QUEUED and its document published, or SKIPPED with why (a
+    staged job's: WAITING, not sent, while its wave has not started; `placement` gives the waves)."""
     from .jobs import publish_job_document  # jobs imports this module
 
+    placement = placement or waves.Placement(job, None)
     fallback = repo.get_package(job.fallback_upload_id) if job.fallback_upload_id else None
     created = 0
     for epn, device in targets:
         use, reason = choose(device, package, fallback)
-        state = ex.SKIPPED if reason else ex.QUEUED
+        state, wave = (ex.SKIPPED, None) if reason else placement.place(epn)
         why = reason or ("job created" if use is package else f"job created: {ineligible(device, package)}, so "
                          f"the full package {use.upload_id}")
+        if state == ex.WAITING:
+            why += "; waits for its wave to start"
         execution = Execution(execution_id=execution_id(job.job_id, epn), job_id=job.job_id, epn=epn, state=state,
-                              stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now,
+                              stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now, wave=wave,
+                              released_at=now if wave is not None and state == ex.QUEUED else None,
                               timeline=(TimelineEntry(at=now, state=state, reason=why),),
                               package_id=None if use is package else use.upload_id)
         if repo.create_execution(execution):  # False too once the job is no longer ACTIVE (canceled meanwhile)
             created += 1
+            placement.created(execution)
         else:
             stored = repo.get_execution(execution.execution_id)
             if stored is None or stored.state != ex.QUEUED or stored.attempt:
@@ -135,11 +158,13 @@ def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float
         taken = package if execution.package_id is None else fallback
         if execution.state == ex.QUEUED and taken is not None:
             publish_job_document(publisher, storage, delivered(job, execution), taken, execution, now)
+    placement.finish(repo, storage, publisher, package, now)
     return created
 
 
 def progress(repo: Repository, job: Job) -> dict[str, Any]:
-    """The job's fan-out progress and per-state counts, from its counters (no execution is read)."""
+    """The job's fan-out progress and per-state counts, from its counters (no execution is read; WAITING
+    only for a staged job)."""
     counts = repo.job_counts(job.job_id)
     if job.targets:  # a job made before the fan-out: its executions were created with it, maybe uncounted
         done = True
@@ -154,7 +179,7 @@ def progress(repo: Repository, job: Job) -> dict[str, Any]:
     return {"targets_resolved": counts.get("targets_resolved", 0),
             "executions_created": counts.get("executions_created", 0), "fanout_done": done,
             "fallback_created": counts.get("fallback_created", 0),
-            "counts": {s: max(0, counts.get(s, 0)) for s in ex.STATES}}
+            "counts": {s: max(0, counts.get(s, 0)) for s in ex.STATES if s != ex.WAITING or staged(job)}}
 
 
 def on_registered(repo: Repository, storage: Storage, publisher: Publisher, now: float, epn: str) -> int:

@@ -31,15 +31,17 @@ GROUP_RETRIES = 3
 GROUP_TTL_SECONDS = 24 * 3600  # a group record is kept this long after its job ended, then expires (TTL)
 
 
-def find_group(repo: Repository, cache: HotCache, job: Job, package: Package, now: float) -> Group | None:
-    """The job's group for its package's model (created on first use), or None for a unicast job."""
+def find_group(repo: Repository, cache: HotCache, job: Job, package: Package, now: float,
+               wave: int | None = None) -> Group | None:
+    """The job's group for its package's model (and the execution's wave, for a staged job; created on
+    first use), or None for a unicast job."""
     model = rules.group_model(job, package)
     if model is None:
         return None
-    gid = rules.group_id(job.job_id, model)
+    gid = rules.group_id(job.job_id, model, wave)
     group = cache.groups.get(gid) or repo.get_group(gid)
     if group is None:
-        group = rules.new_group(job, model, now)
+        group = rules.new_group(job, model, now, wave)
         try:
             repo.create_group(group)
         except Conflict:

@@ -29,7 +29,7 @@ from ..domain.models import Execution, Job, Package, bumped
 from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 from ..domain.retries import wire_id
 from ..domain.window import MAX_TRANSFER_BLOCKS, Transfer
-from . import fanout, groups
+from . import fanout, groups, waves
 from .abort import cancel_executions, normalise_policy, policy_view
 from .common import checked, integer, iso, retrying
 
@@ -45,7 +45,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     allowed = {"package_id", "targets", "mode", "block_size", "window", "timeouts", "max_retries", "abort",
-               "all_or_nothing", "fallback_package_id"}
+               "all_or_nothing", "fallback_package_id", "waves"}
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
@@ -56,6 +56,7 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
     if fallback is not None and (not isinstance(fallback, str) or not 1 <= len(fallback) <= 64):
         raise InvalidInput("field 'fallback_package_id' must be the upload id of an AVAILABLE full package",
                            field="fallback_package_id")
+    staged = waves.normalise(body)
     targets = body.get("targets")
     if not isinstance(targets, dict) or set(targets) not in ({"devices"}, {"model"}, {"model", "continuous"}):
         raise InvalidInput("field 'targets' must be {\"devices\": [epn, ...]} or {\"model\": \"X\", \"continuous\"?: "
@@ -65,9 +66,11 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(devices, list) or not 1 <= len(devices) <= MAX_TARGETS:
             raise InvalidInput(f"field 'targets.devices' must list 1..{MAX_TARGETS} EPN IDs", field="targets.devices")
         epns = [checked("targets.devices", check_epn, d) for d in devices]
-        spec: dict[str, Any] = {"devices": sorted(set(epns))}
+        # a staged job's waves follow the list's order (duplicates dropped); otherwise the order is irrelevant
+        spec: dict[str, Any] = {"devices": list(dict.fromkeys(epns)) if staged else sorted(set(epns))}
     else:
         spec = {"model": checked("targets.model", check_model, targets["model"])}
+    waves.job_fields(staged, len(spec["devices"]) if "devices" in spec else None, 0.0)  # at most MAX_WAVES
     mode = body.get("mode", "block")
     if mode not in messages.MODES:
         raise InvalidInput("field 'mode' must be 'block' or 'url'", field="mode")
@@ -85,7 +88,8 @@ def _normalise(body: dict[str, Any]) -> dict[str, Any]:
             raise InvalidInput(f"field {where!r} must be true or false", field=where)
     named = {"fallback_package_id": fallback} if fallback is not None else {}  # absent: the body hash of before
     return {**flags, **named, "package_id": package_id, "targets": spec, "mode": mode, "block_size": block_size,
-            "window": window, "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body)}
+            "window": window, "timeouts": {"stall_seconds": stall, "total_seconds": total}, **normalise_policy(body),
+            **({"waves": staged} if staged else {})}
 
 
 def _available(repo: Repository, upload_id: str, field: str = "package_id") -> Package:
@@ -185,17 +189,18 @@ def create_job(
               package_sha256=package.sha256 or "", repository_key=package.repository_key or "",
               block_count=block_count, body_sha256=body_sha, idempotency_key=idempotency_key,
               max_retries=normal["max_retries"], abort_percent=normal["abort"]["failure_threshold_percent"],
-              abort_min_executed=normal["abort"]["min_executed"], **extra)
+              abort_min_executed=normal["abort"]["min_executed"], **extra,
+              **waves.job_fields(normal.get("waves"), None if epns is None else len(epns), now))
     stored = repo.create_job(job, ())
     if stored.job_id != job.job_id:
         if stored.body_sha256 != body_sha:
             raise Conflict("Idempotency-Key was already used with a different body", field="Idempotency-Key")
         return stored, False
-    fanout.start(repo, queue or _Inline(repo, storage, publisher, now), job, epns)
+    fanout.start(repo, queue or InlineFanout(repo, storage, publisher, now), job, epns)
     return job, True
 
 
-class _Inline:
+class InlineFanout:
     """The fan-out run here and now (a job created inside another use case, e.g. an automatic update)."""
 
     def __init__(self, repo: Repository, storage: Storage, publisher: Publisher, now: float) -> None:
@@ -275,10 +280,10 @@ def bytes_done(job: Job, execution: Execution) -> int:
 
 
 def finished(job: Job, made: dict[str, Any]) -> bool:
-    """By its counters (fanout.progress): every target resolved and terminal. A continuous job never is:
-    it stays ACTIVE for the devices still to come."""
+    """By its counters (fanout.progress): every target resolved and terminal (none WAITING for its wave
+    either). A continuous job never is: it stays ACTIVE for the devices still to come."""
     return (not job.continuous and made["fanout_done"] and made["targets_resolved"] > 0
-            and not any(made["counts"][s] for s in ex.ACTIVE))
+            and not any(made["counts"].get(s) for s in ex.UNFINISHED))
 
 
 def job_view(repo: Repository, job: Job) -> dict[str, Any]:
@@ -286,7 +291,7 @@ def job_view(repo: Repository, job: Job) -> dict[str, Any]:
     most EXACT_BYTES_EXECUTIONS of them, else counted whole for SUCCEEDED ones only (`bytes_exact`)."""
     made = fanout.progress(repo, job)
     counts = made["counts"]
-    created = sum(counts[s] for s in ex.STATES if s != ex.SKIPPED)
+    created = sum(counts.get(s, 0) for s in ex.STATES if s != ex.SKIPPED)
     exact = created <= EXACT_BYTES_EXECUTIONS
     fallbacks = made.get("fallback_created", 0)
     if exact:  # each execution through the package it takes (a delta job's fallback: the full package)
@@ -313,7 +318,7 @@ def job_view(repo: Repository, job: Job) -> dict[str, Any]:
         "fanout_done": made["fanout_done"],
         "counts": counts, "bytes_done": done, "bytes_total": total, "bytes_exact": exact,
         "percent": round(100.0 * done / total, 1) if total else (100.0 if made["fanout_done"] else 0.0),
-        **policy_view(job),
+        **policy_view(job), "waves": waves.view(repo, job),
     }
 
 
@@ -327,7 +332,7 @@ def execution_view(job: Job, execution: Execution) -> dict[str, Any]:
     return {
         "execution_id": execution.execution_id, "job_id": execution.job_id, "epn": execution.epn,
         "state": execution.state, "step": execution.step, "mode": execution.mode, "attempt": execution.attempt,
-        "package_id": job.upload_id, "fallback": fallback,
+        "package_id": job.upload_id, "fallback": fallback, "wave": execution.wave,
         "blocks_acked": blocks_done(job, execution), "blocks_total": job.block_count,
         "blocks_sent": transfer.sent_count, "retransmissions": transfer.retransmissions,
         "bytes_done": done, "bytes_total": job.package_size,

@@ -1,6 +1,7 @@
 """The scheduled sweeper: times out silent executions (or retries them), resends overdue blocks,
 aborts jobs past their failure threshold, completes finished jobs, and times out remote-command runs
-(services/commands.py: not started before expiry, or running past their deadline).
+(services/commands.py: not started before expiry, or running past their deadline), and starts the next
+wave of staged jobs when it is due (services/waves.py: start_due_waves).
 
 Runs from a schedule (EventBridge on AWS, the local bridge's timer locally). It reads only what is
 still active (`list_active_executions`, `list_active_jobs`: sparse indexes in DynamoDB), so its cost
@@ -20,7 +21,7 @@ from otaformat import messages, topics, wire
 from ..domain import executions as ex
 from ..domain.fallback import delivered
 from ..domain.models import Execution, Job, bumped
-from ..domain.ports import Publisher, Repository, Storage
+from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 from ..domain.retries import can_retry, retry, wire_id
 from . import groups
 from .abort import ABORTED, cancel_executions, check_abort
@@ -28,8 +29,9 @@ from .commands import sweep_commands
 from .common import retrying
 from .delivery import ACK_TIMEOUT_SECONDS, send_blocks
 from .fanout import progress
+from .jobs import InlineFanout, publish_job_document
 from .jobs import finished as counted_finished
-from .jobs import publish_job_document
+from .waves import start_due_waves
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,15 @@ class SweepResult:
     retried: int = 0
     aborted_jobs: int = 0
     commands_timed_out: int = 0
+    waves_started: int = 0
 
 
 def sweep(
-    repo: Repository, storage: Storage, publisher: Publisher, now: float, ack_timeout: float = ACK_TIMEOUT_SECONDS
+    repo: Repository, storage: Storage, publisher: Publisher, now: float, ack_timeout: float = ACK_TIMEOUT_SECONDS,
+    queue: FanoutQueue | None = None,
 ) -> SweepResult:
+    """One sweep; a started wave's executions are released through `queue` (the fan-out queue), or here
+    and now without one."""
     timed_out = resent = completed = retried = aborted = 0
     by_job: dict[str, list[Execution]] = defaultdict(list)
     still_active: set[str] = set()
@@ -91,8 +97,10 @@ def sweep(
             completed += 1
             groups.expire(repo, job.job_id, now)
     commands_timed_out = sweep_commands(repo, now)
+    staged = start_due_waves(repo, publisher, now, queue or InlineFanout(repo, storage, publisher, now))
     publisher.flush()
-    return SweepResult(timed_out, resent, completed, retried, aborted, commands_timed_out)
+    return SweepResult(timed_out, resent, completed, retried, aborted + staged.aborted, commands_timed_out,
+                       staged.started)
 
 
 def _sweep_one(

@@ -50,6 +50,16 @@ CASES: list[tuple[list[str], dict[tuple[str, str], Any], tuple[str, str, Any], i
      {("POST", "/jobs"): (201, JOB)},
      ("POST", "/jobs", {"package_id": "u-1", "targets": {"model": "m1"}, "timeouts": {"stall_seconds": 60}}),
      0, "j-1"),
+    (["jobs", "create", "--package", "u-1", "--model", "m1", "--wave-size", "100"], {("POST", "/jobs"): (201, JOB)},
+     ("POST", "/jobs", {"package_id": "u-1", "targets": {"model": "m1"}, "waves": {"size": 100}}), 0, "j-1"),
+    (["jobs", "create", "--package", "u-1", "--model", "m1", "--wave-percent", "10", "--wave-pause", "300"],
+     {("POST", "/jobs"): (201, JOB)},
+     ("POST", "/jobs", {"package_id": "u-1", "targets": {"model": "m1"},
+                        "waves": {"percent": 10, "pause_seconds": 300}}), 0, "j-1"),
+    (["jobs", "create", "--package", "u-1", "--model", "m1", "--wave-size", "5", "--wave-interval", "60"],
+     {("POST", "/jobs"): (201, JOB)},
+     ("POST", "/jobs", {"package_id": "u-1", "targets": {"model": "m1"},
+                        "waves": {"size": 5, "interval_seconds": 60}}), 0, "j-1"),
     (["jobs", "list"], {("GET", "/jobs"): (200, {"jobs": [JOB]})}, ("GET", "/jobs?limit=1000", None), 0, "j-1"),
     (["jobs", "show", "j-1"], {("GET", "/jobs/j-1"): (200, JOB)}, ("GET", "/jobs/j-1", None), 0, "IN_PROGRESS"),
     (["jobs", "show", "j-1", "--device", "dev-1"], {("GET", "/jobs/j-1/executions/dev-1"): (200, {
@@ -125,6 +135,8 @@ def test_unreachable_api_exits_3(output: Output, capsys: pytest.CaptureFixture[s
 @pytest.mark.parametrize(("argv", "line"), [
     (["jobs", "create", "--package", "u-1"], "error: give either --device EPN (one or more) or --model M"),
     (["jobs", "create", "--package", "u-1", "--model", "m", "--device", "d"], "error: give either"),
+    (["jobs", "create", "--package", "u-1", "--model", "m", "--wave-pause", "5"],
+     "error: --wave-pause and --wave-interval go with --wave-size or --wave-percent"),
     (["keys", "add", "/nonexistent.pem", "--name", "k"], "error: cannot read public key /nonexistent.pem"),
     (["packages", "upload", "/nonexistent.ota"], "error: cannot read package /nonexistent.ota"),
 ])
