@@ -20,6 +20,14 @@ def execution(eid: str, state: str = ex.WAITING, wave: int | None = 1, job_id: s
                      created_at=1.0, last_activity=1.0, wave=wave)
 
 
+def active_job(repo, job_id: str = "job-1") -> None:
+    """Executions are created only while their job is ACTIVE (the fan-out's cancel rule)."""
+    repo.create_job(Job(job_id=job_id, upload_id="up-1", mode="block", block_size=1024, window=4, stall_seconds=60,
+                        total_seconds=600, targets=(), target_spec={}, state="ACTIVE", created_at=0.0, app="demo",
+                        app_version="1.1.0", package_size=10, package_sha256="a" * 64, repository_key="packages/x",
+                        block_count=1, wave_size=1, wave_gate="pause"), ())
+
+
 @pytest.mark.parametrize(("first", "end", "expected"), [
     (0, 3, ["d0", "d1", "d2"]),
     (2, 7, ["d2", "d3", "d4", "d5", "d6"]),  # across two items
@@ -53,6 +61,7 @@ def test_late_members(repo):
 
 
 def test_per_wave_counters_follow_every_execution_write(repo):
+    active_job(repo)
     assert repo.create_execution(execution("a", wave=0, state=ex.QUEUED))
     assert repo.create_execution(execution("b", wave=1))
     assert repo.create_execution(execution("c", wave=None))  # a percent job's: its wave comes with the release
@@ -70,6 +79,7 @@ def test_per_wave_counters_follow_every_execution_write(repo):
 
 
 def test_waiting_executions_are_not_the_sweepers_work(repo):
+    active_job(repo)
     repo.create_execution(execution("w"))
     repo.create_execution(execution("q", state=ex.QUEUED))
     assert [e.execution_id for e in repo.list_active_executions()] == ["q"]
