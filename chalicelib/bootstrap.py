@@ -24,6 +24,7 @@ from .domain.ports import (
     Storage,
 )
 from .services.device_messages import HotCache
+from .services.pacing import Pacing
 from .settings import Settings, SettingsError
 
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent  # /var/task on Lambda: app.py, chalicelib/, vendor's files
@@ -41,6 +42,7 @@ class Container:
     clock: Clock = field(default=time.time)
     cache: HotCache = field(default_factory=HotCache)
     fanout: FanoutQueue | None = None  # None: job fan-out runs inside the request (services/jobs.py)
+    pacing: Pacing | None = None  # per-device block budget and wakes (services/pacing.py); None: unlimited
 
 
 _lock = threading.Lock()
@@ -78,6 +80,8 @@ def build(settings: Settings, session: Any = None) -> Container:
     from .adapters.pacing import PacedPublisher
     from .adapters.publisher import IotDataPublisher, MqttPublisher
     from .adapters.s3 import S3Storage
+    from .adapters.wake import SqsWakeQueue
+    from .domain.pacing import Pace
     from .services.scan import BuiltinScanner
 
     session = session or boto3.session.Session()
@@ -94,8 +98,14 @@ def build(settings: Settings, session: Any = None) -> Container:
         # the account's ATS data endpoint is the device-facing host; moto (AWS_ENDPOINT_URL) serves all
         endpoint = None if os.environ.get("AWS_ENDPOINT_URL") else f"https://{settings.mqtt_host}"
         publisher = IotDataPublisher(session.client("iot-data", endpoint_url=endpoint))
+    pacing: Pacing | None = None
     if settings.device_publish_rate or settings.device_byte_rate:
-        publisher = PacedPublisher(publisher, settings.device_publish_rate, settings.device_byte_rate)
+        # unicast blocks: budgeted per execution, continued by delayed wakes on the device queue (no sleep);
+        # group broadcasts (one publish for many connections) are still paced by sleeping, per group topic
+        pacing = Pacing(Pace(settings.device_publish_rate, settings.device_byte_rate),
+                        SqsWakeQueue(session.client("sqs"), settings.device_queue), time.time)
+        publisher = PacedPublisher(publisher, settings.device_publish_rate, settings.device_byte_rate,
+                                   groups_only=True)
     signer: CertificateSigner
     registry: DeviceRegistry = IotRegistry(iot, settings.iot_policy_name)
     if settings.signer == "local-ca":
@@ -113,6 +123,7 @@ def build(settings: Settings, session: Any = None) -> Container:
         registry=registry,
         scanner=scanner,
         fanout=fanout,
+        pacing=pacing,
     )
 
 

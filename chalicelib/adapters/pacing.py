@@ -1,4 +1,7 @@
-"""Per-device publish pacing for AWS IoT Core's per-connection limits (DESIGN.md section 4).
+"""Sleeping publish pacing for AWS IoT Core's per-connection limits (DESIGN.md section 4): what is left of
+it is group broadcasts. Unicast blocks are budgeted per execution without sleeping (domain/pacing.py,
+services/pacing.py); the composition root builds this wrapper with `groups_only=True`, so only the
+publishes on a group topic (docs/protocol.md 15, one publish reaching every member's connection) wait here.
 
 IoT Core allows each device connection about 100 publishes/s (both directions together) and 512 KiB/s.
 `PacedPublisher` wraps any Publisher and keeps, per device (the `<epn>` of `ota/<epn>/...`), two token
@@ -49,9 +52,11 @@ class TokenBucket:
 
 class PacedPublisher:
     def __init__(self, inner: Publisher, messages_per_second: float = 0.0, bytes_per_second: float = 0.0, *,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 groups_only: bool = False) -> None:
         self.inner = inner
         self._clock, self._sleep = clock, sleep
+        self._groups_only = groups_only
         self._buckets: list[tuple[TokenBucket, bool]] = []
         if messages_per_second > 0:
             self._buckets.append((TokenBucket(messages_per_second, max(1.0, messages_per_second * BURST_SECONDS)),
@@ -67,6 +72,8 @@ class PacedPublisher:
         device = parts[1] if len(parts) > 2 and parts[0] == "ota" else topic
         if len(parts) == 5 and parts[1] == "g":  # a group topic (protocol.md 15): one bucket per group
             device = topic
+        elif self._groups_only:
+            return 0.0
         now = self._clock()
         with self._lock:
             state = self._state.pop(device, None)

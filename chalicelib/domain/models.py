@@ -112,6 +112,7 @@ class Job:
     target_chunks: int = 0
     continuous: bool = False  # model target: devices registered later get an execution too
     all_or_nothing: bool = False
+    pace_ms: int = 0  # block mode, paced deployment: the job document's `pace_ms` (services/pacing.py)
     version: int = 1
 
 

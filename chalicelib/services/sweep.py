@@ -28,6 +28,7 @@ from .delivery import ACK_TIMEOUT_SECONDS, send_blocks
 from .fanout import progress
 from .jobs import finished as counted_finished
 from .jobs import publish_job_document
+from .pacing import Pacing, paced_plan
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ class SweepResult:
 
 
 def sweep(
-    repo: Repository, storage: Storage, publisher: Publisher, now: float, ack_timeout: float = ACK_TIMEOUT_SECONDS
+    repo: Repository, storage: Storage, publisher: Publisher, now: float, ack_timeout: float = ACK_TIMEOUT_SECONDS,
+    pacing: Pacing | None = None,
 ) -> SweepResult:
     timed_out = resent = completed = retried = aborted = 0
     by_job: dict[str, list[Execution]] = defaultdict(list)
@@ -56,7 +58,7 @@ def sweep(
             continue
         failures = False
         for execution in executions:
-            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout))
+            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout, pacing))
             if outcome is None or outcome[2] != "timeout":
                 still_active.add(job_id)
             if outcome is None:
@@ -91,7 +93,7 @@ def sweep(
 
 
 def _sweep_one(
-    repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float
+    repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float, pacing: Pacing | None = None
 ) -> tuple[Execution, Execution, str, list[int]] | None:
     execution = repo.get_execution(execution_id)
     if execution is None or ex.is_terminal(execution.state):
@@ -114,7 +116,8 @@ def _sweep_one(
     transfer = execution.transfer
     if job.mode != "block" or transfer is None or transfer.complete:
         return None
-    transfer, blocks = transfer.plan_overdue(now, ack_timeout)
+    overdue = transfer  # paced: within the device's budget (services/pacing.py)
+    transfer, blocks = paced_plan(pacing, job, overdue, lambda limit: overdue.plan_overdue(now, ack_timeout, limit))
     if not blocks:
         return None
     saved = bumped(replace(execution, transfer=transfer))
