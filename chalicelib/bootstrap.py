@@ -77,7 +77,6 @@ def build(settings: Settings, session: Any = None) -> Container:
     from .adapters.dynamo import DynamoRepository
     from .adapters.fanout import SqsFanoutQueue
     from .adapters.malware import GuardDutyScanner
-    from .adapters.pacing import PacedPublisher
     from .adapters.publisher import IotDataPublisher, MqttPublisher
     from .adapters.s3 import S3Storage
     from .adapters.wake import SqsWakeQueue
@@ -100,12 +99,10 @@ def build(settings: Settings, session: Any = None) -> Container:
         publisher = IotDataPublisher(session.client("iot-data", endpoint_url=endpoint))
     pacing: Pacing | None = None
     if settings.device_publish_rate or settings.device_byte_rate:
-        # unicast blocks: budgeted per execution, continued by delayed wakes on the device queue (no sleep);
-        # group broadcasts (one publish for many connections) are still paced by sleeping, per group topic
+        # block sends (unicast and group broadcasts) are budgeted per execution / group and continued by
+        # delayed wakes on the device queue: no handler sleeps (services/pacing.py)
         pacing = Pacing(Pace(settings.device_publish_rate, settings.device_byte_rate),
                         SqsWakeQueue(session.client("sqs"), settings.device_queue), time.time)
-        publisher = PacedPublisher(publisher, settings.device_publish_rate, settings.device_byte_rate,
-                                   groups_only=True)
     signer: CertificateSigner
     registry: DeviceRegistry = IotRegistry(iot, settings.iot_policy_name)
     if settings.signer == "local-ca":

@@ -214,6 +214,8 @@ class Group:
     next_index: int = 0
     broadcasts: int = 0  # blocks published on the group topic (each reaches every member)
     recent: tuple[tuple[int, int, float], ...] = ()  # (first, end, at) of recent broadcasts, newest last
+    paced: tuple[tuple[float, int, int], ...] = ()  # broadcasts of the last second (domain/pacing.py Ledger)
+    wake_at: float = 0.0  # when the group's scheduled continuation is due (0: none; services/groups.py)
     version: int = 1
 
 
@@ -254,6 +256,10 @@ def from_record(cls: type[E], record: dict[str, Any]) -> E:
             value = Transfer.from_record(value)
         elif f.name == "recent":
             value = tuple((int(a), int(b), float(c)) for a, b, c in value)
+        elif f.name == "paced":
+            value = tuple((float(a), int(m), int(b)) for a, m, b in value)
+        elif f.name == "wake_at":
+            value = float(value)
         elif isinstance(value, list):
             value = tuple(value)
         values[f.name] = value

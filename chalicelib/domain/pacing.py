@@ -16,9 +16,12 @@ A handler sends what `room` allows now and no more; when blocks remain that the 
 transfer moves in bursts of about one second's budget, one burst per second). A frame larger than the
 whole byte budget is still allowed alone in an empty window (else it could never go out).
 
-Does not: pace group broadcasts (one publish reaching many connections, adapters/pacing.py), count the
-cloud's control messages (job documents, cancels: a handful per execution), or see what IoT Core itself
-counts beyond the frame bytes (topic, MQTT framing: about 30 bytes a message).
+A group's broadcast (docs/protocol.md 15) reaches every member's connection: the group record keeps its
+own ledger, and a member's unicast repairs are budgeted on the member's ledger (the two together may
+exceed a member's budget by its repairs, rare by design: a lossy member falls back to unicast).
+
+Does not: count the cloud's control messages (job documents, cancels: a handful per execution), or see
+what IoT Core itself counts beyond the frame bytes (topic, MQTT framing: about 30 bytes a message).
 """
 
 from __future__ import annotations

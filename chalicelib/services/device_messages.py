@@ -215,7 +215,7 @@ def _settle(
         failed_jobs[job.job_id] = (execution.last_activity, earlier + [m.message_id for m, _ in items])
     schedule(pacing, applied.wake, applied.wake_delay)  # before the blocks: their burst times the next one
     sent = send_applied(publisher, storage, applied)
-    sent += advance_group(repo, storage, publisher, cache, applied, max(m.received_at for m, _ in items))
+    sent += advance_group(repo, storage, publisher, cache, applied, max(m.received_at for m, _ in items), pacing)
     if applied.republish:
         package = cache.package(repo, job.upload_id)
         if package is not None:

@@ -111,6 +111,7 @@ class Applied:
     group: Group | None = None
     wake: dict[str, Any] | None = None  # paced: the continuation to schedule (services/pacing.py), and its delay
     wake_delay: int = 0
+    woken_at: float | None = None  # a wake was among the messages: its due time
 
 
 def apply_messages(repo: Repository, cache: HotCache, execution_id: str, items: Items,
@@ -146,8 +147,9 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
     for message, decoded in items:
         state.apply(message, decoded)
     execution, blocks, republish = state.finish(max(m.received_at for m, _ in items))
-    if execution == original:
-        return Applied(execution, job, [], republish, state.changed)
+    if execution == original:  # a member's wake changes nothing itself, but may advance its group
+        member = state.group if execution.transfer is not None and execution.transfer.member else None
+        return Applied(execution, job, [], republish, state.changed, member, woken_at=state.budget.woken_at)
     wake, delay = state.wake
     saved = bumped(execution)
     try:
@@ -157,7 +159,7 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
         raise
     cache.remember(saved)
     member = state.group if saved.transfer is not None and saved.transfer.member else None
-    return Applied(saved, job, blocks, republish, state.changed, member, wake, delay)
+    return Applied(saved, job, blocks, republish, state.changed, member, wake, delay, state.budget.woken_at)
 
 
 class _State:
@@ -215,6 +217,8 @@ class _State:
                 self.execution = _flag_early_success(moved, job)
         elif isinstance(decoded, Wake):  # paced: its own continuation; the plan in `finish` sends the budget
             self.budget.woken_at = decoded.at
+            if execution.transfer is not None and execution.transfer.member:
+                self.find_group(now)  # a member's wake continues its group's broadcast (advance_group)
         elif isinstance(decoded, messages.UrlRefresh):
             self.republish = job.mode == "url"
             self.execution = ex.touch(execution, now)
@@ -280,12 +284,15 @@ class _State:
 
 
 def advance_group(repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, applied: Applied,
-                  now: float) -> int:
-    """After a member's write: broadcast what its ack made room for (services/groups.py)."""
-    transfer = applied.execution.transfer
+                  now: float, pacing: Pacing | None = None) -> int:
+    """After a member's write: broadcast what its ack (or wake) made room for (services/groups.py)."""
+    execution = applied.execution
+    transfer = execution.transfer
     if applied.group is None or transfer is None or not transfer.member:
         return 0
-    return groups.advance_for(repo, storage, publisher, cache, applied.job, applied.group, transfer, now)
+    woken = (wire_id(execution), execution.epn, applied.woken_at)
+    return groups.advance_for(repo, storage, publisher, cache, applied.job, applied.group, transfer, now, pacing,
+                              woken)
 
 
 def send_applied(publisher: Publisher, storage: Storage, applied: Applied) -> int:

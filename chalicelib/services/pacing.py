@@ -28,7 +28,7 @@ from typing import Any
 from otaformat import wire
 from otaformat.errors import MalformedError
 
-from ..domain.models import Job
+from ..domain.models import Group, Job, bumped
 from ..domain.pacing import Pace, delay_seconds
 from ..domain.ports import Clock, WakeQueue
 from ..domain.window import Transfer
@@ -155,6 +155,31 @@ def paced_plan(pacing: Pacing | None, job: Job, transfer: Transfer, plan: Any) -
         return planned, chosen
     ledger = budget.pacing.pace.spend(planned.paced, budget.now, budget.spent, budget.frame)
     return replace(planned, paced=ledger), chosen
+
+
+def group_plan(pacing: Pacing | None, job: Job, group: Group, plan: Any, woken_at: float | None, execution_id: str,
+               epn: str) -> tuple[Group, list[int], dict[str, Any] | None, int]:
+    """A group's next broadcast within its budget (`plan(limit)` is domain/group.advance bound to the
+    acking member): the group to save (ledger recorded; `wake_at` set when blocks were held back and no
+    group wake is pending), the blocks, and the wake to schedule (for that member's execution: its wake
+    advances the group again)."""
+    pace = pacing.pace if pacing is not None and pacing.pace.enabled else None
+    if pace is None or pacing is None:
+        moved, blocks = plan(None)
+        return moved, blocks, None, 0
+    now, frame = pacing.clock(), frame_bytes(job)
+    limit = pace.room(group.paced, now, frame)
+    moved, blocks = plan(limit)
+    held = limit is not None and len(blocks) >= limit and len(plan(None)[1]) > len(blocks)
+    ledger = pace.spend(group.paced, now, len(blocks), frame)
+    if blocks:
+        moved = replace(moved, paced=ledger)
+    pending = group.wake_at > now and group.wake_at != woken_at
+    if not held or pending:
+        return moved, blocks, None, 0
+    due = pace.free_at(ledger, now, frame)
+    moved = replace(moved, wake_at=due) if blocks else bumped(group, paced=ledger, wake_at=due)
+    return moved, blocks, wake_body(execution_id, epn, due), delay_seconds(due, now)
 
 
 def schedule(pacing: Pacing | None, body: dict[str, Any] | None, delay: int) -> bool:
