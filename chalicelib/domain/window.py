@@ -52,6 +52,7 @@ class Transfer:
     unicast: bool = False  # fell back from its group: unicast for the rest of the attempt
     paced: tuple[tuple[float, int, int], ...] = ()  # sends of the last second (domain/pacing.py Ledger)
     wake_at: float = 0.0  # when the scheduled continuation is due (0: none scheduled; services/pacing.py)
+    deferred: tuple[int, ...] = ()  # requested blocks the pace held back: resent by the next handler (a wake)
 
     @classmethod
     def start(cls, total: int, window: int) -> Transfer:
@@ -203,7 +204,7 @@ class Transfer:
             "acked_count": self.acked_count, "next_index": self.next_index, "retransmissions": self.retransmissions,
             "sent_count": self.sent_count, "last_send_at": self.last_send_at, "last_ack_at": self.last_ack_at,
             "recent": [list(run) for run in self.recent], "member": self.member, "unicast": self.unicast,
-            "paced": [list(send) for send in self.paced], "wake_at": self.wake_at,
+            "paced": [list(send) for send in self.paced], "wake_at": self.wake_at, "deferred": list(self.deferred),
         }
 
     @classmethod
@@ -214,7 +215,8 @@ class Transfer:
         recent = tuple((int(a), int(b), float(c)) for a, b, c in record.get("recent", ()))
         paced = tuple((float(a), int(m), int(b)) for a, m, b in record.get("paced", ()))
         return cls(**{**record, "acked": base64.b64decode(acked), "recent": recent, "paced": paced,
-                      "wake_at": float(record.get("wake_at", 0.0))})
+                      "wake_at": float(record.get("wake_at", 0.0)),
+                      "deferred": tuple(int(i) for i in record.get("deferred", ()))})
 
 
 def _count_below(bitmap: bytes, end: int) -> int:

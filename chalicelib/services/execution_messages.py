@@ -228,9 +228,8 @@ class _State:
                 transfer, _ = transfer.ack(decoded.received(job.block_count), now)
                 self.acked = True
             else:
-                wanted = decoded.wanted(job.block_count)
-                transfer, resend = self.budget.take(transfer, lambda limit: transfer.plan_requested(
-                    wanted, now, REQUEST_GUARD_SECONDS, limit))
+                wanted = decoded.wanted(job.block_count)  # paced: what the budget holds back is deferred
+                transfer, resend = self.budget.take_requested(transfer, wanted, now, REQUEST_GUARD_SECONDS)
                 self.blocks.extend(resend)
             self.execution = replace(ex.touch(execution, now), transfer=transfer,
                                      started_at=execution.started_at or now)
@@ -271,9 +270,14 @@ class _State:
             transfer = transfer.fall_back()
             self.republish = True  # its job document again, without `group`: the device leaves the group
         repaired: list[int] = []
+        if transfer.deferred:  # paced: requests the budget held back before, first
+            owed = transfer
+            transfer, repaired = self.budget.take_requested(owed, list(owed.deferred), at, REQUEST_GUARD_SECONDS,
+                                                            deferred=True)
         if self.acked:
             gapped = transfer
-            transfer, repaired = self.budget.take(gapped, lambda limit: gapped.plan_gaps(at, limit))
+            transfer, gaps = self.budget.take(gapped, lambda limit: gapped.plan_gaps(at, limit))
+            repaired += gaps
         fresh: list[int] = []
         if not transfer.member:  # a member's new blocks come from the group's broadcast
             unsent = transfer

@@ -127,6 +127,20 @@ class Budget:
             self.took(len(chosen), len(chosen))
         return planned, chosen
 
+    def take_requested(self, transfer: Transfer, wanted: list[int], now: float, guard: float,
+                       deferred: bool = False) -> tuple[Transfer, list[int]]:
+        """Blocks asked for again (a `get`, or with `deferred` the ones held back before): what the budget
+        allows now; what it held back stays in `transfer.deferred` (at most a window) for the next handler."""
+        planned, chosen = self.take(transfer, lambda limit: transfer.plan_requested(wanted, now, guard, limit))
+        if self.pacing is None:
+            return planned, chosen
+        _, owed = transfer.plan_requested(wanted, now, guard)
+        served = set(chosen)
+        keep = {i for i in owed if i not in served}
+        if not deferred:  # a new request adds to what is still owed from earlier ones
+            keep |= {i for i in planned.deferred if i not in served and not planned.is_acked(i)}
+        return replace(planned, deferred=tuple(sorted(keep)[: planned.window])), chosen
+
     def settle(self, transfer: Transfer, execution_id: str, epn: str) -> tuple[Transfer, dict[str, Any] | None, int]:
         """The transfer with this handler's sends recorded, and the wake to schedule (body, delay) if the
         budget held blocks back and no other wake is pending."""
@@ -136,7 +150,8 @@ class Budget:
         pace = pacing.pace
         ledger = pace.spend(transfer.paced, self.now, self.spent, self.frame)
         transfer = replace(transfer, paced=ledger) if ledger != transfer.paced else transfer
-        more = self.held or (not transfer.member and transfer.new_room > 0 and self.left == 0)
+        more = self.held or bool(transfer.deferred) or (not transfer.member and transfer.new_room > 0
+                                                         and self.left == 0)
         if not more or transfer.complete:
             return transfer, None, 0
         pending = transfer.wake_at > self.now and transfer.wake_at != self.woken_at

@@ -21,7 +21,7 @@ from chalicelib.services.pacing import Pacing, wake_body
 from chalicelib.settings import Settings
 from chalicelib.triggers.device_messages import on_device_message, parse_records
 from chalicelib.triggers.schedules import sweep
-from otaformat import wire
+from otaformat import messages, wire
 
 from .fakes import RecordingPublisher, scheduled_event, sqs_record, status
 from .flows import publish, register_device, send
@@ -193,3 +193,48 @@ def test_aws_stage_respects_iot_core_limits():
     settings = Settings.from_env(variables)
     assert 0 < settings.device_publish_rate < 100  # the device's acks share the 100/s
     assert 0 < settings.device_byte_rate <= 512 * 1024
+
+
+def test_a_group_broadcast_is_paced_by_the_groups_own_budget(api, world, paced, no_sleep):
+    publisher, queue = paced
+    key = ec.generate_private_key(ec.SECP256R1())
+    upload_id = publish(api, world, key, app="demo", version="1.1.0", size=30000)
+    for epn in ("dev-1", "dev-2"):
+        register_device(api, epn)
+    api.call("POST", "/jobs", {"package_id": upload_id, "targets": {"model": "model-a"}, "block_size": BLOCK,
+                               "window": 16})
+    docs = {epn: publisher.job_documents(epn)[-1] for epn in ("dev-1", "dev-2")}
+    assert all(d.group is not None and d.pace_ms == 1000 for d in docs.values())
+    for seq, (epn, doc) in enumerate(docs.items(), 1):
+        joined = messages.Status(doc.execution_id, "IN_PROGRESS", "DOWNLOADING", None, seq, None, doc.group.stream)
+        send((epn, "status", messages.encode(joined)))
+    topic = docs["dev-1"].group.topic
+    assert len([t for _, t, _ in publisher.at if t == topic]) == PER_SECOND
+    for _ in range(2):
+        held = sorted({wire.decode_frame(p).index for t, p in publisher.sent if t == topic})
+        for epn, doc in docs.items():  # members ack what the broadcast brought (the group advances on acks)
+            ack = wire.make_ack(doc.execution_id, doc.stream, held, doc.block_count, group=doc.group.stream)
+            send((epn, "ack", wire.encode_ack(ack)), received_ms=int(world.clock.now * 1000))
+        deliver_due(world, queue)
+    assert len([t for _, t, _ in publisher.at if t == topic]) == 3 * PER_SECOND
+    count, size = frames_in_windows(publisher, topic)
+    assert count <= PER_SECOND and size <= PER_SECOND * FRAME
+
+
+def test_a_request_the_budget_holds_back_is_served_by_the_wakes(api, world, paced, no_sleep):
+    publisher, queue = paced
+    doc = start(api, world, ec.generate_private_key(ec.SECP256R1()), window=12)
+    send(("dev-1", "status", status(doc.execution_id, "IN_PROGRESS", "DOWNLOADING", seq=1)))
+    deliver_due(world, queue)
+    deliver_due(world, queue)  # 12 blocks sent (the window), none arrived: the device asks for all of them
+    assert sorted({f.index for f in publisher.frames("dev-1")}) == list(range(12))
+    world.clock.advance(2)
+    request = wire.make_request(doc.execution_id, doc.stream, range(doc.block_count))
+    send(("dev-1", "get", wire.encode_request(request)), received_ms=int(world.clock.now * 1000))
+    resent = publisher.frames("dev-1")[12:]
+    assert [f.index for f in resent] == list(range(PER_SECOND))  # the budget's worth at once
+    for _ in range(2):
+        deliver_due(world, queue)  # the rest by the next bursts, without another request
+    assert [f.index for f in publisher.frames("dev-1")[12:]] == list(range(12))
+    count, _ = frames_in_windows(publisher)
+    assert count <= PER_SECOND
