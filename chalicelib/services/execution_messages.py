@@ -274,7 +274,7 @@ class _State:
             owed = transfer
             transfer, repaired = self.budget.take_requested(owed, list(owed.deferred), at, REQUEST_GUARD_SECONDS,
                                                             deferred=True)
-        if self.acked:
+        if self.acked or self.budget.woken_at is not None:  # a wake: repairs the budget held back before
             gapped = transfer
             transfer, gaps = self.budget.take(gapped, lambda limit: gapped.plan_gaps(at, limit))
             repaired += gaps
