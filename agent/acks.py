@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 IDLE_SECONDS = 0.05
 PACED_IDLE = 1.5
-PACED_REPAIR = 2.0
+PACED_REPAIR = 1.5
 
 
 def paced_idle(idle: float, pace_ms: int) -> float:

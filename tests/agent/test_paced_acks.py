@@ -18,7 +18,7 @@ def test_paced_idle(configured, pace_ms, idle):
     assert paced_idle(configured, pace_ms) == pytest.approx(idle)
 
 
-@pytest.mark.parametrize(("configured", "pace_ms", "interval"), [(1.0, 0, 1.0), (1.0, 1000, 2.0), (3.0, 1000, 3.0)])
+@pytest.mark.parametrize(("configured", "pace_ms", "interval"), [(1.0, 0, 1.0), (1.0, 1000, 1.5), (3.0, 1000, 3.0)])
 def test_paced_repair(configured, pace_ms, interval):
     assert paced_repair(configured, pace_ms) == pytest.approx(interval)
 
