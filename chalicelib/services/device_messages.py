@@ -44,7 +44,7 @@ from .abort import check_abort
 from .common import retrying
 from .execution_messages import HotCache, advance_group, apply_messages, send_applied
 from .jobs import publish_job_document
-from .pacing import WAKE, Pacing, decode_wake, schedule
+from .pacing import WAKE, Pacing, decode_wake
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def _settle(
     repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, execution_id: str, items: Group,
     tally: _Tally, failed_jobs: dict[str, tuple[float, list[str]]], pacing: Pacing | None = None,
 ) -> None:
-    """Apply one execution's group (one write), schedule its wake if paced, send the blocks it freed
+    """Apply one execution's group (one write; paced: with its wake), send the blocks it freed
     (unicast), advance its group's broadcast if it is a member, republish its job document if asked."""
     applied = apply_messages(repo, cache, execution_id, items, pacing)
     if applied is None:
@@ -213,7 +213,6 @@ def _settle(
     if execution.state in FAILURES:
         _, earlier = failed_jobs.get(job.job_id, (0.0, []))
         failed_jobs[job.job_id] = (execution.last_activity, earlier + [m.message_id for m, _ in items])
-    schedule(pacing, applied.wake, applied.wake_delay)  # before the blocks: their burst times the next one
     sent = send_applied(publisher, storage, applied)
     sent += advance_group(repo, storage, publisher, cache, applied, max(m.received_at for m, _ in items), pacing)
     if applied.republish:

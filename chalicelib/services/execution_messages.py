@@ -37,7 +37,7 @@ from ..domain.retries import can_retry, retry, split_wire_id, wire_id
 from ..domain.window import Transfer
 from . import groups
 from .delivery import REQUEST_GUARD_SECONDS, ensure_transfer, send_blocks
-from .pacing import Budget, Pacing, Wake
+from .pacing import Budget, Pacing, Wake, schedule
 
 log = logging.getLogger(__name__)
 MERGE_ATTEMPTS = 20  # many pollers racing on one device's execution (tests/contract: 16 at once)
@@ -109,8 +109,6 @@ class Applied:
     republish: bool
     changed: int
     group: Group | None = None
-    wake: dict[str, Any] | None = None  # paced: the continuation to schedule (services/pacing.py), and its delay
-    wake_delay: int = 0
     woken_at: float | None = None  # a wake was among the messages: its due time
 
 
@@ -149,9 +147,11 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
     execution, blocks, republish = state.finish(max(m.received_at for m, _ in items))
     if execution == original:  # a member's wake changes nothing itself, but may advance its group
         member = state.group if execution.transfer is not None and execution.transfer.member else None
-        return Applied(execution, job, [], republish, state.changed, member, woken_at=state.budget.woken_at)
-    wake, delay = state.wake
+        return Applied(execution, job, [], republish, state.changed, member, state.budget.woken_at)
     saved = bumped(execution)
+    # paced: the wake goes out just before the write that records it, so the next burst is timed from here
+    # (a write that then loses leaves a stray wake: it sends at most the budget and schedules nothing)
+    schedule(pacing, *state.wake)
     try:
         repo.save_execution(saved)
     except ConcurrentUpdate:
@@ -159,7 +159,7 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
         raise
     cache.remember(saved)
     member = state.group if saved.transfer is not None and saved.transfer.member else None
-    return Applied(saved, job, blocks, republish, state.changed, member, wake, delay, state.budget.woken_at)
+    return Applied(saved, job, blocks, republish, state.changed, member, state.budget.woken_at)
 
 
 class _State:

@@ -67,6 +67,7 @@ def advance_for(
         moved, blocks, wake, delay = group_plan(pacing, job, group, plan, woken[2], woken[0], woken[1])
         if moved is group:
             return 0
+        schedule(pacing, wake, delay)  # paced: just before the write, as for an execution (execution_messages.py)
         try:
             repo.save_group(moved)
         except ConcurrentUpdate as err:  # another handler advanced it: merge with what it stored
@@ -78,6 +79,5 @@ def advance_for(
             continue
         cache.remember_group(moved)
         log.debug("group advanced", extra={"group": moved.group_id, "next": moved.next_index})
-        schedule(pacing, wake, delay)
         return broadcast_blocks(publisher, storage, job, moved, blocks) if blocks else 0
     return 0

@@ -9,10 +9,11 @@ budget has room again: a delayed message (WakeQueue, SQS DelaySeconds on the dev
 body `{"wake": {"x": <wire execution id>, "epn": <EPN>, "at": <due time>}}`. The device-message trigger
 turns it into a DeviceMessage of leaf WAKE that is applied with the execution's other messages of its
 batch: it changes nothing by itself; the plan after it sends the next budget and schedules the next
-wake. One wake is pending per transfer at most: `Transfer.wake_at` is written (conditionally) before the
-message is sent, and a handler schedules one only when none is due later, or when it is that wake. A
-duplicated, late or stale wake (other attempt, terminal state) sends at most what the budget allows and
-schedules nothing more. A wake that could not be sent after the write is logged and replaced by the next
+wake. One wake is pending per transfer at most: `Transfer.wake_at` goes with the conditional write that
+follows the message (sent just before it, so the next burst is timed from the planning, not from the
+write), and a handler schedules one only when none is due later, or when it is that wake. A duplicated,
+late or stale wake (other attempt, terminal state, a write that lost its race) sends at most what the
+budget allows and schedules nothing more. A wake that could not be sent is logged and replaced by the next
 handler that finds `wake_at` passed (the device's `get` when blocks stop coming, its next ack, the sweeper).
 
 Does not: decide which blocks (domain/window.py), sleep, or pace group broadcasts.
