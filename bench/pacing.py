@@ -92,15 +92,19 @@ def report(one: dict[str, Any] | None, paced: dict[str, Any] | None, unpaced: di
         blocks = paced["blocks"]
         limit_s = math.ceil(blocks / frames_per_second(BLOCK))  # whole seconds of bursts
         setup = unpaced["last_s"] if unpaced is not None else 0.0
-        lines += ["| fleet | devices (SUCCEEDED) | rollout s | limit's s | limit's s + unpaced rollout s "
-                  "| publishes / device-block | device messages / device |", "|---|---|---|---|---|---|---|"]
+        lines += ["| fleet | devices (SUCCEEDED) | rollout s | fan-out s | limit's s | limit's s + unpaced rollout s "
+                  "| publishes / device-block | duplicates / device-block | device messages / device "
+                  "| device-queue records / device |", "|---|---|---|---|---|---|---|---|---|---|"]
         for name, run in (("paced", paced), ("unpaced", unpaced)):
             if run is None:
                 continue
+            online = max(1, run["online"])
             lines.append(f"| {name} | {run['online']} ({run['succeeded']}) | {run['last_s']:.1f} | "
-                         f"{limit_s if name == 'paced' else 0} | {limit_s + setup if name == 'paced' else setup:.1f} | "
-                         f"{run['publishes_per_device_block']:.3f} | "
-                         f"{run['device_messages'] / max(1, run['online']):.1f} |")
+                         f"{run['fanout_s']:.1f} | {limit_s if name == 'paced' else 0} | "
+                         f"{limit_s + setup if name == 'paced' else setup:.1f} | "
+                         f"{run['publishes_per_device_block']:.3f} | {run['duplicates_per_device_block']:.3f} | "
+                         f"{run['device_messages'] / online:.1f} | "
+                         f"{run['counts'].get('records:on_device_message', 0) / online:.1f} |")
     return "\n".join(lines)
 
 
