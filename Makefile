@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss bench-large bench-estimate package clean os-deps web-deps
+.PHONY: setup test test-fast lint demo bench-delta bench-transfer bench-fleet bench-loss bench-large bench-estimate bench-pacing package clean os-deps web-deps
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-estimate: setup
 
 bench-large: setup
 	$(PY) -m bench.large
+
+# one paced device (a real agent) and a paced 100-device fleet at IoT Core's limits (bench/pacing.py)
+bench-pacing: setup
+	$(PY) -m bench.pacing $(PACING_ARGS)
 
 # The Lambda bundle and SAM template in out/, proven: vendor/, chalice package, the bundle imported alone,
 # every handler against a recorded AWS event on moto, cfn-lint (infra/package.py; infra/README.md).

@@ -3,6 +3,11 @@
 One ack covers many blocks (contiguous count + bitmap). The agent sends one when about window/2 new
 blocks arrived since the last ack, when the download completes, or after `idle` seconds without a new
 block while some are unacknowledged. Duplicates that add nothing do not count.
+
+Paced jobs (the job document's `pace_ms`, docs/protocol.md section 7): the cloud sends blocks in bursts
+up to `pace_ms` apart, so a pause between two bursts is not a sender waiting for an ack. The idle timer
+is then at least PACED_IDLE times the pace, and the repair interval at least PACED_REPAIR times it:
+acks stay one per half window instead of one per burst, and no `get` goes out between bursts.
 """
 
 from __future__ import annotations
@@ -10,6 +15,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 IDLE_SECONDS = 0.05
+PACED_IDLE = 1.5
+PACED_REPAIR = 1.5
+
+
+def paced_idle(idle: float, pace_ms: int) -> float:
+    """The ack idle timer for a job paced at `pace_ms` (0: not paced, the configured timer)."""
+    return max(idle, PACED_IDLE * pace_ms / 1000.0)
+
+
+def paced_repair(interval: float, pace_ms: int) -> float:
+    """The repair (`get`) interval for a job paced at `pace_ms` (0: not paced, the configured interval)."""
+    return max(interval, PACED_REPAIR * pace_ms / 1000.0)
 
 
 @dataclass

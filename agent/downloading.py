@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from otaformat import messages, topics, wire
 from otaformat.errors import MalformedError
 
-from .acks import AckPolicy
+from .acks import AckPolicy, paced_idle, paced_repair
 from .download import UrlDownload
 from .machine import Event, State
 from .spool import Spool
@@ -95,7 +95,8 @@ class Downloading:
         except (MalformedError, OSError) as err:
             self.fail(Event.DOWNLOAD_FAILED, "FAILED", f"cannot prepare the spool: {err}")
             return
-        self.acks = AckPolicy(job.window or 1, self.cfg.ack_idle, self.cfg.ack_fraction)
+        self.acks = AckPolicy(job.window or 1, paced_idle(self.cfg.ack_idle, job.pace_ms), self.cfg.ack_fraction)
+        self.get_interval = paced_repair(self.configured_get_interval, job.pace_ms)
         self.url = None
         if job.mode == "url" and job.url:  # one request never outlasts the stall budget (real seconds)
             self.url = UrlDownload(job.url, self.spool, self.request_url, session=self.http,

@@ -60,6 +60,7 @@ class Agent(Downloading, Steps, Commanding, AutoCheck, SelfUpdate, History, Guar
         self.wall = wall
         self.crash = crash
         self.get_interval = get_interval
+        self.configured_get_interval = get_interval  # a paced job stretches get_interval (agent/acks.py)
         for sub in ("", "spool", "logs", "base"):
             os.makedirs(os.path.join(config.data_dir, sub), mode=0o700, exist_ok=True)
         os.makedirs(config.install_root, mode=0o755, exist_ok=True)

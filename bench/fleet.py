@@ -42,12 +42,14 @@ COUNTFIX = Path(__file__).resolve().parent / "countfix"
 APPS = {"bench": "1.0.0"}
 
 
-def start_stack(directory: Path, counts: Path, device_workers: int, sweep_every: float) -> LocalService:
+def start_stack(directory: Path, counts: Path, device_workers: int, sweep_every: float,
+                settings: dict[str, str] | None = None) -> LocalService:
     """A fresh stack whose processes load bench/countfix (counters + moto's SQS fix)."""
     if counts.exists():
         shutil.rmtree(counts)
     counts.mkdir(parents=True)
-    service = LocalService(directory, device_workers=device_workers, fix_moto_sqs=False, sweep_every=sweep_every)
+    service = LocalService(directory, device_workers=device_workers, fix_moto_sqs=False, sweep_every=sweep_every,
+                           settings=settings)
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "BENCH_FLEET_COUNTS")}
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(COUNTFIX), saved["PYTHONPATH"]]))
     os.environ["BENCH_FLEET_COUNTS"] = str(counts)
@@ -65,7 +67,7 @@ def start_stack(directory: Path, counts: Path, device_workers: int, sweep_every:
 def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
     base = args.dir / f"n{n}"
     counts = base / "counts"
-    service = start_stack(base, counts, args.device_workers, args.sweep_every)
+    service = start_stack(base, counts, args.device_workers, args.sweep_every, getattr(args, "settings", None))
     counters = Counters(counts)
     fleet: SimFleet | None = None
     try:

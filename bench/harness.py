@@ -130,11 +130,11 @@ class LocalService:
     """The local stack plus what an operator does through the API: keys, packages, devices, agents, jobs."""
 
     def __init__(self, directory: Path, *, device_workers: int = 1, sweep_every: float = 5.0,
-                 fix_moto_sqs: bool = True) -> None:
+                 fix_moto_sqs: bool = True, settings: dict[str, str] | None = None) -> None:
         self.directory = directory
         self.fix_moto_sqs = fix_moto_sqs
         self.options = stack.StackOptions(directory / "stack", sweep_every=sweep_every,
-                                          device_workers=device_workers)
+                                          device_workers=device_workers, settings=tuple((settings or {}).items()))
         self.state: dict[str, Any] = {}
         self.agents: dict[str, procs.Started] = {}
         self.key = generate_key()

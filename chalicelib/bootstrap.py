@@ -24,6 +24,7 @@ from .domain.ports import (
     Storage,
 )
 from .services.device_messages import HotCache
+from .services.pacing import Pacing
 from .settings import Settings, SettingsError
 
 BUNDLE_ROOT = Path(__file__).resolve().parent.parent  # /var/task on Lambda: app.py, chalicelib/, vendor's files
@@ -41,6 +42,7 @@ class Container:
     clock: Clock = field(default=time.time)
     cache: HotCache = field(default_factory=HotCache)
     fanout: FanoutQueue | None = None  # None: job fan-out runs inside the request (services/jobs.py)
+    pacing: Pacing | None = None  # per-device block budget and wakes (services/pacing.py); None: unlimited
 
 
 _lock = threading.Lock()
@@ -75,9 +77,10 @@ def build(settings: Settings, session: Any = None) -> Container:
     from .adapters.dynamo import DynamoRepository
     from .adapters.fanout import SqsFanoutQueue
     from .adapters.malware import GuardDutyScanner
-    from .adapters.pacing import PacedPublisher
     from .adapters.publisher import IotDataPublisher, MqttPublisher
     from .adapters.s3 import S3Storage
+    from .adapters.wake import SqsWakeQueue
+    from .domain.pacing import Pace
     from .services.scan import BuiltinScanner
 
     session = session or boto3.session.Session()
@@ -94,8 +97,12 @@ def build(settings: Settings, session: Any = None) -> Container:
         # the account's ATS data endpoint is the device-facing host; moto (AWS_ENDPOINT_URL) serves all
         endpoint = None if os.environ.get("AWS_ENDPOINT_URL") else f"https://{settings.mqtt_host}"
         publisher = IotDataPublisher(session.client("iot-data", endpoint_url=endpoint))
+    pacing: Pacing | None = None
     if settings.device_publish_rate or settings.device_byte_rate:
-        publisher = PacedPublisher(publisher, settings.device_publish_rate, settings.device_byte_rate)
+        # block sends (unicast and group broadcasts) are budgeted per execution / group and continued by
+        # delayed wakes on the device queue: no handler sleeps (services/pacing.py)
+        pacing = Pacing(Pace(settings.device_publish_rate, settings.device_byte_rate),
+                        SqsWakeQueue(session.client("sqs"), settings.device_queue), time.time)
     signer: CertificateSigner
     registry: DeviceRegistry = IotRegistry(iot, settings.iot_policy_name)
     if settings.signer == "local-ca":
@@ -113,6 +120,7 @@ def build(settings: Settings, session: Any = None) -> Container:
         registry=registry,
         scanner=scanner,
         fanout=fanout,
+        pacing=pacing,
     )
 
 

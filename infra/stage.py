@@ -86,7 +86,7 @@ def environment(stage: Stage) -> dict[str, str]:
         "OTA_MQTT_CA": CA_FILE,
         "OTA_IOT_POLICY_NAME": stage.device_policy,
         "OTA_DEVICE_PUBLISH_RATE": "85",
-        "OTA_DEVICE_BYTE_RATE": "491520",
+        "OTA_DEVICE_BYTE_RATE": "524288",  # IoT Core's 512 KiB/s: budgeted per second (chalicelib/domain/pacing.py)
         "OTA_MALWARE_ENGINE": stage.malware_engine,
         **({"OTA_CONSOLE_ORIGIN": stage.console_origin} if stage.console_origin else {}),
     }
@@ -148,8 +148,8 @@ def _consume(queue: str) -> dict[str, Any]:
     return _statement("Queue", SQS_CONSUMER, [arn("sqs", queue)])
 
 
-def _send(queue: str) -> dict[str, Any]:
-    return _statement("SendFanout", ["sqs:SendMessage", "sqs:GetQueueUrl"], [arn("sqs", queue)])
+def _send(queue: str, sid: str = "SendFanout") -> dict[str, Any]:
+    return _statement(sid, ["sqs:SendMessage", "sqs:GetQueueUrl"], [arn("sqs", queue)])
 
 
 def _registry(stage: Stage) -> list[dict[str, Any]]:
@@ -179,7 +179,7 @@ def policies(stage: Stage) -> dict[str, dict[str, Any]]:
                               _list([staging, repository])],
         "on_device_message": [_table(stage), _consume(stage.device_queue),
                               _s3("RepositoryPackages", ["s3:GetObject"], repository, "packages/"),
-                              _list([repository]), _publish()],
+                              _list([repository]), _publish(), _send(stage.device_queue, "SendWakes")],
         "on_fanout": [_table(stage), _consume(stage.fanout_queue), _send(stage.fanout_queue),
                       _s3("RepositoryPackages", ["s3:GetObject"], repository, "packages/"),
                       _list([repository]), _publish()],

@@ -94,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
-    from local import motoindex
+    from local import motodelay, motoindex
 
     motoindex.install()  # raises MotoInternalsChanged: better no stack than a silently slow one
+    motodelay.install()  # SQS long polls wake when a delayed message (a paced transfer's wake) is due
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)

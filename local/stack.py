@@ -48,6 +48,7 @@ class StackOptions:
     sweep_every: float = 5.0
     device_workers: int = 1  # concurrent pollers of the device-message queue in the bridge
     timeout: float = 60.0
+    settings: tuple[tuple[str, str], ...] = ()  # extra OTA_* settings, e.g. the pacing rates (bench/pacing.py)
 
 
 def stack_file(directory: Path) -> Path:
@@ -151,6 +152,7 @@ def _start_all(options: StackOptions, directory: Path, state: dict[str, Any], to
                                         timeout=options.timeout)
     _record(directory, state, broker)
     env = base_env(moto_port, mqtt_port, ca, certs, hashlib.sha256(token.encode()).hexdigest())
+    env.update(options.settings)
     state.update({"env": env, "moto_url": f"http://127.0.0.1:{moto_port}",
                   "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "ca": str(ca.cert_path)},
                   "certs": {name: {"cert": str(certs / f"{name}.pem"), "key": str(certs / f"{name}.key"), "cn": cn}

@@ -19,6 +19,7 @@ from .wire import MAX_BLOCKS, MAX_DEVICE_JSON_DEPTH, MAX_STREAM, check_block_siz
 
 MAX_JOB_DOCUMENT = 120 * 1024
 MAX_STATUS_MESSAGE = 16384
+MAX_PACE_MS = 60_000  # a job document's `pace_ms` (docs/protocol.md 4.1)
 DEVICE_STATES = ("IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED")
 STEPS = ("DOWNLOADING", "VERIFYING", "INSTALLING")
 MODES = ("block", "url")
@@ -52,6 +53,7 @@ class JobDocument:
     url_expires: str | None = None
     stall_timeout: int = 120
     group: Group | None = None  # block mode: the group to follow (absent: unicast only)
+    pace_ms: int = 0  # block mode: the cloud paces, bursts of blocks may come this far apart (absent: 0)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -63,6 +65,8 @@ class JobDocument:
         }
         if self.group is not None:  # absent, not null, so a unicast document is byte for byte as before
             body["group"] = self.group.to_dict()
+        if self.pace_ms:  # absent when not paced, so the document is byte for byte as before
+            body["pace_ms"] = self.pace_ms
         return body
 
 
@@ -229,6 +233,7 @@ def _job(d: dict[str, Any]) -> JobDocument:
         url_expires=d.get("url_expires") if isinstance(d.get("url_expires"), str) else None,
         stall_timeout=_nat(d, "stall_timeout", 86400),
         group=_group(d.get("group")) if mode == "block" else None,
+        pace_ms=_nat(d, "pace_ms", MAX_PACE_MS) if mode == "block" and d.get("pace_ms") is not None else 0,
     )
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.acks import AckPolicy
+from agent.acks import IDLE_SECONDS, AckPolicy, paced_idle, paced_repair
 from otaformat import messages, wire
 from otaformat.canonical import canonical_json
 from otaformat.errors import MalformedError
@@ -70,10 +70,12 @@ class Download:
     last_new: float = 0.0
     last_get: float = 0.0
     get_interval: float = GET_FIRST
+    get_first: float = GET_FIRST  # a paced job's (docs/protocol.md section 7) is longer
 
     def __post_init__(self) -> None:
         self.held = bytearray(self.doc.block_count)
-        self.policy = AckPolicy(self.doc.window)
+        self.policy = AckPolicy(self.doc.window, idle=paced_idle(IDLE_SECONDS, self.doc.pace_ms))  # as the agent
+        self.get_interval = self.get_first = paced_repair(GET_FIRST, self.doc.pace_ms)
         self.last_new = self.started
 
     def missing(self) -> list[int]:
@@ -228,7 +230,7 @@ class Device:
             else:
                 self.counters.frames_own += 1
             d.last_new = now
-            d.get_interval = GET_FIRST
+            d.get_interval = d.get_first
         else:
             self.counters.duplicates += 1
         complete = d.count == doc.block_count

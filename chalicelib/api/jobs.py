@@ -27,7 +27,8 @@ def create_job() -> Any:
     if estimate.dry_run(query(request)):
         return json_response(estimate.estimate_job(c.repository, sent, query(request)))
     key = request.headers.get("idempotency-key")
-    job, created = jobs.create_job(c.repository, c.storage, c.publisher, c.clock(), sent, key, c.fanout)
+    job, created = jobs.create_job(c.repository, c.storage, c.publisher, c.clock(), sent, key, c.fanout,
+                                   pace_ms=c.pacing.pace_ms if c.pacing is not None else 0)
     return json_response(jobs.job_view(c.repository, job), 201 if created else 200)
 
 

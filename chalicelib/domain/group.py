@@ -81,12 +81,12 @@ def wants_advance(group: Group, transfer: Transfer) -> bool:
             and transfer.next_index >= group.next_index and transfer.in_flight <= group.window // 2)
 
 
-def advance(group: Group, transfer: Transfer, now: float) -> tuple[Group, list[int]]:
-    """The next blocks to broadcast (the room the member's ack made, at most a window), and the group
-    after sending them; ([], unchanged) when nothing is due."""
+def advance(group: Group, transfer: Transfer, now: float, limit: int | None = None) -> tuple[Group, list[int]]:
+    """The next blocks to broadcast (the room the member's ack made, at most a window and `limit`), and
+    the group after sending them; ([], unchanged) when nothing is due."""
     if not wants_advance(group, transfer):
         return group, []
-    room = group.window - transfer.in_flight
+    room = group.window - transfer.in_flight if limit is None else min(limit, group.window - transfer.in_flight)
     end = min(group.total, group.next_index + max(room, 0))
     chosen = list(range(group.next_index, end))
     if not chosen:

@@ -128,6 +128,7 @@ class Job:
     current_wave: int = -1  # the last wave started (-1: none yet)
     wave_started_at: float | None = None  # when the current wave started
     wave_finished_at: float | None = None  # when the sweeper first saw every execution of it terminal
+    pace_ms: int = 0  # block mode, paced deployment: the job document's `pace_ms` (services/pacing.py)
     version: int = 1
 
 
@@ -234,6 +235,8 @@ class Group:
     recent: tuple[tuple[int, int, float], ...] = ()  # (first, end, at) of recent broadcasts, newest last
     expires_at: float | None = None  # set when its job ended: the store may delete the record after this
     wave: int | None = None  # staged job: the wave whose members share this broadcast
+    paced: tuple[tuple[float, int, int], ...] = ()  # broadcasts of the last second (domain/pacing.py Ledger)
+    wake_at: float = 0.0  # when the group's scheduled continuation is due (0: none; services/groups.py)
     version: int = 1
 
 
@@ -274,6 +277,10 @@ def from_record(cls: type[E], record: dict[str, Any]) -> E:
             value = Transfer.from_record(value)
         elif f.name == "recent":
             value = tuple((int(a), int(b), float(c)) for a, b, c in value)
+        elif f.name == "paced":
+            value = tuple((float(a), int(m), int(b)) for a, m, b in value)
+        elif f.name == "wake_at":
+            value = float(value)
         elif isinstance(value, list):
             value = tuple(value)
         values[f.name] = value

@@ -26,6 +26,13 @@ class Page(Generic[T]):
     next_cursor: str | None = None
 
 
+class WakeQueue(Protocol):
+    """Where a paced execution's continuation goes: `body` delivered to the device-message handler after
+    `delay_seconds` (SQS DelaySeconds on the device-message queue; a manual queue in tests)."""
+
+    def wake(self, body: dict[str, Any], delay_seconds: int) -> None: ...
+
+
 class FanoutQueue(Protocol):
     """Where a job's background fan-out work goes (SQS `fanout` queue; in memory for tests)."""
 

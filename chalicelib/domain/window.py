@@ -50,6 +50,9 @@ class Transfer:
     recent: tuple[tuple[int, int, float], ...] = ()
     member: bool = False  # follows its group's broadcast (docs/protocol.md section 15)
     unicast: bool = False  # fell back from its group: unicast for the rest of the attempt
+    paced: tuple[tuple[float, int, int], ...] = ()  # sends of the last second (domain/pacing.py Ledger)
+    wake_at: float = 0.0  # when the scheduled continuation is due (0: none scheduled; services/pacing.py)
+    deferred: tuple[int, ...] = ()  # requested blocks the pace held back: resent by the next handler (a wake)
 
     @classmethod
     def start(cls, total: int, window: int) -> Transfer:
@@ -92,9 +95,14 @@ class Transfer:
                 out.append(i)
         return out
 
-    def plan_new(self, now: float) -> tuple[Transfer, list[int]]:
-        """First sends that fit the window: indices from `next_index` on."""
-        room = self.window - self.in_flight
+    @property
+    def new_room(self) -> int:
+        """How many first sends the window allows now (whatever a pace allows)."""
+        return max(0, min(self.window - self.in_flight, self.total - self.next_index))
+
+    def plan_new(self, now: float, limit: int | None = None) -> tuple[Transfer, list[int]]:
+        """First sends that fit the window (and `limit`): indices from `next_index` on."""
+        room = self.window - self.in_flight if limit is None else min(limit, self.window - self.in_flight)
         if room <= 0 or self.next_index >= self.total:
             return self, []
         end = min(self.total, self.next_index + room)
@@ -109,13 +117,15 @@ class Transfer:
                 return at
         return None
 
-    def plan_requested(self, wanted: Iterable[int], now: float, guard: float = 0.0) -> tuple[Transfer, list[int]]:
+    def plan_requested(self, wanted: Iterable[int], now: float, guard: float = 0.0,
+                       limit: int | None = None) -> tuple[Transfer, list[int]]:
         """Blocks the device asked for again: already sent, not acked, not sent within the last `guard`
-        seconds; at most one window. Counted as resends."""
+        seconds; at most one window (and `limit`). Counted as resends."""
         candidates = sorted({i for i in wanted if 0 <= i < self.next_index and not self.is_acked(i)})
         chosen: list[int] = []
+        most = self.window if limit is None else min(limit, self.window)
         for i in candidates:
-            if len(chosen) >= self.window:
+            if len(chosen) >= most:
                 break
             at = self.sent_at(i) if guard > 0 else None
             if at is None or now - at >= guard:
@@ -125,7 +135,7 @@ class Transfer:
         return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
                        sent_count=self.sent_count + len(chosen), recent=self._remember(chosen, now)), chosen
 
-    def plan_gaps(self, now: float) -> tuple[Transfer, list[int]]:
+    def plan_gaps(self, now: float, limit: int | None = None) -> tuple[Transfer, list[int]]:
         """Fast repair: resend (at most one window of) sent, unacknowledged blocks that an acknowledged
         block proves lost, i.e. one sent after them in the same send (higher index) or in a send at least
         REORDER_SLACK seconds later. Only sends still in `recent` count. Counted as resends."""
@@ -143,7 +153,7 @@ class Transfer:
             return self, []
         chosen = sorted(i for i, (position, at) in last.items() if not self.is_acked(i)
                         and (newest_acked_at - at >= REORDER_SLACK or top_acked.get(position, -1) > i))
-        chosen = chosen[: self.window]
+        chosen = chosen[: self.window if limit is None else min(limit, self.window)]
         if not chosen:
             return self, []
         return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
@@ -158,11 +168,11 @@ class Transfer:
                 runs.append((i, i + 1, now))
         return tuple(runs[-MAX_RECENT_RUNS:])
 
-    def plan_overdue(self, now: float, ack_timeout: float) -> tuple[Transfer, list[int]]:
-        """If nothing was acked or sent for `ack_timeout`, resend the oldest unacked window."""
+    def plan_overdue(self, now: float, ack_timeout: float, limit: int | None = None) -> tuple[Transfer, list[int]]:
+        """If nothing was acked or sent for `ack_timeout`, resend the oldest unacked window (at most `limit`)."""
         if self.complete or now - max(self.last_send_at, self.last_ack_at) < ack_timeout:
             return self, []
-        chosen = self.unacked_sent(self.window)
+        chosen = self.unacked_sent(self.window if limit is None else min(limit, self.window))
         if not chosen:
             return self, []
         return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
@@ -194,6 +204,7 @@ class Transfer:
             "acked_count": self.acked_count, "next_index": self.next_index, "retransmissions": self.retransmissions,
             "sent_count": self.sent_count, "last_send_at": self.last_send_at, "last_ack_at": self.last_ack_at,
             "recent": [list(run) for run in self.recent], "member": self.member, "unicast": self.unicast,
+            "paced": [list(send) for send in self.paced], "wake_at": self.wake_at, "deferred": list(self.deferred),
         }
 
     @classmethod
@@ -202,7 +213,10 @@ class Transfer:
         if isinstance(acked, dict):
             acked = acked["b64"]
         recent = tuple((int(a), int(b), float(c)) for a, b, c in record.get("recent", ()))
-        return cls(**{**record, "acked": base64.b64decode(acked), "recent": recent})
+        paced = tuple((float(a), int(m), int(b)) for a, m, b in record.get("paced", ()))
+        return cls(**{**record, "acked": base64.b64decode(acked), "recent": recent, "paced": paced,
+                      "wake_at": float(record.get("wake_at", 0.0)),
+                      "deferred": tuple(int(i) for i in record.get("deferred", ()))})
 
 
 def _count_below(bitmap: bytes, end: int) -> int:

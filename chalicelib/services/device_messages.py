@@ -45,6 +45,7 @@ from .abort import check_abort
 from .common import retrying
 from .execution_messages import HotCache, advance_group, apply_messages, send_applied
 from .jobs import publish_job_document
+from .pacing import WAKE, Pacing, decode_wake
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ def decode(message: DeviceMessage) -> Any:
 
 
 def _decode_leaf(message: DeviceMessage) -> Any:
+    if message.leaf == WAKE:  # a paced execution's own continuation (services/pacing.py), never a device's
+        return decode_wake(message.payload)
     if message.leaf == "ack":
         return wire.decode_ack(message.payload)
     if message.leaf == "status":
@@ -152,11 +155,13 @@ Group = list[tuple[DeviceMessage, Any]]
 
 
 def handle_batch(
-    repo: Repository, storage: Storage, publisher: Publisher, batch: list[DeviceMessage], cache: HotCache | None = None
+    repo: Repository, storage: Storage, publisher: Publisher, batch: list[DeviceMessage], cache: HotCache | None = None,
+    pacing: Pacing | None = None,
 ) -> Outcome:
     """Apply one SQS batch: decode every message (malformed ones dropped and counted), apply each
     execution's group with one conditional write, then inventories. A step that raises fails only the
-    messages of its group (`Outcome.failures`); the other groups are applied all the same."""
+    messages of its group (`Outcome.failures`); the other groups are applied all the same. With `pacing`,
+    block sends stay within each device's budget and continue by wakes (services/pacing.py)."""
     cache = cache or HotCache()
     tally = _Tally()
     results = [m for m in batch if m.leaf == "cmd/result"]  # remote commands: services/commands.py
@@ -167,7 +172,8 @@ def handle_batch(
     failed_jobs: dict[str, tuple[float, list[str]]] = {}
     for execution_id, items in per_execution.items():
         tally.guarded("execution", [m.message_id for m, _ in items],
-                      partial(_settle, repo, storage, publisher, cache, execution_id, items, tally, failed_jobs))
+                      partial(_settle, repo, storage, publisher, cache, execution_id, items, tally, failed_jobs,
+                              pacing))
     for job_id, (now, ids) in failed_jobs.items():
         tally.guarded("abort check", ids, partial(check_abort, repo, publisher, job_id, now))
     for epn, (message, inventory) in inventories.items():
@@ -196,11 +202,11 @@ def _sort(batch: list[DeviceMessage], tally: _Tally) -> tuple[dict[str, Group], 
 
 def _settle(
     repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, execution_id: str, items: Group,
-    tally: _Tally, failed_jobs: dict[str, tuple[float, list[str]]],
+    tally: _Tally, failed_jobs: dict[str, tuple[float, list[str]]], pacing: Pacing | None = None,
 ) -> None:
-    """Apply one execution's group (one write), send the blocks it freed (unicast), advance its group's
-    broadcast if it is a member, republish its job document if asked."""
-    applied = apply_messages(repo, cache, execution_id, items)
+    """Apply one execution's group (one write; paced: with its wake), send the blocks it freed
+    (unicast), advance its group's broadcast if it is a member, republish its job document if asked."""
+    applied = apply_messages(repo, cache, execution_id, items, pacing)
     if applied is None:
         tally.ignored += len(items)
         return
@@ -209,7 +215,7 @@ def _settle(
         _, earlier = failed_jobs.get(job.job_id, (0.0, []))
         failed_jobs[job.job_id] = (execution.last_activity, earlier + [m.message_id for m, _ in items])
     sent = send_applied(publisher, storage, applied)
-    sent += advance_group(repo, storage, publisher, cache, applied, max(m.received_at for m, _ in items))
+    sent += advance_group(repo, storage, publisher, cache, applied, max(m.received_at for m, _ in items), pacing)
     if applied.republish:
         package = cache.package(repo, job.upload_id)
         if package is not None:

@@ -34,10 +34,11 @@ from ..domain.errors import ConcurrentUpdate
 from ..domain.fallback import delivered
 from ..domain.models import Execution, Group, Job, Package, bumped
 from ..domain.ports import Publisher, Repository, Storage
-from ..domain.retries import can_retry, retry, split_wire_id
+from ..domain.retries import can_retry, retry, split_wire_id, wire_id
 from ..domain.window import Transfer
 from . import groups
 from .delivery import REQUEST_GUARD_SECONDS, ensure_transfer, send_blocks
+from .pacing import Budget, Pacing, Wake, schedule
 
 log = logging.getLogger(__name__)
 MERGE_ATTEMPTS = 20  # many pollers racing on one device's execution (tests/contract: 16 at once)
@@ -109,9 +110,11 @@ class Applied:
     republish: bool
     changed: int
     group: Group | None = None
+    woken_at: float | None = None  # a wake was among the messages: its due time
 
 
-def apply_messages(repo: Repository, cache: HotCache, execution_id: str, items: Items) -> Applied | None:
+def apply_messages(repo: Repository, cache: HotCache, execution_id: str, items: Items,
+                   pacing: Pacing | None = None) -> Applied | None:
     """Apply and store one execution's messages (one write); None when none of them applies."""
     base = cache.execution(execution_id)
     if base is not None and any(split_wire_id(d.execution_id)[1] > base.attempt for _, d in items):
@@ -121,17 +124,18 @@ def apply_messages(repo: Repository, cache: HotCache, execution_id: str, items: 
         if base is None:
             break
         try:
-            return _apply_once(repo, cache, base, items)
+            return _apply_once(repo, cache, base, items, pacing)
         except ConcurrentUpdate as err:  # merge into what the winner stored (returned by the failed write)
             base = err.current if isinstance(err.current, Execution) else repo.get_execution(execution_id)
             time.sleep(random.uniform(0, 0.002))
     if base is None:
         log.warning("message for an unknown execution ignored", extra={"execution_id": execution_id})
         return None
-    return _apply_once(repo, cache, base, items)  # a last loss raises: SQS redelivers this group
+    return _apply_once(repo, cache, base, items, pacing)  # a last loss raises: SQS redelivers this group
 
 
-def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: Items) -> Applied | None:
+def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: Items,
+                pacing: Pacing | None = None) -> Applied | None:
     items = _owned(original, items)  # each message is authorised by the EPN of its own topic
     if not items:
         return None
@@ -139,13 +143,17 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
     if job is None:
         return None
     job = delivered(job, original)  # a delta job's fallback execution: the full package's fields, unicast
-    state = _State(repo, cache, job, original)
+    state = _State(repo, cache, job, original, pacing)
     for message, decoded in items:
         state.apply(message, decoded)
     execution, blocks, republish = state.finish(max(m.received_at for m, _ in items))
-    if execution == original:
-        return Applied(execution, job, [], republish, state.changed)
+    if execution == original:  # a member's wake changes nothing itself, but may advance its group
+        member = state.group if execution.transfer is not None and execution.transfer.member else None
+        return Applied(execution, job, [], republish, state.changed, member, state.budget.woken_at)
     saved = bumped(execution)
+    # paced: the wake goes out just before the write that records it, so the next burst is timed from here
+    # (a write that then loses leaves a stray wake: it sends at most the budget and schedules nothing)
+    schedule(pacing, *state.wake)
     try:
         repo.save_execution(saved)
     except ConcurrentUpdate:
@@ -153,14 +161,17 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
         raise
     cache.remember(saved)
     member = state.group if saved.transfer is not None and saved.transfer.member else None
-    return Applied(saved, job, blocks, republish, state.changed, member)
+    return Applied(saved, job, blocks, republish, state.changed, member, state.budget.woken_at)
 
 
 class _State:
     """The in-memory copy of one execution while its messages are applied in order."""
 
-    def __init__(self, repo: Repository, cache: HotCache, job: Job, execution: Execution) -> None:
+    def __init__(self, repo: Repository, cache: HotCache, job: Job, execution: Execution,
+                 pacing: Pacing | None = None) -> None:
         self.repo, self.cache, self.job, self.execution = repo, cache, job, execution
+        self.budget = Budget(pacing if job.mode == "block" else None, job)
+        self.wake: tuple[dict[str, Any] | None, int] = (None, 0)
         self.blocks: list[int] = []
         self.republish = False
         self.changed = 0
@@ -209,6 +220,10 @@ class _State:
                 self.execution = replace(moved, transfer=transfer)
             elif self.block_mode and moved.state == ex.SUCCEEDED:
                 self.execution = _flag_early_success(moved, job)
+        elif isinstance(decoded, Wake):  # paced: its own continuation; the plan in `finish` sends the budget
+            self.budget.woken_at = decoded.at
+            if execution.transfer is not None and execution.transfer.member:
+                self.find_group(now)  # a member's wake continues its group's broadcast (advance_group)
         elif isinstance(decoded, messages.UrlRefresh):
             self.republish = job.mode == "url"
             self.execution = ex.touch(execution, now)
@@ -218,8 +233,8 @@ class _State:
                 transfer, _ = transfer.ack(decoded.received(job.block_count), now)
                 self.acked = True
             else:
-                transfer, resend = transfer.plan_requested(decoded.wanted(job.block_count), now,
-                                                           REQUEST_GUARD_SECONDS)
+                wanted = decoded.wanted(job.block_count)  # paced: what the budget holds back is deferred
+                transfer, resend = self.budget.take_requested(transfer, wanted, now, REQUEST_GUARD_SECONDS)
                 self.blocks.extend(resend)
             self.execution = replace(ex.touch(execution, now), transfer=transfer,
                                      started_at=execution.started_at or now)
@@ -259,20 +274,34 @@ class _State:
                             "acked": transfer.acked_count, "cursor": group.next_index})
             transfer = transfer.fall_back()
             self.republish = True  # its job document again, without `group`: the device leaves the group
-        transfer, repaired = transfer.plan_gaps(at) if self.acked else (transfer, [])
+        repaired: list[int] = []
+        if transfer.deferred:  # paced: requests the budget held back before, first
+            owed = transfer
+            transfer, repaired = self.budget.take_requested(owed, list(owed.deferred), at, REQUEST_GUARD_SECONDS,
+                                                            deferred=True)
+        if self.acked or self.budget.woken_at is not None:  # a wake: repairs the budget held back before
+            gapped = transfer
+            transfer, gaps = self.budget.take(gapped, lambda limit: gapped.plan_gaps(at, limit))
+            repaired += gaps
         fresh: list[int] = []
         if not transfer.member:  # a member's new blocks come from the group's broadcast
-            transfer, fresh = transfer.plan_new(at)
+            unsent = transfer
+            transfer, fresh = self.budget.take(unsent, lambda limit: unsent.plan_new(at, limit))
+        transfer, body, delay = self.budget.settle(transfer, wire_id(execution), execution.epn)
+        self.wake = (body, delay)
         return replace(execution, transfer=transfer), self.blocks + repaired + fresh, self.republish
 
 
 def advance_group(repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, applied: Applied,
-                  now: float) -> int:
-    """After a member's write: broadcast what its ack made room for (services/groups.py)."""
-    transfer = applied.execution.transfer
+                  now: float, pacing: Pacing | None = None) -> int:
+    """After a member's write: broadcast what its ack (or wake) made room for (services/groups.py)."""
+    execution = applied.execution
+    transfer = execution.transfer
     if applied.group is None or transfer is None or not transfer.member:
         return 0
-    return groups.advance_for(repo, storage, publisher, cache, applied.job, applied.group, transfer, now)
+    woken = (wire_id(execution), execution.epn, applied.woken_at)
+    return groups.advance_for(repo, storage, publisher, cache, applied.job, applied.group, transfer, now, pacing,
+                              woken)
 
 
 def send_applied(publisher: Publisher, storage: Storage, applied: Applied) -> int:

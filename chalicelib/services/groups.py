@@ -13,6 +13,7 @@ or send unicast repairs.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..domain import group as rules
@@ -22,6 +23,7 @@ from ..domain.ports import Publisher, Repository, Storage
 from ..domain.window import Transfer
 from .common import retrying
 from .delivery import broadcast_blocks
+from .pacing import Pacing, group_plan, schedule
 
 if TYPE_CHECKING:
     from .execution_messages import HotCache
@@ -61,13 +63,17 @@ def refreshed(repo: Repository, cache: HotCache, group: Group) -> Group:
 
 def advance_for(
     repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, job: Job, group: Group,
-    transfer: Transfer, now: float,
+    transfer: Transfer, now: float, pacing: Pacing | None = None, woken: tuple[str, str, float | None] = ("", "", None),
 ) -> int:
-    """Broadcast the blocks a member's ack made room for; returns how many were published."""
+    """Broadcast the blocks a member's ack (or its wake, `woken`: wire execution id, EPN, the wake's due
+    time) made room for, within the group's budget when paced (services/pacing.py: the rest continues by
+    a wake of that member's execution); returns how many were published."""
     for _ in range(GROUP_RETRIES):
-        moved, blocks = rules.advance(group, transfer.sync(group.next_index, group.recent), now)
-        if not blocks:
+        plan = partial(rules.advance, group, transfer.sync(group.next_index, group.recent), now)
+        moved, blocks, wake, delay = group_plan(pacing, job, group, plan, woken[2], woken[0], woken[1])
+        if moved is group:
             return 0
+        schedule(pacing, wake, delay)  # paced: just before the write, as for an execution (execution_messages.py)
         try:
             repo.save_group(moved)
         except ConcurrentUpdate as err:  # another handler advanced it: merge with what it stored
@@ -79,7 +85,7 @@ def advance_for(
             continue
         cache.remember_group(moved)
         log.debug("group advanced", extra={"group": moved.group_id, "next": moved.next_index})
-        return broadcast_blocks(publisher, storage, job, moved, blocks)
+        return broadcast_blocks(publisher, storage, job, moved, blocks) if blocks else 0
     return 0
 
 

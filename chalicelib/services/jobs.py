@@ -157,7 +157,7 @@ def _check_targets(repo: Repository, spec: dict[str, Any], package: Package, all
 
 def create_job(
     repo: Repository, storage: Storage, publisher: Publisher, now: float, body: Any, idempotency_key: str | None,
-    queue: FanoutQueue | None = None,
+    queue: FanoutQueue | None = None, pace_ms: int = 0,
 ) -> tuple[Job, bool]:
     """Create (or find, for a repeated Idempotency-Key) a job; returns (job, created). Its fan-out goes to
     `queue`; without one (automatic updates: one device) it runs here, before returning."""
@@ -190,6 +190,7 @@ def create_job(
               block_count=block_count, body_sha256=body_sha, idempotency_key=idempotency_key,
               max_retries=normal["max_retries"], abort_percent=normal["abort"]["failure_threshold_percent"],
               abort_min_executed=normal["abort"]["min_executed"], **extra,
+              pace_ms=pace_ms if normal["mode"] == "block" else 0,
               **waves.job_fields(normal.get("waves"), None if epns is None else len(epns), now))
     stored = repo.create_job(job, ())
     if stored.job_id != job.job_id:
@@ -225,6 +226,7 @@ def job_document(storage: Storage, job: Job, package: Package, execution: Execut
         package_sha256=job.package_sha256, block_size=job.block_size, block_count=job.block_count,
         window=job.window, url=url, url_expires=url_expires, stall_timeout=job.stall_seconds,
         group=offered_group(job, package, execution),  # group delivery (docs/protocol.md section 15)
+        pace_ms=job.pace_ms,  # paced deployment: how far apart bursts of blocks may come (section 7)
     )
     return messages.encode(doc)
 

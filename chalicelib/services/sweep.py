@@ -31,6 +31,7 @@ from .delivery import ACK_TIMEOUT_SECONDS, send_blocks
 from .fanout import progress
 from .jobs import InlineFanout, publish_job_document
 from .jobs import finished as counted_finished
+from .pacing import Pacing, paced_plan
 from .waves import start_due_waves
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class SweepResult:
 
 def sweep(
     repo: Repository, storage: Storage, publisher: Publisher, now: float, ack_timeout: float = ACK_TIMEOUT_SECONDS,
-    queue: FanoutQueue | None = None,
+    queue: FanoutQueue | None = None, pacing: Pacing | None = None,
 ) -> SweepResult:
     """One sweep; a started wave's executions are released through `queue` (the fan-out queue), or here
     and now without one."""
@@ -66,7 +67,7 @@ def sweep(
             continue
         failures = False
         for execution in executions:
-            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout))
+            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout, pacing))
             if outcome is None or outcome[2] != "timeout":
                 still_active.add(job_id)
             if outcome is None:
@@ -104,7 +105,7 @@ def sweep(
 
 
 def _sweep_one(
-    repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float
+    repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float, pacing: Pacing | None = None
 ) -> tuple[Execution, Execution, str, list[int]] | None:
     execution = repo.get_execution(execution_id)
     if execution is None or ex.is_terminal(execution.state):
@@ -127,7 +128,8 @@ def _sweep_one(
     transfer = execution.transfer
     if job.mode != "block" or transfer is None or transfer.complete:
         return None
-    transfer, blocks = transfer.plan_overdue(now, ack_timeout)
+    overdue = transfer  # paced: within the device's budget (services/pacing.py)
+    transfer, blocks = paced_plan(pacing, job, overdue, lambda limit: overdue.plan_overdue(now, ack_timeout, limit))
     if not blocks:
         return None
     saved = bumped(replace(execution, transfer=transfer))

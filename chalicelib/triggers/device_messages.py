@@ -2,7 +2,8 @@
 
 SQS body = {"topic": "ota/<epn>/<leaf>", "payload_b64": "<base64 raw MQTT payload>", "received_at": ms}
 (rule SQL: SELECT encode(*, 'base64') AS payload_b64, topic() AS topic, timestamp() AS received_at
-FROM 'ota/+/#').
+FROM 'ota/+/#'), or a paced execution's wake `{"wake": {"x", "epn", "at"}}` that the service sent itself
+with a delay (services/pacing.py; the rule never writes that shape, so no device can send one).
 
 What it does: parses each body with its size and nesting bounded before any JSON parsing; drops (logs,
 counts in "malformed" and in the DeviceMessagesMalformed metric) a body that does not parse or names a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -29,10 +31,12 @@ from chalice import Blueprint
 
 from otaformat import boundedjson
 from otaformat.errors import FormatError
+from otaformat.ids import check_epn
 from otaformat.topics import parse_device_topic
 
 from .. import bootstrap, observability
 from ..services.device_messages import DeviceMessage, Outcome, handle_batch
+from ..services.pacing import WAKE
 from . import attach_app_middleware
 
 bp = Blueprint(__name__)
@@ -55,6 +59,8 @@ def parse_body(body: object, fallback_ms: float, message_id: str = "") -> Device
         data = boundedjson.loads(body, max_bytes=MAX_BODY, max_depth=MAX_BODY_DEPTH)
         if not isinstance(data, dict):
             raise TypeError("the body must be a JSON object")
+        if WAKE in data:
+            return _wake(data[WAKE], fallback_ms, message_id)
         topic, encoded = data["topic"], data["payload_b64"]
         received = data.get("received_at", fallback_ms)
         if not isinstance(topic, str) or not isinstance(encoded, str) or len(encoded) > MAX_PAYLOAD * 4 // 3 + 4:
@@ -74,6 +80,16 @@ def parse_body(body: object, fallback_ms: float, message_id: str = "") -> Device
         return None
     epn, leaf = parsed
     return DeviceMessage(epn=epn, leaf=leaf, payload=payload, received_at=float(received) / 1000.0,
+                         message_id=message_id)
+
+
+def _wake(inner: object, now_ms: float, message_id: str) -> DeviceMessage:
+    """A wake as a DeviceMessage of its execution's device (decoded by services/device_messages.decode)."""
+    if not isinstance(inner, dict) or not isinstance(inner.get("epn"), str):
+        raise TypeError("a wake names its device in 'epn'")
+    check_epn(inner["epn"])
+    payload = json.dumps({k: inner.get(k) for k in ("x", "at")}).encode()
+    return DeviceMessage(epn=inner["epn"], leaf=WAKE, payload=payload, received_at=now_ms / 1000.0,
                          message_id=message_id)
 
 
@@ -116,7 +132,7 @@ def on_device_message(event: Any) -> dict[str, Any]:
     records = list(event.to_dict().get("Records") or [])
     c = bootstrap.get()
     batch, malformed_bodies = parse_records(records, c.clock() * 1000.0)
-    outcome = handle_batch(c.repository, c.storage, c.publisher, batch, c.cache)
+    outcome = handle_batch(c.repository, c.storage, c.publisher, batch, c.cache, c.pacing)
     response = partial_response(records, outcome.failures) if records else {"batchItemFailures": []}
     return {**response, "applied": outcome.applied, "ignored": outcome.ignored,
             "malformed": count(outcome, malformed_bodies), "blocks_sent": outcome.blocks_sent}

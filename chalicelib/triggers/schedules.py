@@ -16,7 +16,7 @@ bp = Blueprint(__name__)
 @bp.schedule(Rate(1, unit=Rate.MINUTES))
 def sweep(event: Any) -> dict[str, Any]:
     c = bootstrap.get()
-    result = run_sweep(c.repository, c.storage, c.publisher, c.clock(), queue=c.fanout)
+    result = run_sweep(c.repository, c.storage, c.publisher, c.clock(), queue=c.fanout, pacing=c.pacing)
     return {"timed_out": result.timed_out, "resent_blocks": result.resent_blocks,
             "completed_jobs": result.completed_jobs, "retried": result.retried, "aborted_jobs": result.aborted_jobs,
             "waves_started": result.waves_started}
