@@ -8,10 +8,12 @@ with 500s (the API's 503s) and left half-written jobs. Real DynamoDB is concurre
 code stays so; only the local stand-in is serialised (S3 and SQS, including SQS long polls, stay
 concurrent). And its DynamoDB Query costs O(items of the partition), not O(table): local/motoindex.py's
 index per GSI partition key, installed here only (it refuses to start on moto internals it was not verified
-against). With OTA_MOTO_PROFILE=PATH in its environment it profiles the DynamoDB requests (cProfile,
-written to PATH.PID when it stops: how bench/README.md found what binds next). Ready means it answers
-HTTP on `/moto-api/`. It does not create any resource (the
-provisioning in chalicelib does).
+against). DynamoDB requests skip moto's per-request dispatcher lookup and its shape-walking response
+serialiser (local/motofast.py: the same bytes, verified by tests/local/test_motofast.py; OTA_MOTO_FAST=0
+turns it off, OTA_MOTO_FAST=check compares every answer with moto's). With OTA_MOTO_PROFILE=PATH in its
+environment it profiles the DynamoDB requests (cProfile, written to PATH.PID when it stops: how
+bench/README.md found what binds next). Ready means it answers HTTP on `/moto-api/`. It does not create
+any resource (the provisioning in chalicelib does).
 """
 
 from __future__ import annotations
@@ -94,9 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
-    from local import motoindex
+    from local import motofast, motoindex
 
     motoindex.install()  # raises MotoInternalsChanged: better no stack than a silently slow one
+    fast = os.environ.get("OTA_MOTO_FAST", "on")
+    if fast != "0":
+        motofast.install(mode=fast)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = cProfile.Profile() if os.environ.get("OTA_MOTO_PROFILE") else None
     if profile is not None:
         atexit.register(profile.dump_stats, f"{os.environ['OTA_MOTO_PROFILE']}.{os.getpid()}")
-    run_simple(args.host, args.port, SerialDynamoDB(app, profile), threaded=True, request_handler=MotoRequestHandler)
+    served = SerialDynamoDB(motofast.FastDynamoDB(app, enabled=fast != "0"), profile)
+    run_simple(args.host, args.port, served, threaded=True, request_handler=MotoRequestHandler)
     return 0
 
 
