@@ -9,8 +9,9 @@ code stays so; only the local stand-in is serialised (S3 and SQS, including SQS 
 concurrent). And its DynamoDB Query costs O(items of the partition), not O(table): local/motoindex.py's
 index per GSI partition key, installed here only (it refuses to start on moto internals it was not verified
 against). DynamoDB requests skip moto's per-request dispatcher lookup and its shape-walking response
-serialiser (local/motofast.py: the same bytes, verified by tests/local/test_motofast.py; OTA_MOTO_FAST=0
-turns it off, OTA_MOTO_FAST=check compares every answer with moto's). With OTA_MOTO_PROFILE=PATH in its
+serialiser (local/motofast.py: the same bytes, verified by tests/local/test_motofast.py), and a
+TransactWriteItems copies the items it writes, not the whole table, for its rollback (local/mototxn.py);
+OTA_MOTO_FAST=0 turns both off, OTA_MOTO_FAST=check compares every fast answer with moto's serialiser's. With OTA_MOTO_PROFILE=PATH in its
 environment it profiles the DynamoDB requests (cProfile, written to PATH.PID when it stops: how
 bench/README.md found what binds next). Ready means it answers HTTP on `/moto-api/`. It does not create
 any resource (the provisioning in chalicelib does).
@@ -96,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
-    from local import motofast, motoindex
+    from local import motofast, motoindex, mototxn
 
     motoindex.install()  # raises MotoInternalsChanged: better no stack than a silently slow one
     fast = os.environ.get("OTA_MOTO_FAST", "on")
     if fast != "0":
         motofast.install(mode=fast)
+        mototxn.install()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
