@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -56,7 +57,8 @@ def sweep(
             continue
         failures = False
         for execution in executions:
-            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout))
+            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout,
+                                       _listed_first(repo, execution)))
             if outcome is None or outcome[2] != "timeout":
                 still_active.add(job_id)
             if outcome is None:
@@ -90,10 +92,24 @@ def sweep(
     return SweepResult(timed_out, resent, completed, retried, aborted, commands_timed_out)
 
 
+def _listed_first(repo: Repository, listed: Execution) -> Callable[[str], Execution | None]:
+    """Reads an execution for `_sweep_one`: first as the listing returned it (no second read per active
+    execution per sweep), then from the table. A listing may lag the table (an index read), but every
+    write below is conditional on the version it read, so a stale copy only loses the race and is read
+    again (retrying); and a stale copy is never less overdue than the stored one (activity only grows)."""
+    first = [listed]
+
+    def read(execution_id: str) -> Execution | None:
+        return first.pop() if first else repo.get_execution(execution_id)
+
+    return read
+
+
 def _sweep_one(
-    repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float
+    repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float,
+    read: Callable[[str], Execution | None] | None = None,
 ) -> tuple[Execution, Execution, str, list[int]] | None:
-    execution = repo.get_execution(execution_id)
+    execution = (read or repo.get_execution)(execution_id)
     if execution is None or ex.is_terminal(execution.state):
         return None
     reason = ex.overdue_reason(execution, now, job.stall_seconds, job.total_seconds)
