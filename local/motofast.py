@@ -82,7 +82,7 @@ def _candidates(shape: Any, parent: Any, key: str) -> list[str]:
     context = AttributePickerContext(obj={}, key=key, shape=shape)
     keys: list[str] = []
     for provider_cls in DEFAULT_ALIAS_PROVIDERS:
-        provider = provider_cls(context)
+        provider = provider_cls(context)  # type: ignore[abstract]  # the concrete providers of the list
         if provider.has_alias(key):
             alias = provider.get_alias(key)
             keys += [alias, xform_name(alias)]
@@ -354,7 +354,7 @@ class FastDynamoDB:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not self.enabled or not is_dynamodb(environ):
-            return self._dispatcher(environ, start_response)  # type: ignore[no-any-return]
+            return self._dispatcher(environ, start_response)
         if self._app is None:
             self._app = self._dispatcher.get_application(environ)  # the dispatcher's own choice, once
         self.fast += 1

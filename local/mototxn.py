@@ -174,7 +174,7 @@ def uninstall() -> None:
     original = _installed.pop("transact_write_items", None)
     if original is not None:
         DynamoDBBackend.transact_write_items = original  # type: ignore[method-assign]
-        del Table.__deepcopy__
+        del Table.__deepcopy__  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ from ..domain.models import (
 from ..domain.ports import Page
 from .paging import MODEL_SHARDS, decode, encode, model_shard, refused
 
+TRANSACTION_PUTS = 99  # executions per create_executions transaction (DynamoDB: 100 items at most, + counters)
 ACTIVE_SHARDS = 8  # spreads the writes of many live executions over several index partitions
 # TTL (the table's TimeToLiveSpecification on `expires_at`, infra/template.yaml): a REJECTED package's
 # record goes 90 days after its upload, with its quarantined object (the staging bucket's lifecycle rule).
@@ -385,6 +386,34 @@ class DynamoRepository:
                 return False
             raise
         return True
+
+    def create_executions(self, executions: Sequence[Execution]) -> list[bool]:
+        """create_execution for many at once: up to TRANSACTION_PUTS conditional puts and one counters update
+        in one transaction (a fan-out page costs one write request, not one per device); a transaction
+        cancelled by any put's condition (a redelivered page) is redone one execution at a time."""
+        created: list[bool] = []
+        for start in range(0, len(executions), TRANSACTION_PUTS):
+            batch = list(executions[start : start + TRANSACTION_PUTS])
+            if len({e.execution_id for e in batch}) < len(batch) or len({e.job_id for e in batch}) != 1:
+                created.extend(self.create_execution(e) for e in batch)
+                continue
+            counted: dict[str, int] = {}
+            for e in batch:
+                for name, n in (("targets_resolved", 1), ("executions_created", int(e.state != SKIPPED)), (e.state, 1)):
+                    counted[name] = counted.get(name, 0) + n
+            try:
+                self._db.transact_write_items(TransactItems=[
+                    *({"Put": {"TableName": self._table, "Item": self._item(e),
+                               "ConditionExpression": "attribute_not_exists(pk)"}} for e in batch),
+                    {"Update": self._counts_update(batch[0].job_id, {k: v for k, v in counted.items() if v})},
+                ])
+            except ClientError as err:
+                if err.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                created.extend(self.create_execution(e) for e in batch)
+                continue
+            created.extend(True for _ in batch)
+        return created
 
     def list_active_jobs(self) -> list[Job]:
         return sorted(self._list(Job, "gsi3", "gsi3pk", "ACTIVEJOB"), key=lambda j: (j.created_at, j.job_id))

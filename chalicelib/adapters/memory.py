@@ -170,6 +170,9 @@ class MemoryRepository:
                 {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1})
         return True
 
+    def create_executions(self, executions: Sequence[Execution]) -> list[bool]:
+        return [self.create_execution(e) for e in executions]
+
     def list_active_jobs(self) -> list[Job]:
         return [j for j in self.list_jobs() if j.state == "ACTIVE"]
 

@@ -101,13 +101,9 @@ def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float
     from .jobs import publish_job_document  # jobs imports this module
 
     created = 0
-    for epn, device in targets:
-        reason = ineligible(device, package)
-        state = ex.SKIPPED if reason else ex.QUEUED
-        execution = Execution(execution_id=execution_id(job.job_id, epn), job_id=job.job_id, epn=epn, state=state,
-                              stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now,
-                              timeline=(TimelineEntry(at=now, state=state, reason=reason or "job created"),))
-        if repo.create_execution(execution):
+    planned = [_planned(job, package, now, epn, device) for epn, device in targets]
+    for execution, made in zip(planned, repo.create_executions(planned), strict=True):
+        if made:
             created += 1
         else:
             stored = repo.get_execution(execution.execution_id)
@@ -117,6 +113,14 @@ def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float
         if execution.state == ex.QUEUED:
             publish_job_document(publisher, storage, job, package, execution, now)
     return created
+
+
+def _planned(job: Job, package: Package, now: float, epn: str, device: Device | None) -> Execution:
+    reason = ineligible(device, package)
+    state = ex.SKIPPED if reason else ex.QUEUED
+    return Execution(execution_id=execution_id(job.job_id, epn), job_id=job.job_id, epn=epn, state=state,
+                     stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now,
+                     timeline=(TimelineEntry(at=now, state=state, reason=reason or "job created"),))
 
 
 def progress(repo: Repository, job: Job) -> dict[str, Any]:

@@ -271,3 +271,19 @@ def test_packages_by_sha256_and_counted_executions(repo):
     assert {k: v for k, v in counts.items() if v} == {"targets_resolved": 2, "executions_created": 1,
                                                       "IN_PROGRESS": 1, "SKIPPED": 1}
     assert repo.get_execution("ex-1").stream == 5
+
+
+@pytest.mark.parametrize("existing, size", [(set(), 3), ({1}, 3), ({0, 130}, 150), (set(), 99), (set(), 100)])
+def test_create_executions_creates_each_once_and_counts_exactly(repo, existing, size):
+    repo.create_job(job(), [])
+    for n in existing:  # a redelivered fan-out page: some already exist
+        assert repo.create_execution(execution(eid=f"ex-{n}", epn=f"dev-{n}")) is True
+    batch = [replace(execution(eid=f"ex-{n}", epn=f"dev-{n}"), state=ex.SKIPPED if n % 7 == 3 else ex.QUEUED)
+             for n in range(size)]
+    assert repo.create_executions(batch) == [n not in existing for n in range(size)]
+    assert repo.create_executions(batch[:2]) == [False, False]
+    skipped = sum(1 for n in range(size) if n % 7 == 3 and n not in existing)
+    counts = {k: v for k, v in repo.job_counts("job-1").items() if v}
+    assert counts == {k: v for k, v in {"targets_resolved": size, "executions_created": size - skipped,
+                                         ex.QUEUED: size - skipped, ex.SKIPPED: skipped}.items() if v}
+    assert {e.execution_id for e in repo.list_job_executions("job-1")} == {f"ex-{n}" for n in range(size)}
