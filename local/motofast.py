@@ -21,7 +21,8 @@ What this module does, in the moto server process only (local/motoserver.py inst
   call, so the body is byte-for-byte moto's. Everything else - errors (ConditionalCheckFailed with its
   item, TransactionCanceled reasons, ValidationException), EmptyResult, paginated results, objects that
   are not dicts, pretty-printed responses, shapes with features the compiled serialiser does not
-  implement, any exception while serialising - falls back to moto's own serialiser.
+  implement, any exception while serialising - falls back to moto's own serialiser. moto's per-request
+  listing of DynamoHandler's methods (inspect.getmembers, to find the action's method) is done once.
 
 tests/local/test_motofast.py runs every DynamoDB operation the project uses against moto's path and this
 one and compares status, headers and raw bodies, and in `check` mode every fast answer is compared with
@@ -307,7 +308,27 @@ def install(*, verify: bool = True, mode: str = "on", encoder: Encode = encode) 
 
     DynamoHandler.serialized = serialized  # type: ignore[method-assign]
     _installed["serialized"] = serialized
+    _install_method_names(DynamoHandler)
     return mismatches
+
+
+def _install_method_names(handler: type) -> None:
+    """moto lists the handler class's functions (inspect.getmembers) on every request to find the action's
+    method: for DynamoHandler, on the fast path, list them once (the class does not change after install)."""
+    from moto.core import responses
+
+    moto_names = responses.method_names_from_class
+    names: list[str] = []
+
+    def method_names_from_class(clazz: object) -> list[str]:
+        if clazz is not handler or not getattr(_local, "fast", False):
+            return moto_names(clazz)
+        if not names:
+            names.extend(moto_names(clazz))
+        return list(names)
+
+    responses.method_names_from_class = method_names_from_class  # type: ignore[attr-defined]
+    _installed["method_names_from_class"] = moto_names
 
 
 def uninstall() -> None:
@@ -315,6 +336,11 @@ def uninstall() -> None:
 
     if _installed.pop("serialized", None) is not None:
         del DynamoHandler.serialized
+    moto_names = _installed.pop("method_names_from_class", None)
+    if moto_names is not None:
+        from moto.core import responses
+
+        responses.method_names_from_class = moto_names  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

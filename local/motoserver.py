@@ -11,10 +11,11 @@ index per GSI partition key, installed here only (it refuses to start on moto in
 against). DynamoDB requests skip moto's per-request dispatcher lookup and its shape-walking response
 serialiser (local/motofast.py: the same bytes, verified by tests/local/test_motofast.py), and a
 TransactWriteItems copies the items it writes, not the whole table, for its rollback (local/mototxn.py);
-OTA_MOTO_FAST=0 turns both off, OTA_MOTO_FAST=check compares every fast answer with moto's serialiser's. With OTA_MOTO_PROFILE=PATH in its
-environment it profiles the DynamoDB requests (cProfile, written to PATH.PID when it stops: how
-bench/README.md found what binds next). Ready means it answers HTTP on `/moto-api/`. It does not create
-any resource (the provisioning in chalicelib does).
+OTA_MOTO_FAST=0 turns both off, OTA_MOTO_FAST=check compares every fast answer with moto's serialiser's.
+A DynamoDB request's body is read before the lock is taken. With OTA_MOTO_PROFILE=PATH in its environment
+it profiles the DynamoDB requests (cProfile, written to PATH.PID when it stops: how bench/README.md found
+what binds next). Ready means it answers HTTP on `/moto-api/`. It does not create any resource (the
+provisioning in chalicelib does).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import cProfile
+import io
 import os
 import signal
 import sys
@@ -49,6 +51,9 @@ class SerialDynamoDB:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
             return self._app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH")
+        if length and str(length).isdigit():  # the body off the socket before the lock, not while holding it
+            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(length)))
         with self._lock:
             self.serialised += 1
             if self._profile is not None:
