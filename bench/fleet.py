@@ -108,8 +108,7 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         pids.update({f"sim{k}": pid for k, pid in enumerate(sim.pids)})
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         began, began_wall = time.perf_counter(), time.time()
-        job = api.post("/jobs", {"package_id": upload_id, "targets": {"model": MODEL}, "mode": "block",
-                                 "block_size": args.block_size, "window": args.window})
+        job = api.post("/jobs", job_body(upload_id, args))
         create_s = time.perf_counter() - began
         ids = {e["epn"]: e["execution_id"] for e in wait_executions(api, job["job_id"], sim.connected, args.timeout)}
         fanout_s = time.perf_counter() - began
@@ -164,6 +163,34 @@ def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
         service.stop()
 
 
+def waves(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The job's staged waves from --wave-* (None: no `waves` in the body): {"size": N} | {"percent": P},
+    plus "pause_seconds" or "interval_seconds"."""
+    if args.wave_size is None and args.wave_percent is None:
+        if args.wave_pause is not None or args.wave_interval is not None:
+            raise SystemExit("--wave-pause/--wave-interval need --wave-size or --wave-percent")
+        return None
+    if args.wave_size is not None and args.wave_percent is not None:
+        raise SystemExit("give --wave-size or --wave-percent, not both")
+    if args.wave_pause is not None and args.wave_interval is not None:
+        raise SystemExit("give --wave-pause or --wave-interval, not both")
+    spec: dict[str, Any] = {"size": args.wave_size} if args.wave_size is not None else {"percent": args.wave_percent}
+    if args.wave_pause is not None:
+        spec["pause_seconds"] = args.wave_pause
+    if args.wave_interval is not None:
+        spec["interval_seconds"] = args.wave_interval
+    return spec
+
+
+def job_body(upload_id: str, args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {"package_id": upload_id, "targets": {"model": MODEL}, "mode": "block",
+                            "block_size": args.block_size, "window": args.window}
+    staged = waves(args)
+    if staged is not None:
+        body["waves"] = staged
+    return body
+
+
 def _reasons(outcomes: Any) -> dict[str, int]:
     """How many devices ended with each reason (numbers cut off, so stalls at different counts group)."""
     counts: dict[str, int] = {}
@@ -205,9 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device-workers", type=int, default=5, help="bridge pollers of the device queue")
     parser.add_argument("--sweep-every", type=float, default=5.0, help="seconds between sweeps (default 5)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds each phase may take")
+    parser.add_argument("--wave-size", type=int, help="staged rollout: devices per wave (job body waves.size)")
+    parser.add_argument("--wave-percent", type=float, help="staged rollout: percent of the targets per wave")
+    parser.add_argument("--wave-pause", type=float, help="staged rollout: seconds between a wave's end and the next")
+    parser.add_argument("--wave-interval", type=float, help="staged rollout: seconds between wave starts")
     parser.add_argument("--dir", type=Path, default=CACHE / "fleet")
     parser.add_argument("--json", type=Path, default=CACHE / "fleet-results.json")
     args = parser.parse_args(argv)
+    waves(args)  # refuse bad --wave-* combinations before any stack starts
     args.dir = args.dir.resolve()
     print(f"file descriptors: soft limit now {raise_fd_limit()} (the broker inherits it)", flush=True)
     results = []

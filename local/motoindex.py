@@ -135,6 +135,12 @@ def _reindex(table: Any, key: PKey) -> None:
         index.reindex(table, key)
 
 
+def reindex(table: Any, key: PKey) -> None:
+    """Tell the table's index (if any) that the item at `key` was put back behind moto's write paths
+    (local/mototxn.py's rollback of a cancelled transaction)."""
+    _reindex(table, key)
+
+
 def candidates(table: Any, hash_key: Any, index_name: str | None, hash_conditions: Any) -> list[Any] | None:
     """The items moto's query has to look at, or None when this patch cannot tell (moto then walks the table)."""
     if not index_name:

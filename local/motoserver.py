@@ -8,9 +8,13 @@ with 500s (the API's 503s) and left half-written jobs. Real DynamoDB is concurre
 code stays so; only the local stand-in is serialised (S3 and SQS, including SQS long polls, stay
 concurrent). And its DynamoDB Query costs O(items of the partition), not O(table): local/motoindex.py's
 index per GSI partition key, installed here only (it refuses to start on moto internals it was not verified
-against). With OTA_MOTO_PROFILE=PATH in its environment it profiles the DynamoDB requests (cProfile,
-written to PATH.PID when it stops: how bench/README.md found what binds next). Ready means it answers
-HTTP on `/moto-api/`. It does not create any resource (the
+against). DynamoDB requests skip moto's per-request dispatcher lookup and its shape-walking response
+serialiser (local/motofast.py: the same bytes, verified by tests/local/test_motofast.py), and a
+TransactWriteItems copies the items it writes, not the whole table, for its rollback (local/mototxn.py);
+OTA_MOTO_FAST=0 turns both off, OTA_MOTO_FAST=check compares every fast answer with moto's serialiser's.
+A DynamoDB request's body is read before the lock is taken. With OTA_MOTO_PROFILE=PATH in its environment
+it profiles the DynamoDB requests (cProfile, written to PATH.PID when it stops: how bench/README.md found
+what binds next). Ready means it answers HTTP on `/moto-api/`. It does not create any resource (the
 provisioning in chalicelib does).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import cProfile
+import io
 import os
 import signal
 import sys
@@ -46,6 +51,9 @@ class SerialDynamoDB:
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if not str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB"):
             return self._app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH")
+        if length and str(length).isdigit():  # the body off the socket before the lock, not while holding it
+            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(int(length)))
         with self._lock:
             self.serialised += 1
             if self._profile is not None:
@@ -94,10 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
-    from local import motodelay, motoindex
+    from local import motodelay, motofast, motoindex, mototxn
 
     motoindex.install()  # raises MotoInternalsChanged: better no stack than a silently slow one
     motodelay.install()  # SQS long polls wake when a delayed message (a paced transfer's wake) is due
+    fast = os.environ.get("OTA_MOTO_FAST", "on")
+    if fast != "0":
+        motofast.install(mode=fast)
+        mototxn.install()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
@@ -105,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     profile = cProfile.Profile() if os.environ.get("OTA_MOTO_PROFILE") else None
     if profile is not None:
         atexit.register(profile.dump_stats, f"{os.environ['OTA_MOTO_PROFILE']}.{os.getpid()}")
-    run_simple(args.host, args.port, SerialDynamoDB(app, profile), threaded=True, request_handler=MotoRequestHandler)
+    served = SerialDynamoDB(motofast.FastDynamoDB(app, enabled=fast != "0"), profile)
+    run_simple(args.host, args.port, served, threaded=True, request_handler=MotoRequestHandler)
     return 0
 
 

@@ -55,6 +55,9 @@ from ..domain.waves import counter_moves
 from .paging import MODEL_SHARDS, decode, encode, model_shard, refused
 
 MEMBER_SPAN = 100  # EPNs per wave-member item (a fan-out item's page or chunk; longer lists are split)
+# executions per create_executions transaction: DynamoDB takes 100 items at most, and the rest are the job's
+# counters, the job's ACTIVE check and the counters of at most two waves
+TRANSACTION_PUTS = 96
 ACTIVE_SHARDS = 8  # spreads the writes of many live executions over several index partitions
 # TTL (the table's TimeToLiveSpecification on `expires_at`, infra/template.yaml): a REJECTED package's
 # record goes 90 days after its upload, with its quarantined object (the staging bucket's lifecycle rule).
@@ -453,6 +456,52 @@ class DynamoRepository:
                 return False
             raise
         return True
+
+    def create_executions(self, executions: Sequence[Execution]) -> list[bool]:
+        """create_execution for many at once: up to TRANSACTION_PUTS conditional puts, the job's counters, its
+        ACTIVE check and the waves' counters in one transaction (a fan-out page costs one write request, not
+        one per device); a transaction cancelled by any condition (a redelivered page, a job canceled
+        meanwhile), or a batch spanning more than two waves, is done one execution at a time."""
+        created: list[bool] = []
+        for start in range(0, len(executions), TRANSACTION_PUTS):
+            batch = list(executions[start : start + TRANSACTION_PUTS])
+            if (len({e.execution_id for e in batch}) < len(batch) or len({e.job_id for e in batch}) != 1
+                    or len({e.wave for e in batch if e.wave is not None}) > 2):
+                created.extend(self.create_execution(e) for e in batch)
+                continue
+            job_id = batch[0].job_id
+            counted: dict[str, int] = {}
+            by_wave: dict[int, dict[str, int]] = {}
+            for e in batch:
+                for name, n in (("targets_resolved", 1), ("executions_created", int(e.state != SKIPPED)), (e.state, 1),
+                                ("fallback_created", int(e.package_id is not None))):
+                    counted[name] = counted.get(name, 0) + n
+                for wave, deltas in counter_moves(None, (e.state, e.wave)).items():
+                    into = by_wave.setdefault(wave, {})
+                    for name, n in deltas.items():
+                        into[name] = into.get(name, 0) + n
+            waves = []
+            for wave, deltas in by_wave.items():
+                update = self._counts_update(job_id, {k: v for k, v in deltas.items() if v})
+                update["Key"] = {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"WAVE#{wave:04d}"}}
+                waves.append({"Update": update})
+            try:
+                self._db.transact_write_items(TransactItems=[
+                    *({"Put": {"TableName": self._table, "Item": self._item(e),
+                               "ConditionExpression": "attribute_not_exists(pk)"}} for e in batch),
+                    {"Update": self._counts_update(job_id, {k: v for k, v in counted.items() if v})},
+                    {"ConditionCheck": {"TableName": self._table, "Key": self._key(Job, job_id),
+                                        "ConditionExpression": "gsi3pk = :active",
+                                        "ExpressionAttributeValues": {":active": {"S": "ACTIVEJOB"}}}},
+                    *waves,
+                ])
+            except ClientError as err:
+                if err.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                created.extend(self.create_execution(e) for e in batch)
+                continue
+            created.extend(True for _ in batch)
+        return created
 
     def list_active_jobs(self) -> list[Job]:
         return sorted(self._list(Job, "gsi3", "gsi3pk", "ACTIVEJOB"), key=lambda j: (j.created_at, j.job_id))

@@ -202,6 +202,9 @@ class MemoryRepository:
             self._move_waves(execution.job_id, None, (execution.state, execution.wave))
         return True
 
+    def create_executions(self, executions: Sequence[Execution]) -> list[bool]:
+        return [self.create_execution(e) for e in executions]
+
     def list_active_jobs(self) -> list[Job]:
         return [j for j in self.list_jobs() if j.state == "ACTIVE"]
 

@@ -94,6 +94,9 @@ class Repository(Protocol):
         the job's counters (`targets_resolved`, `executions_created` unless SKIPPED, its state, and
         `fallback_created` when it takes its delta job's fallback) in the same write."""
         ...
+    def create_executions(self, executions: Sequence[Execution]) -> list[bool]:
+        """create_execution of each, in as few writes as the store allows (a fan-out page); one result each."""
+        ...
     def job_counts(self, job_id: str) -> dict[str, int]:
         """The job's counters: targets_resolved, executions_created, fanout_complete and one per
         execution state (kept by create_execution and save_execution; 0 when absent)."""

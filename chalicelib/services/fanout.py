@@ -135,6 +135,7 @@ def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float
     placement = placement or waves.Placement(job, None)
     fallback = repo.get_package(job.fallback_upload_id) if job.fallback_upload_id else None
     created = 0
+    planned = []
     for epn, device in targets:
         use, reason = choose(device, package, fallback)
         state, wave = (ex.SKIPPED, None) if reason else placement.place(epn)
@@ -142,12 +143,15 @@ def fan_out(repo: Repository, storage: Storage, publisher: Publisher, now: float
                          f"the full package {use.upload_id}")
         if state == ex.WAITING:
             why += "; waits for its wave to start"
-        execution = Execution(execution_id=execution_id(job.job_id, epn), job_id=job.job_id, epn=epn, state=state,
-                              stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now, wave=wave,
-                              released_at=now if wave is not None and state == ex.QUEUED else None,
-                              timeline=(TimelineEntry(at=now, state=state, reason=why),),
-                              package_id=None if use is package else use.upload_id)
-        if repo.create_execution(execution):  # False too once the job is no longer ACTIVE (canceled meanwhile)
+        planned.append(Execution(
+            execution_id=execution_id(job.job_id, epn), job_id=job.job_id, epn=epn, state=state,
+            stream=wire.new_stream(), mode=job.mode, created_at=now, last_activity=now, wave=wave,
+            released_at=now if wave is not None and state == ex.QUEUED else None,
+            timeline=(TimelineEntry(at=now, state=state, reason=why),),
+            package_id=None if use is package else use.upload_id))
+    # one write per page where the store allows; False too once the job is no longer ACTIVE (canceled meanwhile)
+    for execution, made in zip(planned, repo.create_executions(planned), strict=True):
+        if made:
             created += 1
             placement.created(execution)
         else:

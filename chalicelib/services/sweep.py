@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -67,7 +68,8 @@ def sweep(
             continue
         failures = False
         for execution in executions:
-            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout, pacing))
+            outcome = retrying(partial(_sweep_one, repo, job, execution.execution_id, now, ack_timeout, pacing,
+                                       _listed_first(repo, execution)))
             if outcome is None or outcome[2] != "timeout":
                 still_active.add(job_id)
             if outcome is None:
@@ -104,10 +106,24 @@ def sweep(
                        staged.started)
 
 
+def _listed_first(repo: Repository, listed: Execution) -> Callable[[str], Execution | None]:
+    """Reads an execution for `_sweep_one`: first as the listing returned it (no second read per active
+    execution per sweep), then from the table. A listing may lag the table (an index read), but every
+    write below is conditional on the version it read, so a stale copy only loses the race and is read
+    again (retrying); and a stale copy is never less overdue than the stored one (activity only grows)."""
+    first = [listed]
+
+    def read(execution_id: str) -> Execution | None:
+        return first.pop() if first else repo.get_execution(execution_id)
+
+    return read
+
+
 def _sweep_one(
-    repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float, pacing: Pacing | None = None
+    repo: Repository, job: Job, execution_id: str, now: float, ack_timeout: float, pacing: Pacing | None = None,
+    read: Callable[[str], Execution | None] | None = None,
 ) -> tuple[Execution, Execution, str, list[int]] | None:
-    execution = repo.get_execution(execution_id)
+    execution = (read or repo.get_execution)(execution_id)
     if execution is None or ex.is_terminal(execution.state):
         return None
     reason = ex.overdue_reason(execution, now, job.stall_seconds, job.total_seconds)

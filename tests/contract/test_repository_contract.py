@@ -271,3 +271,33 @@ def test_packages_by_sha256_and_counted_executions(repo):
     assert {k: v for k, v in counts.items() if v} == {"targets_resolved": 2, "executions_created": 1,
                                                       "IN_PROGRESS": 1, "SKIPPED": 1}
     assert repo.get_execution("ex-1").stream == 5
+
+
+@pytest.mark.parametrize("existing, size", [(set(), 3), ({1}, 3), ({0, 130}, 150), (set(), 99), (set(), 100)])
+def test_create_executions_creates_each_once_and_counts_exactly(repo, existing, size):
+    repo.create_job(job(), [])
+    for n in existing:  # a redelivered fan-out page: some already exist
+        assert repo.create_execution(execution(eid=f"ex-{n}", epn=f"dev-{n}")) is True
+    batch = [replace(execution(eid=f"ex-{n}", epn=f"dev-{n}"), state=ex.SKIPPED if n % 7 == 3 else ex.QUEUED)
+             for n in range(size)]
+    assert repo.create_executions(batch) == [n not in existing for n in range(size)]
+    assert repo.create_executions(batch[:2]) == [False, False]
+    skipped = sum(1 for n in range(size) if n % 7 == 3 and n not in existing)
+    counts = {k: v for k, v in repo.job_counts("job-1").items() if v}
+    assert counts == {k: v for k, v in {"targets_resolved": size, "executions_created": size - skipped,
+                                         ex.QUEUED: size - skipped, ex.SKIPPED: skipped}.items() if v}
+    assert {e.execution_id for e in repo.list_job_executions("job-1")} == {f"ex-{n}" for n in range(size)}
+
+
+def test_create_executions_counts_waves_and_creates_nothing_for_a_job_no_longer_active(repo):
+    repo.create_job(job(), [])
+    batch = [replace(execution(eid=f"ex-{n}", epn=f"dev-{n}"), state=ex.QUEUED if n < 3 else ex.WAITING, wave=n // 3)
+             for n in range(5)]
+    assert repo.create_executions(batch) == [True] * 5
+    waves = {w: {s: n for s, n in c.items() if n} for w, c in repo.wave_counts("job-1", 0, 5).items()}
+    assert waves == {0: {ex.QUEUED: 3}, 1: {ex.WAITING: 2}}
+    stored = repo.get_job("job-1")
+    repo.save_job(bumped(stored, state="CANCELED"))
+    late = [execution(eid=f"ex-{n}", epn=f"dev-{n}") for n in range(5, 8)]
+    assert repo.create_executions(late) == [False, False, False]
+    assert repo.get_execution("ex-6") is None
