@@ -1,0 +1,207 @@
+"""otaformat.delta_covers (``covers-xz``): round trips from both matchers, the documented layout, hostile patches."""
+
+from __future__ import annotations
+
+import lzma
+import random
+from array import array
+
+import bsdiff4.core as bscore
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from otaformat import delta_covers as dc
+from otaformat import hdiffmatch
+from otaformat.delta import _int64, apply_delta, make_delta
+from otaformat.errors import UnsafeArchiveError, VerificationError
+
+
+def _binary(seed: int, size: int) -> bytes:
+    """Code-like bytes: a small vocabulary of 8-byte words, so matches exist at many places."""
+    rng = random.Random(seed)
+    words = [rng.randbytes(8) for _ in range(200)]
+    return b"".join(rng.choice(words) for _ in range(size // 8))
+
+
+def _relocated(base: bytes, seed: int) -> bytes:
+    """A 'new build': an insertion, a deletion, and every 4-byte little-endian word past the insertion
+    nudged by a constant (the way relative addresses move), plus a few random bytes."""
+    rng = random.Random(seed)
+    cut = len(base) // 3
+    out = bytearray(base[:cut] + rng.randbytes(700) + base[cut + 500 :])
+    for at in range(cut + 700, len(out) - 4, 64):
+        out[at : at + 4] = ((int.from_bytes(out[at : at + 4], "little") + 0x40) & 0xFFFFFFFF).to_bytes(4, "little")
+    for _ in range(20):
+        out[rng.randrange(len(out))] = rng.randrange(256)
+    return bytes(out)
+
+
+BASE = _binary(1, 80_000)
+TARGET = _relocated(BASE, 2)
+
+
+def _bsdiff_covers(base: bytes, target: bytes) -> array:
+    return dc.covers_from_bsdiff(bscore.diff(base, target)[0], _int64)
+
+
+MATCHERS = {"bsdiff4": _bsdiff_covers}
+if hdiffmatch.available():
+    MATCHERS["hdiffpatch"] = hdiffmatch.find_covers
+
+
+@pytest.mark.parametrize("matcher", sorted(MATCHERS))
+@pytest.mark.parametrize(("base", "target"), [
+    (b"", b""), (b"", b"new " * 100), (b"old", b""), (BASE, BASE), (BASE, TARGET),
+    (_binary(3, 5000), _binary(4, 6000)), (BASE[:1], BASE[:1] * 3),
+])
+def test_round_trips_from_either_matcher(matcher, base, target):
+    patch = dc.encode(base, target, MATCHERS[matcher](base, target))
+    assert dc.apply(base, patch, len(target)) == target
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), size=st.integers(0, 20_000), cut=st.integers(0, 60))
+def test_round_trips_on_relocated_builds(seed, size, cut):
+    base = _binary(seed, size)
+    target = _relocated(base, seed)[cut:] if size > 1000 else _binary(seed + 1, size)
+    for find in MATCHERS.values():
+        assert dc.apply(base, dc.encode(base, target, find(base, target)), len(target)) == target
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_round_trips_for_any_valid_cover_list(data):
+    """Covers the matchers never produce: overlapping in the base, backwards, long and one byte."""
+    base = data.draw(st.binary(min_size=1, max_size=400))
+    target = data.draw(st.binary(max_size=600))
+    covers, new = array("q"), 0
+    while new < len(target) and data.draw(st.booleans()):
+        new += data.draw(st.integers(0, len(target) - new - 1))
+        length = data.draw(st.integers(1, min(len(base), len(target) - new)))
+        covers.extend((new, data.draw(st.integers(0, len(base) - length)), length))
+        new += length
+    assert dc.apply(base, dc.encode(base, target, covers, dict_size=4096), len(target)) == target
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, dc.CHUNK + 3])
+def test_byte_arithmetic_is_mod_256(n):
+    rng = random.Random(n)
+    new, old = rng.randbytes(n), rng.randbytes(n)
+    diff = dc._sub(new, old)
+    assert diff == bytes((a - b) & 255 for a, b in zip(new, old, strict=True))
+    assert dc._add(old, diff) == new
+
+
+def test_encoder_refuses_covers_out_of_order_or_range():
+    for covers in ((0, 0, 4, 2, 0, 4), (0, 0, 0), (0, 10, 8), (14, 0, 4), (0, -1, 2)):
+        with pytest.raises(ValueError, match="cover"):
+            dc.encode(b"x" * 16, b"y" * 16, array("q", covers))
+
+
+def test_layout_is_the_documented_one():
+    """docs/package-format.md section 7, byte for byte, on a hand-made patch."""
+    base, target = b"0123456789", b"AB3456XY789Z"
+    patch = dc.encode(base, target, array("q", (2, 3, 4, 8, 7, 3)))  # '3456' from 3, '789' from 7
+    fields = dc.HEADER.unpack_from(patch)
+    assert fields[:4] == (b"OTACVX01", 12, 2, 4096)
+    assert fields[4:9] == (2, 2, 2, 7, 5)  # columns of one-byte varints, 7 covered bytes, 5 literals
+    at, raw = dc.HEADER.size, []
+    for packed in (*fields[9:], None):
+        end = len(patch) if packed is None else at + packed
+        raw.append(lzma.decompress(patch[at:end], format=lzma.FORMAT_RAW,
+                                   filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 4096}]))
+        at = end
+    assert raw == [bytes([2, 2]), bytes([6, 0]), bytes([4, 3]), bytes(7), b"ABXYZ"]  # zigzag(3)=6, zigzag(0)=0
+
+
+def _patch(target_len: int, streams: list[bytes], *, count: int | None = None, dict_size: int = 4096,
+           raw: list[int] | None = None, packed: list[int] | None = None, tail: bytes = b"") -> bytes:
+    """A patch from raw streams, with any header field overridden (what a hostile sender controls)."""
+    blobs = [lzma.compress(s, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 4096}])
+             for s in streams]
+    raw = raw or [len(s) for s in streams]
+    packed = packed or [len(b) for b in blobs[:4]]
+    n = len(streams[2]) if count is None else count
+    return dc.HEADER.pack(dc.MAGIC, target_len, n, dict_size, *raw, *packed) + b"".join(blobs) + tail
+
+
+GOOD = [bytes([1]), bytes([2]), bytes([3]), bytes(3), b"ab"]  # 'a', base[1:4], 'b'
+BASE5 = b"01234"
+
+
+def test_hand_made_patch_applies():
+    assert dc.apply(BASE5, _patch(5, GOOD), 5) == b"a123b"
+
+
+HOSTILE = {
+    "bad magic": (b"OTACVX02" + _patch(5, GOOD)[8:], VerificationError),
+    "header cut": (_patch(5, GOOD)[:50], VerificationError),
+    "last stream cut": (_patch(5, GOOD)[:-2], VerificationError),
+    "trailing bytes": (_patch(5, GOOD, tail=b"\0"), VerificationError),
+    "target past the limit": (_patch(6, GOOD), UnsafeArchiveError),
+    "huge target": (_patch(1 << 62, GOOD), UnsafeArchiveError),
+    "huge cover count": (_patch(5, GOOD, count=1 << 40), VerificationError),
+    "more covers than declared columns": (_patch(5, GOOD, count=2), VerificationError),
+    "diff plus extra is not the target": (_patch(5, [*GOOD[:4], b"abc"]), VerificationError),
+    "column longer than nine bytes a cover": (_patch(5, [bytes(10), *GOOD[1:]], raw=[10, 1, 1, 3, 2]),
+                                              VerificationError),
+    "huge declared diff": (_patch(5, GOOD, raw=[1, 1, 1, 1 << 40, 2]), VerificationError),
+    "packed lengths past the patch": (_patch(5, GOOD, packed=[1 << 40, 1, 1, 1]), VerificationError),
+    "dictionary too small": (_patch(5, GOOD, dict_size=1), VerificationError),
+    "dictionary too large": (_patch(5, GOOD, dict_size=1 << 40), VerificationError),
+    "zero-length cover": (_patch(5, [bytes([1]), bytes([2]), bytes([0]), bytes(1), b"abcd"],
+                                 raw=[1, 1, 1, 1, 4]), VerificationError),
+    "gap past the target": (_patch(5, [bytes([9]), *GOOD[1:]]), VerificationError),
+    "cover past the target": (_patch(5, [bytes([1]), bytes([2]), bytes([5]), bytes(3), b"ab"]), VerificationError),
+    "old position below zero": (_patch(5, [bytes([1]), bytes([3]), bytes([3]), bytes(3), b"ab"]), VerificationError),
+    "old position past the base": (_patch(5, [bytes([1]), bytes([6]), bytes([3]), bytes(3), b"ab"]),
+                                   VerificationError),
+    "varint never ends": (_patch(5, [bytes([0x81] * 9), *GOOD[1:]], raw=[9, 1, 1, 3, 2]), VerificationError),
+    "varint runs out of its column": (_patch(5, [bytes([0x81]), *GOOD[1:]]), VerificationError),
+    "unused control bytes": (_patch(5, [bytes([1, 0]), *GOOD[1:]], raw=[2, 1, 1, 3, 2]), VerificationError),
+    "diff stream shorter than declared": (_patch(5, [*GOOD[:3], bytes(2), b"ab"], raw=[1, 1, 1, 3, 2]),
+                                          VerificationError),
+    "extra stream longer than declared": (_patch(5, [*GOOD[:4], b"abc"], raw=[1, 1, 1, 3, 2]), VerificationError),
+    "empty patch": (b"", VerificationError),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_patch_is_refused(case):
+    patch, error = HOSTILE[case]
+    with pytest.raises(error) as info:
+        dc.apply(BASE5, patch, 5)
+    assert info.value.code == ("bomb" if error is UnsafeArchiveError else "delta")
+    with pytest.raises(error):  # through otaformat.delta too, which maps liblzma's errors to VerificationError
+        apply_delta("covers-xz", BASE5, patch, 5)
+
+
+@pytest.fixture(scope="module")
+def real_patch() -> bytes:
+    return make_delta(BASE, TARGET, ("covers-xz",))[1]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_patch_never_crashes_or_exceeds_the_cap(real_patch, data):
+    patch = bytearray(real_patch)
+    for _ in range(data.draw(st.integers(1, 4))):
+        patch[data.draw(st.integers(0, len(patch) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        out = apply_delta("covers-xz", BASE, bytes(patch), len(TARGET))
+    except (VerificationError, UnsafeArchiveError):
+        return
+    assert len(out) == len(TARGET)
+
+
+def test_output_comes_in_bounded_pieces(real_patch):
+    pieces = list(dc.iter_apply(BASE, real_patch, len(TARGET)))
+    assert b"".join(pieces) == TARGET and max(len(p) for p in pieces) <= dc.CHUNK
+
+
+def test_default_build_is_covers_xz_and_deterministic(real_patch):
+    """Sizes against the other encodings are measured on real binaries in bench/README.md, not here."""
+    assert make_delta(BASE, TARGET) == ("covers-xz", real_patch)
+    assert len(real_patch) < len(TARGET) // 20
