@@ -96,7 +96,9 @@ def _covers_encode(base: bytes, target: bytes, cap: int | None, report: Progress
         covers = delta_covers.covers_from_bsdiff(control, _int64)
         del control
     report(0.5)
-    return delta_covers.encode(base, target, covers, cap, lambda f: report(0.5 + 0.5 * f))
+    # below WINDOW_FROM a cheaper LZMA2 search: bsdiff4 itself takes well under 0.1 s there (bench/README.md)
+    effort = "max" if len(target) >= hdiffmatch.WINDOW_FROM else "fast"
+    return delta_covers.encode(base, target, covers, cap, lambda f: report(0.5 + 0.5 * f), effort)
 
 
 def _bsdiff_family(base: bytes, target: bytes, wanted: tuple[str, ...], large: bool, cap: int | None,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import lzma
 import struct
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .errors import UnsafeArchiveError, VerificationError
 
@@ -38,9 +38,13 @@ CHUNK = 1 << 16  # output is produced in pieces of at most this many bytes
 MAX_VARINT = 9  # bytes: 63 bits
 MIN_DICT = 4096
 MAX_DICT = 1 << 30  # liblzma's LZMA2 limit is 1.5 GiB; the encoder never asks for more than the target
-_OPTIONS = ({"lc": 1, "lp": 0, "pb": 0},)  # measured best on code deltas (bench/README.md)
+_OPTIONS = {"lc": 1, "lp": 0, "pb": 0}  # measured best on code deltas (bench/README.md)
 _CONTROL_OPTIONS = ({"lc": 1, "lp": 0, "pb": 0}, {"lc": 0, "lp": 0, "pb": 0})
 Progress = Callable[[float], None]
+EFFORTS: dict[str, dict[str, int]] = {  # LZMA2 settings; "fast" searches 32 candidates instead of 512
+    "max": {"preset": 9 | lzma.PRESET_EXTREME},
+    "fast": {"preset": 9, "nice_len": 273, "depth": 32},
+}
 
 
 def _uvarint(value: int, out: bytearray) -> None:
@@ -78,49 +82,65 @@ def _add(old: bytes | memoryview, diff: bytes) -> bytes:
     return (((x & low) + (y & low)) ^ ((x ^ y) & high)).to_bytes(n, "little")
 
 
-def _xz(data: bytes, dict_size: int, options: tuple[dict[str, int], ...] = _OPTIONS) -> bytes:
-    outs = [lzma.compress(data, format=lzma.FORMAT_RAW, filters=[{
-        "id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME,
-        "dict_size": max(MIN_DICT, min(len(data), dict_size)), **o}]) for o in options]
-    return min(outs, key=len)
+def _xz(pieces: Iterable[bytes | bytearray | memoryview], raw_length: int, dict_size: int,
+        options: dict[str, int], effort: str) -> bytes:
+    """One raw LZMA2 stream of `raw_length` bytes given in pieces; the dictionary is capped by both."""
+    comp = lzma.LZMACompressor(format=lzma.FORMAT_RAW, filters=[{
+        "id": lzma.FILTER_LZMA2, **EFFORTS[effort], "dict_size": max(MIN_DICT, min(raw_length, dict_size)), **options}])
+    out = [comp.compress(piece) for piece in pieces]
+    out.append(comp.flush())
+    return b"".join(out)
 
 
 def encode(base: bytes, target: bytes, covers: array, dict_size: int | None = None,
-           progress: Progress | None = None) -> bytes:
+           progress: Progress | None = None, effort: str = "max") -> bytes:
     """The patch for `covers`: a flat array of (new position, old position, length) triples, in
     increasing, non-overlapping new positions, each inside base and target, every length >= 1.
 
     `dict_size` caps the LZMA2 dictionary (and with it the encoder's memory, about 11x it); None =
-    each stream's own length.
+    each stream's own length. `effort` picks the LZMA2 match finder's search (`EFFORTS`); the decoder
+    needs to know nothing of it.
     """
     report = progress or (lambda _fraction: None)
-    gaps, olds, lengths, diff, extra = bytearray(), bytearray(), bytearray(), bytearray(), bytearray()
-    view_b, view_t = memoryview(base), memoryview(target)
-    new_end = old_end = 0
+    gaps, olds, lengths = bytearray(), bytearray(), bytearray()
+    new_end = old_end = covered = 0
     for i in range(0, len(covers), 3):
         new, old, length = covers[i], covers[i + 1], covers[i + 2]
         if new < new_end or length < 1 or old < 0 or old + length > len(base) or new + length > len(target):
             raise ValueError(f"cover {i // 3} ({new}, {old}, {length}) is out of order or out of range")
-        extra += view_t[new_end:new]
         _uvarint(new - new_end, gaps)
         _uvarint(_zigzag(old - old_end), olds)
         _uvarint(length, lengths)
-        diff += _sub(view_t[new : new + length], view_b[old : old + length])
-        new_end, old_end = new + length, old + length
-    extra += view_t[new_end:]
+        new_end, old_end, covered = new + length, old + length, covered + length
     cap = MAX_DICT if dict_size is None else max(MIN_DICT, min(dict_size, MAX_DICT))
-    streams = [bytes(gaps), bytes(olds), bytes(lengths), bytes(diff), bytes(extra)]
-    del gaps, olds, lengths, diff, extra
-    packed = [_xz(s, cap, _CONTROL_OPTIONS) for s in streams[:3]]
-    report(0.1)
-    packed.append(_xz(streams[3], cap))
-    report(0.8)
-    packed.append(_xz(streams[4], cap))
+    raw = [len(gaps), len(olds), len(lengths), covered, len(target) - covered]
+    packed = [min((_xz([col], len(col), cap, o, effort) for o in _CONTROL_OPTIONS), key=len)
+              for col in (gaps, olds, lengths)]
+    report(0.05)
+    # the diff and extra streams are fed to LZMA2 piece by piece: neither ever exists whole
+    packed.append(_xz(_diff_pieces(memoryview(base), memoryview(target), covers), covered, cap, _OPTIONS, effort))
+    report(0.85)
+    packed.append(_xz(_extra_pieces(memoryview(target), covers), len(target) - covered, cap, _OPTIONS, effort))
     report(1.0)
-    dict_used = max(MIN_DICT, min(cap, max(len(s) for s in streams)))
-    header = HEADER.pack(MAGIC, len(target), len(covers) // 3, dict_used, *(len(s) for s in streams),
-                         *(len(p) for p in packed[:4]))
+    dict_used = max(MIN_DICT, min(cap, max(raw)))
+    header = HEADER.pack(MAGIC, len(target), len(covers) // 3, dict_used, *raw, *(len(p) for p in packed[:4]))
     return header + b"".join(packed)
+
+
+def _diff_pieces(base: memoryview, target: memoryview, covers: array) -> Iterator[bytes]:
+    for i in range(0, len(covers), 3):
+        new, old, length = covers[i], covers[i + 1], covers[i + 2]
+        for at in range(0, length, CHUNK):  # in pieces: the big integers cost a few times their length
+            step = min(CHUNK, length - at)
+            yield _sub(target[new + at : new + at + step], base[old + at : old + at + step])
+
+
+def _extra_pieces(target: memoryview, covers: array) -> Iterator[memoryview]:
+    new_end = 0
+    for i in range(0, len(covers), 3):
+        yield target[new_end : covers[i]]
+        new_end = covers[i] + covers[i + 2]
+    yield target[new_end:]
 
 
 def covers_from_bsdiff(control: bytes, decode: Callable[[bytes], int]) -> array:

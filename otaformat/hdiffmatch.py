@@ -184,7 +184,8 @@ def find_covers(base: bytes, target: bytes, progress: Progress | None = None) ->
     view_b, view_t = memoryview(base), memoryview(target)
     for n, (t0, t1, b0, b1) in enumerate(windows, 1):
         if t1 > t0 and b1 > b0:
-            full = _full_diff(bytes(view_b[b0:b1]), bytes(view_t[t0:t1]))
+            whole = (b0, b1, t0, t1) == (0, len(base), 0, len(target))  # no copies of what is already bytes
+            full = _full_diff(base if whole else bytes(view_b[b0:b1]), target if whole else bytes(view_t[t0:t1]))
             _read_full(full, covers, b0, t0, b1 - b0, t1 - t0)
             del full
             release_heap()
