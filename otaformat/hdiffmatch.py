@@ -6,8 +6,10 @@ counts the cost of every cover: the ``covers-xz`` encoding (`otaformat.delta_cov
 `otaformat.delta` compresses into a ``bsdiff4-xz`` (or ``bsdiff4-zstd``) patch: the wire format does
 not change, only how the matches are found. HDiffPatch (the `hdiffpatch` package, imported lazily: only
 a builder needs it, never a device or the cloud) finds the covers with a divsufsort suffix array (4
-bytes per base byte instead of bsdiff4's 16) and drops covers that do not pay for themselves. We ask
-it for an uncompressed HPatchLite diff, whose cover list is simple to read (below), and rewrite it.
+bytes per base byte instead of bsdiff4's 16) and drops covers that do not pay for themselves. For
+the bsdiff blocks we ask it for an uncompressed HPatchLite diff, whose cover list is simple to read
+(below), and rewrite it; its full diff chooses fewer, longer covers (it prices them against its
+run-length coded diff bytes), which compress better, so `find_covers` reads that one.
 
 Windowed for large images: the target is cut into `segments` pieces and each is matched against the
 proportional slice of the base widened by `margin` on both sides, so the suffix array covers a window,

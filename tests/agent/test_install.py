@@ -153,12 +153,12 @@ def test_hostile_covers_patch_fails_and_keeps_the_base(harness, publisher):
     base = b"base content " * 100
     target = b"X" + base
     # one cover: gap 1 ('X'), old delta zigzag(1) = 2, length = all of the base -> base[1 : len + 1]
-    streams = [bytes([1]), bytes([2]), len(base).to_bytes(2, "big"), bytes(len(base)), b"X"]
-    streams[2] = bytes([len(base) & 0x7F | 0x80, len(base) >> 7])  # the length as a two-byte LEB128 varint
+    length = bytes([len(base) & 0x7F | 0x80, len(base) >> 7])  # a two-byte LEB128 varint
+    streams = [bytes([1]), bytes([2]), length, b"", bytes(len(base)), b"X"]  # no zero runs: all diff bytes stored
     blobs = [lzma.compress(b, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 4096}])
              for b in streams]
-    patch = delta_covers.HEADER.pack(delta_covers.MAGIC, len(target), 1, 4096, *map(len, streams),
-                                     *map(len, blobs[:4])) + b"".join(blobs)
+    patch = delta_covers.HEADER.pack(delta_covers.MAGIC, len(target), 1, 4096, len(base), *map(len, streams),
+                                     *map(len, blobs[:5])) + b"".join(blobs)
     deliver(harness, *build_package(key, version="1.0.0", files={"bin/app": base}))
     delta = {"base_version": "1.0.0", "base_sha256": hashlib.sha256(base).hexdigest(),
              "target_sha256": hashlib.sha256(target).hexdigest(), "target_length": len(target),

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otaformat import delta_covers as dc
+from otaformat import delta_covers_apply as dca
 from otaformat import hdiffmatch
 from otaformat.delta import _int64, apply_delta, make_delta
 from otaformat.errors import UnsafeArchiveError, VerificationError
@@ -57,7 +58,7 @@ if hdiffmatch.available():
 ])
 def test_round_trips_from_either_matcher(matcher, base, target):
     patch = dc.encode(base, target, MATCHERS[matcher](base, target))
-    assert dc.apply(base, patch, len(target)) == target
+    assert dca.apply(base, patch, len(target)) == target
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -66,7 +67,7 @@ def test_round_trips_on_relocated_builds(seed, size, cut):
     base = _binary(seed, size)
     target = _relocated(base, seed)[cut:] if size > 1000 else _binary(seed + 1, size)
     for find in MATCHERS.values():
-        assert dc.apply(base, dc.encode(base, target, find(base, target)), len(target)) == target
+        assert dca.apply(base, dc.encode(base, target, find(base, target)), len(target)) == target
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -81,7 +82,7 @@ def test_round_trips_for_any_valid_cover_list(data):
         length = data.draw(st.integers(1, min(len(base), len(target) - new)))
         covers.extend((new, data.draw(st.integers(0, len(base) - length)), length))
         new += length
-    assert dc.apply(base, dc.encode(base, target, covers, dict_size=4096), len(target)) == target
+    assert dca.apply(base, dc.encode(base, target, covers, dict_size=4096), len(target)) == target
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, dc.CHUNK + 3])
@@ -90,7 +91,7 @@ def test_byte_arithmetic_is_mod_256(n):
     new, old = rng.randbytes(n), rng.randbytes(n)
     diff = dc._sub(new, old)
     assert diff == bytes((a - b) & 255 for a, b in zip(new, old, strict=True))
-    assert dc._add(old, diff) == new
+    assert dca._add(old, diff) == new
 
 
 def test_encoder_refuses_covers_out_of_order_or_range():
@@ -99,39 +100,66 @@ def test_encoder_refuses_covers_out_of_order_or_range():
             dc.encode(b"x" * 16, b"y" * 16, array("q", covers))
 
 
-def test_layout_is_the_documented_one():
-    """docs/package-format.md section 7, byte for byte, on a hand-made patch."""
-    base, target = b"0123456789", b"AB3456XY789Z"
-    patch = dc.encode(base, target, array("q", (2, 3, 4, 8, 7, 3)))  # '3456' from 3, '789' from 7
+def _streams(patch: bytes) -> list[bytes]:
     fields = dc.HEADER.unpack_from(patch)
-    assert fields[:4] == (b"OTACVX01", 12, 2, 4096)
-    assert fields[4:9] == (2, 2, 2, 7, 5)  # columns of one-byte varints, 7 covered bytes, 5 literals
     at, raw = dc.HEADER.size, []
-    for packed in (*fields[9:], None):
+    for packed in (*fields[11:], None):
         end = len(patch) if packed is None else at + packed
         raw.append(lzma.decompress(patch[at:end], format=lzma.FORMAT_RAW,
                                    filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 4096}]))
         at = end
-    assert raw == [bytes([2, 2]), bytes([6, 0]), bytes([4, 3]), bytes(7), b"ABXYZ"]  # zigzag(3)=6, zigzag(0)=0
+    return raw
+
+
+@pytest.mark.parametrize(("zero_runs", "runs", "stored"), [(0, b"", bytes(7)), (4, bytes([0, 7]), b"")])
+def test_layout_is_the_documented_one(zero_runs, runs, stored):
+    """docs/package-format.md section 7, byte for byte, on a hand-made patch."""
+    base, target = b"0123456789", b"AB3456XY789Z"
+    covers = array("q", (2, 3, 4, 8, 7, 3))  # '3456' from 3, '789' from 7
+    patch = dc.encode(base, target, covers, zero_runs=zero_runs)
+    fields = dc.HEADER.unpack_from(patch)
+    assert dc.HEADER.size == 128 and fields[:5] == (b"OTACVX01", 12, 2, 4096, 7)
+    assert fields[5:11] == (2, 2, 2, len(runs), len(stored), 5)
+    # gaps 2 2; old deltas zigzag(3) = 6, zigzag(0) = 0; lengths 4 3; the 7 zero diff bytes stored or one run
+    assert _streams(patch) == [bytes([2, 2]), bytes([6, 0]), bytes([4, 3]), runs, stored, b"ABXYZ"]
+    assert dca.apply(base, patch, len(target)) == target
+
+
+@pytest.mark.parametrize("zero_runs", [1, 2, 16])
+def test_zero_runs_round_trip_across_cover_and_piece_boundaries(zero_runs):
+    base = bytes(dc.CHUNK + 100) + BASE[:5000]
+    target = bytes(dc.CHUNK + 50) + b"\x01" + bytes(49) + BASE[:2000] + b"\x02\x00\x00" + BASE[2003:5000]
+    covers = array("q", (0, 0, dc.CHUNK + 100, dc.CHUNK + 100, dc.CHUNK + 100, 5000))
+    patch = dc.encode(base, target, covers, zero_runs=zero_runs)
+    assert dca.apply(base, patch, len(target)) == target
+    assert len(_streams(patch)[4]) < 10  # the stored diff bytes are the two non-zero ones and short runs
 
 
 def _patch(target_len: int, streams: list[bytes], *, count: int | None = None, dict_size: int = 4096,
-           raw: list[int] | None = None, packed: list[int] | None = None, tail: bytes = b"") -> bytes:
+           covered: int | None = None, raw: list[int] | None = None, packed: list[int] | None = None,
+           tail: bytes = b"") -> bytes:
     """A patch from raw streams, with any header field overridden (what a hostile sender controls)."""
     blobs = [lzma.compress(s, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 4096}])
              for s in streams]
     raw = raw or [len(s) for s in streams]
-    packed = packed or [len(b) for b in blobs[:4]]
+    packed = packed or [len(b) for b in blobs[:5]]
     n = len(streams[2]) if count is None else count
-    return dc.HEADER.pack(dc.MAGIC, target_len, n, dict_size, *raw, *packed) + b"".join(blobs) + tail
+    c = len(streams[4]) if covered is None else covered
+    return dc.HEADER.pack(dc.MAGIC, target_len, n, dict_size, c, *raw, *packed) + b"".join(blobs) + tail
 
 
-GOOD = [bytes([1]), bytes([2]), bytes([3]), bytes(3), b"ab"]  # 'a', base[1:4], 'b'
+GOOD = [bytes([1]), bytes([2]), bytes([3]), b"", bytes(3), b"ab"]  # 'a', base[1:4], 'b'
+RUNS = [bytes([1]), bytes([2]), bytes([3]), bytes([1, 2]), bytes(1), b"ab"]  # the same, 2 of 3 zeros as a run
 BASE5 = b"01234"
 
 
-def test_hand_made_patch_applies():
-    assert dc.apply(BASE5, _patch(5, GOOD), 5) == b"a123b"
+def test_hand_made_patches_apply():
+    assert dca.apply(BASE5, _patch(5, GOOD), 5) == b"a123b"
+    assert dca.apply(BASE5, _patch(5, RUNS, covered=3), 5) == b"a123b"
+
+
+def _with(stream: int, data: bytes, base: list[bytes] = GOOD) -> list[bytes]:
+    return [data if i == stream else s for i, s in enumerate(base)]
 
 
 HOSTILE = {
@@ -143,26 +171,29 @@ HOSTILE = {
     "huge target": (_patch(1 << 62, GOOD), UnsafeArchiveError),
     "huge cover count": (_patch(5, GOOD, count=1 << 40), VerificationError),
     "more covers than declared columns": (_patch(5, GOOD, count=2), VerificationError),
-    "diff plus extra is not the target": (_patch(5, [*GOOD[:4], b"abc"]), VerificationError),
-    "column longer than nine bytes a cover": (_patch(5, [bytes(10), *GOOD[1:]], raw=[10, 1, 1, 3, 2]),
-                                              VerificationError),
-    "huge declared diff": (_patch(5, GOOD, raw=[1, 1, 1, 1 << 40, 2]), VerificationError),
-    "packed lengths past the patch": (_patch(5, GOOD, packed=[1 << 40, 1, 1, 1]), VerificationError),
+    "covered plus extra is not the target": (_patch(5, _with(5, b"abc")), VerificationError),
+    "column longer than nine bytes a cover": (_patch(5, _with(0, bytes(10))), VerificationError),
+    "huge declared diff": (_patch(5, GOOD, raw=[1, 1, 1, 0, 1 << 40, 2]), VerificationError),
+    "huge covered length": (_patch(5, GOOD, covered=1 << 40), VerificationError),
+    "packed lengths past the patch": (_patch(5, GOOD, packed=[1 << 40, 1, 1, 1, 1]), VerificationError),
     "dictionary too small": (_patch(5, GOOD, dict_size=1), VerificationError),
     "dictionary too large": (_patch(5, GOOD, dict_size=1 << 40), VerificationError),
-    "zero-length cover": (_patch(5, [bytes([1]), bytes([2]), bytes([0]), bytes(1), b"abcd"],
-                                 raw=[1, 1, 1, 1, 4]), VerificationError),
-    "gap past the target": (_patch(5, [bytes([9]), *GOOD[1:]]), VerificationError),
-    "cover past the target": (_patch(5, [bytes([1]), bytes([2]), bytes([5]), bytes(3), b"ab"]), VerificationError),
-    "old position below zero": (_patch(5, [bytes([1]), bytes([3]), bytes([3]), bytes(3), b"ab"]), VerificationError),
-    "old position past the base": (_patch(5, [bytes([1]), bytes([6]), bytes([3]), bytes(3), b"ab"]),
-                                   VerificationError),
-    "varint never ends": (_patch(5, [bytes([0x81] * 9), *GOOD[1:]], raw=[9, 1, 1, 3, 2]), VerificationError),
-    "varint runs out of its column": (_patch(5, [bytes([0x81]), *GOOD[1:]]), VerificationError),
-    "unused control bytes": (_patch(5, [bytes([1, 0]), *GOOD[1:]], raw=[2, 1, 1, 3, 2]), VerificationError),
-    "diff stream shorter than declared": (_patch(5, [*GOOD[:3], bytes(2), b"ab"], raw=[1, 1, 1, 3, 2]),
+    "zero-length cover": (_patch(5, _with(5, b"abcd", _with(4, bytes(1), _with(2, bytes([0])))), covered=1),
+                          VerificationError),
+    "gap past the target": (_patch(5, _with(0, bytes([9]))), VerificationError),
+    "cover past the target": (_patch(5, _with(2, bytes([5]))), VerificationError),
+    "old position below zero": (_patch(5, _with(1, bytes([3]))), VerificationError),
+    "old position past the base": (_patch(5, _with(1, bytes([6]))), VerificationError),
+    "varint never ends": (_patch(5, _with(0, bytes([0x81] * 9))), VerificationError),
+    "varint runs out of its column": (_patch(5, _with(0, bytes([0x81])), count=1), VerificationError),
+    "unused control bytes": (_patch(5, _with(0, bytes([1, 0])), count=1), VerificationError),
+    "stored diff shorter than declared": (_patch(5, _with(4, bytes(2)), raw=[1, 1, 1, 0, 3, 2], covered=3),
                                           VerificationError),
-    "extra stream longer than declared": (_patch(5, [*GOOD[:4], b"abc"], raw=[1, 1, 1, 3, 2]), VerificationError),
+    "extra stream longer than declared": (_patch(5, _with(5, b"abc"), raw=[1, 1, 1, 0, 3, 2]), VerificationError),
+    "zero run of length 0": (_patch(5, _with(3, bytes([1, 0]), RUNS), covered=3), VerificationError),
+    "zero run past the covered bytes": (_patch(5, _with(3, bytes([1, 5]), RUNS), covered=3), VerificationError),
+    "zero runs and stored bytes fall short": (_patch(5, _with(3, bytes([0, 1]), RUNS), covered=3), VerificationError),
+    "zero-run stream with half a pair": (_patch(5, _with(3, bytes([1, 2, 0]), RUNS), covered=3), VerificationError),
     "empty patch": (b"", VerificationError),
 }
 
@@ -171,7 +202,7 @@ HOSTILE = {
 def test_hostile_patch_is_refused(case):
     patch, error = HOSTILE[case]
     with pytest.raises(error) as info:
-        dc.apply(BASE5, patch, 5)
+        dca.apply(BASE5, patch, 5)
     assert info.value.code == ("bomb" if error is UnsafeArchiveError else "delta")
     with pytest.raises(error):  # through otaformat.delta too, which maps liblzma's errors to VerificationError
         apply_delta("covers-xz", BASE5, patch, 5)
@@ -197,7 +228,7 @@ def test_mutated_patch_never_crashes_or_exceeds_the_cap(real_patch, data):
 
 
 def test_output_comes_in_bounded_pieces(real_patch):
-    pieces = list(dc.iter_apply(BASE, real_patch, len(TARGET)))
+    pieces = list(dca.iter_apply(BASE, real_patch, len(TARGET)))
     assert b"".join(pieces) == TARGET and max(len(p) for p in pieces) <= dc.CHUNK
 
 
@@ -205,3 +236,15 @@ def test_default_build_is_covers_xz_and_deterministic(real_patch):
     """Sizes against the other encodings are measured on real binaries in bench/README.md, not here."""
     assert make_delta(BASE, TARGET) == ("covers-xz", real_patch)
     assert len(real_patch) < len(TARGET) // 20
+
+
+def test_prune_drops_covers_that_cost_more_than_their_literals():
+    rng = random.Random(5)
+    noise, text = rng.randbytes(4000), b"the same words again and again " * 130
+    base = BASE[:4000] + noise
+    target = BASE[:4000] + text[:4000]
+    covers = array("q", (0, 0, 4000, 4000, 4000, 4000))  # an exact copy, then text "matched" against noise
+    kept = dc.prune(base, target, covers)
+    assert list(kept) == [0, 0, 4000]
+    assert dca.apply(base, dc.encode(base, target, kept), len(target)) == target
+    assert len(dc.encode(base, target, kept)) < len(dc.encode(base, target, covers))
