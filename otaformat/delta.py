@@ -10,15 +10,16 @@ Encodings (names as in `manifest.DELTA_ENCODINGS`):
 - ``bsdiff4-xz``: the same layout with magic ``OTABSX01`` and each block a raw LZMA2 stream (preset 9e,
   dictionary size = the block's raw length, at least 4 KiB; lc/lp/pb chosen per block by the encoder
   and carried in the LZMA2 chunk headers, so the decoder needs only the dictionary size).
-- ``covers-xz``: the cover list in three varint columns, the diff and the literal bytes, five raw
-  LZMA2 streams (`otaformat.delta_covers`); the default, from HDiffPatch's covers.
+- ``covers-xz``: the cover list in three varint columns, zero runs, the other diff bytes and the
+  literal bytes, six raw LZMA2 streams (built by `otaformat.delta_covers`, applied by
+  `otaformat.delta_covers_apply`); the default.
 - ``zstd-dict``: one zstd frame of the target compressed with the whole base as a raw-content
   dictionary, long-distance matching and a window covering base + target (what ``zstd --patch-from``
   does).
 
 With no encodings given, `make_delta` builds ``covers-xz`` alone, from HDiffPatch's own covers
 (`hdiffmatch.find_covers`; bsdiff4's when the builder lacks `hdiffpatch`): it was the smallest on
-every measured pair, and trying the others cost 6x the CPU for nothing (bench/README.md).
+every measured pair, and trying the others cost 6-7x the CPU for nothing (bench/README.md).
 The bsdiff encodings' matches come from bsdiff4's suffix sort or, for the builder that has the
 `hdiffpatch` package, from HDiffPatch's covers (`otaformat.hdiffmatch`; windowed from 1 MiB on, which
 bounds build memory near 3-4x the image): the wire format is the same, decoders need nothing new.
