@@ -67,7 +67,9 @@ def test_round_trips_on_relocated_builds(seed, size, cut):
     base = _binary(seed, size)
     target = _relocated(base, seed)[cut:] if size > 1000 else _binary(seed + 1, size)
     for find in MATCHERS.values():
-        assert dca.apply(base, dc.encode(base, target, find(base, target)), len(target)) == target
+        for zero_runs in (0, 16):
+            patch = dc.encode(base, target, find(base, target), effort="fast", zero_runs=zero_runs)
+            assert dca.apply(base, patch, len(target)) == target
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,7 +84,9 @@ def test_round_trips_for_any_valid_cover_list(data):
         length = data.draw(st.integers(1, min(len(base), len(target) - new)))
         covers.extend((new, data.draw(st.integers(0, len(base) - length)), length))
         new += length
-    assert dca.apply(base, dc.encode(base, target, covers, dict_size=4096), len(target)) == target
+    zero_runs = data.draw(st.sampled_from([0, 1, 3, 16]))
+    patch = dc.encode(base, target, covers, dict_size=4096, zero_runs=zero_runs)
+    assert dca.apply(base, patch, len(target)) == target
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000, dc.CHUNK + 3])
