@@ -10,10 +10,16 @@ Encodings (names as in `manifest.DELTA_ENCODINGS`):
 - ``bsdiff4-xz``: the same layout with magic ``OTABSX01`` and each block a raw LZMA2 stream (preset 9e,
   dictionary size = the block's raw length, at least 4 KiB; lc/lp/pb chosen per block by the encoder
   and carried in the LZMA2 chunk headers, so the decoder needs only the dictionary size).
+- ``covers-xz``: the cover list in three varint columns, zero runs, the other diff bytes and the
+  literal bytes, six raw LZMA2 streams (built by `otaformat.delta_covers`, applied by
+  `otaformat.delta_covers_apply`); the default.
 - ``zstd-dict``: one zstd frame of the target compressed with the whole base as a raw-content
   dictionary, long-distance matching and a window covering base + target (what ``zstd --patch-from``
   does).
 
+With no encodings given, `make_delta` builds ``covers-xz`` alone, from HDiffPatch's own covers
+(`hdiffmatch.find_covers`; bsdiff4's when the builder lacks `hdiffpatch`): it was the smallest on
+every measured pair, and trying the others cost 6-7x the CPU for nothing (bench/README.md).
 The bsdiff encodings' matches come from bsdiff4's suffix sort or, for the builder that has the
 `hdiffpatch` package, from HDiffPatch's covers (`otaformat.hdiffmatch`; windowed from 1 MiB on, which
 bounds build memory near 3-4x the image): the wire format is the same, decoders need nothing new.
@@ -35,7 +41,7 @@ from collections.abc import Callable
 import bsdiff4.core as bscore
 import zstandard
 
-from . import hdiffmatch
+from . import delta_covers, delta_covers_apply, hdiffmatch
 from .container import bounded_zstd, check_content
 from .errors import UnsafeArchiveError, VerificationError
 from .manifest import DELTA_ENCODINGS, Manifest
@@ -46,6 +52,7 @@ BSZ_MAGIC = b"OTABSZ01"
 BSX_MAGIC = b"OTABSX01"
 _BSZ_HEADER = struct.Struct(">8s6Q")
 _MAX_LENGTH = (1 << 31) - 2  # bsdiff4's C core uses int lengths
+ZERO_RUNS = 16  # covers-xz below WINDOW_FROM: zero runs from this length go to the zero-run stream
 XZ_DICT_DIVISOR = 8  # windowed builds: LZMA dictionary = target / 8 (at least 64 KiB); the encoder needs ~11x it
 Progress = Callable[[float], None]
 
@@ -53,15 +60,15 @@ Progress = Callable[[float], None]
 def make_delta(
     base: bytes, target: bytes, encodings: tuple[str, ...] | None = None, progress: Progress | None = None
 ) -> tuple[str, bytes]:
-    """Try every encoding (or those given) and return (encoding, patch) for the smallest patch.
+    """Build the encodings given (default: ``covers-xz`` alone) and return (encoding, patch) for the smallest.
 
     Deterministic: the same inputs give the same patch. Ties go to the earlier name in DELTA_ENCODINGS.
-    Targets of `hdiffmatch.WINDOW_FROM` bytes and more, with no encodings given, get one ``bsdiff4-xz``
-    patch whose matches HDiffPatch finds in windows (bounded memory and time; see `hdiffmatch`); smaller
-    ones get every candidate, ``bsdiff4-xz`` from both matchers. `progress`, when given, is called with
+    Matches come from HDiffPatch when the builder has it, windowed from `hdiffmatch.WINDOW_FROM` bytes
+    (bounded memory and time; see `hdiffmatch`), where ``bsdiff4-xz`` is built from HDiffPatch's covers
+    only; below that ``bsdiff4-xz`` is built from both matchers. `progress`, when given, is called with
     the fraction done (0 to 1) as the build goes.
     """
-    wanted = tuple(encodings or DELTA_ENCODINGS)
+    wanted = tuple(encodings or ("covers-xz",))
     unknown = [e for e in wanted if e not in DELTA_ENCODINGS]
     if unknown:
         raise ValueError(f"unknown delta encoding(s): {', '.join(unknown)}")
@@ -69,33 +76,62 @@ def make_delta(
         raise ValueError("base and target must each be below 2 GiB")
     report = progress or (lambda _fraction: None)
     large = len(target) >= hdiffmatch.WINDOW_FROM and hdiffmatch.available()
-    if large and encodings is None:
-        wanted = ("bsdiff4-xz",)
+    cap = max(len(target) // XZ_DICT_DIVISOR, 1 << 16) if large else None
+    others = [e for e in wanted if e != "covers-xz"]
+    candidates: list[tuple[int, str, bytes]] = []
+    if "covers-xz" in wanted:
+        share = 1.0 if not others else 0.3
+        candidates.append((DELTA_ENCODINGS.index("covers-xz"), "covers-xz",
+                           _covers_encode(base, target, cap, lambda f: report(share * f))))
+    if others:
+        candidates += _bsdiff_family(base, target, tuple(others), large, cap, report)
+    report(1.0)
+    best = min(candidates, key=lambda c: (len(c[2]), c[0]))
+    return best[1], best[2]
+
+
+def _covers_encode(base: bytes, target: bytes, cap: int | None, report: Progress) -> bytes:
+    if hdiffmatch.available():
+        covers = hdiffmatch.find_covers(base, target, lambda f: report(0.5 * f))
+    else:
+        control = bscore.diff(base, target)[0]
+        covers = delta_covers.covers_from_bsdiff(control, _int64)
+        del control
+    covers = delta_covers.prune(base, target, covers)
+    report(0.5)
+    # below WINDOW_FROM (where bsdiff4 itself takes well under 0.1 s) a cheaper LZMA2 search, and zero
+    # runs leave the diff stream: 5x less LZMA2 time for the same size; on larger images they cost up
+    # to 1 % (bench/README.md)
+    small = len(target) < hdiffmatch.WINDOW_FROM
+    return delta_covers.encode(base, target, covers, cap, lambda f: report(0.5 + 0.5 * f),
+                               "fast" if small else "max", ZERO_RUNS if small else 0)
+
+
+def _bsdiff_family(base: bytes, target: bytes, wanted: tuple[str, ...], large: bool, cap: int | None,
+                   report: Progress) -> list[tuple[int, str, bytes]]:
+    """The bsdiff-layout encodings and zstd-dict, as (rank, name, patch)."""
     candidates: list[tuple[int, str, bytes]] = []
     if "zstd-dict" in wanted:  # first: its match tables and bsdiff's suffix array are never alive together
         candidates.append((3, "zstd-dict", _zdict_encode(base, target)))
-    report(0.1)
+    report(0.4)
     if any(name in wanted for name in ("bsdiff4", "bsdiff4-zstd")) or ("bsdiff4-xz" in wanted and not large):
         control, diff, extra = bscore.diff(base, target)
-        report(0.3)
+        report(0.5)
         if "bsdiff4" in wanted:
             candidates.append((0, "bsdiff4", _bsdiff_encode(len(target), control, diff, extra)))
         for rank, name in ((1, "bsdiff4-zstd"), (2, "bsdiff4-xz")):
             if name in wanted:
                 candidates.append((rank, name, _blocks_encode(name, len(target), control, diff, extra)))
         del control, diff, extra
-    start = 0.0 if large else 0.5
+    start = 0.5 if large else 0.6
     report(start)
     if "bsdiff4-xz" in wanted and hdiffmatch.available():
         control, diff, extra = hdiffmatch.covers_to_bsdiff(
-            base, target, lambda f: report(start + (0.6 - start) * f))
-        cap = max(len(target) // XZ_DICT_DIVISOR, 1 << 16) if large else None
+            base, target, lambda f: report(start + (0.7 - start) * f))
         candidates.append((2, "bsdiff4-xz", _blocks_encode("bsdiff4-xz", len(target), control, diff, extra, cap,
-                                                           lambda f: report(0.6 + 0.4 * f))))
+                                                           lambda f: report(0.7 + 0.3 * f))))
         del control, diff, extra
-    report(1.0)
-    best = min(candidates, key=lambda c: (len(c[2]), c[0]))
-    return best[1], best[2]
+    return candidates
 
 
 def apply_delta(encoding: str, base: bytes, patch: bytes, max_output: int) -> bytes:
@@ -113,6 +149,8 @@ def apply_delta(encoding: str, base: bytes, patch: bytes, max_output: int) -> by
             return _blocks_apply(encoding, base, patch, max_output)
         if encoding == "zstd-dict":
             return _zdict_apply(base, patch, max_output)
+        if encoding == "covers-xz":
+            return delta_covers_apply.apply(base, patch, max_output)
     except (ValueError, TypeError, OSError, EOFError, zstandard.ZstdError, lzma.LZMAError, struct.error) as err:
         raise VerificationError(f"{encoding} patch is corrupt: {str(err)[:200]}", code="delta") from err
     raise VerificationError(f"unknown delta encoding {encoding[:40]!r}", code="delta")

@@ -24,7 +24,7 @@ from .versions import Version
 KINDS = ("app", "firmware", "agent", "config")
 COMPRESSIONS = ("none", "zstd", "xz")
 SCRIPT_ROLES = ("pre-install", "install", "post-install", "rollback")
-DELTA_ENCODINGS = ("bsdiff4", "bsdiff4-zstd", "bsdiff4-xz", "zstd-dict")
+DELTA_ENCODINGS = ("bsdiff4", "bsdiff4-zstd", "bsdiff4-xz", "zstd-dict", "covers-xz")
 MAX_FILES = 10_000
 MAX_MODELS = 64
 MAX_PATH = 255

@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="NEW", help="target full package")
     p.add_argument("--key", required=True, help="private key PEM")
     p.add_argument("--pubkey", action="append", help="keys trusted for OLD/NEW (default: the --key's public key)")
-    p.add_argument("--encoding", action="append", choices=DELTA_ENCODINGS, help="restrict encodings tried")
+    p.add_argument("--encoding", action="append", choices=DELTA_ENCODINGS,
+                   help="build this encoding (repeatable; the smallest is kept); default covers-xz")
     p.add_argument("--compression", choices=COMPRESSIONS, default="none", help="on top of the patch (default none)")
     p.add_argument("--created", help="UTC timestamp or epoch seconds (default: $SOURCE_DATE_EPOCH, else now)")
     p.add_argument("--expires", help="days after --created or a UTC timestamp (default: the target's expiry)")

@@ -122,7 +122,8 @@ def test_firmware_image_is_written_as_image_bin(harness, publisher):
         assert f.read() == image
 
 
-def test_delta_applies_to_kept_base(harness, publisher):
+@pytest.mark.parametrize("wanted", ["covers-xz", "bsdiff4-xz"])
+def test_delta_applies_to_kept_base(harness, publisher, wanted):
     delta_mod = pytest.importorskip("otaformat.delta", reason="otaformat.delta is not available")
     import hashlib
 
@@ -130,13 +131,42 @@ def test_delta_applies_to_kept_base(harness, publisher):
     base = os.urandom(5000) + b"common tail" * 300
     target = base[:4000] + b"changed" * 50 + base[4000:]
     deliver(harness, *build_package(key, version="1.0.0", files={"bin/app": base}))
-    encoding, patch = delta_mod.make_delta(base, target)
+    encoding, patch = delta_mod.make_delta(base, target, (wanted,))
+    assert encoding == wanted
     delta = {"base_version": "1.0.0", "base_sha256": hashlib.sha256(base).hexdigest(),
              "target_sha256": hashlib.sha256(target).hexdigest(), "target_length": len(target), "encoding": encoding}
     deliver(harness, *build_package(key, version="1.1.0", files={"bin/app": target}, delta=delta, patch=patch))
     assert outcome(harness)[-1] == ("SUCCEEDED", None)
     with open(os.path.join(harness.config.install_root, "demo", "current", "bin", "app"), "rb") as f:
         assert f.read() == target
+
+
+def test_hostile_covers_patch_fails_and_keeps_the_base(harness, publisher):
+    """A signed covers-xz patch whose one cover reads a byte past the end of the base: the decoder
+    refuses it before reading, the job fails with the decoder's reason, the base stays installed."""
+    import hashlib
+    import lzma
+
+    from otaformat import delta_covers
+
+    key, _ = publisher
+    base = b"base content " * 100
+    target = b"X" + base
+    # one cover: gap 1 ('X'), old delta zigzag(1) = 2, length = all of the base -> base[1 : len + 1]
+    length = bytes([len(base) & 0x7F | 0x80, len(base) >> 7])  # a two-byte LEB128 varint
+    streams = [bytes([1]), bytes([2]), length, b"", bytes(len(base)), b"X"]  # no zero runs: all diff bytes stored
+    blobs = [lzma.compress(b, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "dict_size": 4096}])
+             for b in streams]
+    patch = delta_covers.HEADER.pack(delta_covers.MAGIC, len(target), 1, 4096, len(base), *map(len, streams),
+                                     *map(len, blobs[:5])) + b"".join(blobs)
+    deliver(harness, *build_package(key, version="1.0.0", files={"bin/app": base}))
+    delta = {"base_version": "1.0.0", "base_sha256": hashlib.sha256(base).hexdigest(),
+             "target_sha256": hashlib.sha256(target).hexdigest(), "target_length": len(target),
+             "encoding": "covers-xz"}
+    deliver(harness, *build_package(key, version="1.1.0", files={"bin/app": target}, delta=delta, patch=patch))
+    state, reason = outcome(harness)[-1]
+    assert state in ("FAILED", "REJECTED") and "outside the base" in reason
+    assert current(harness) == "1.0.0"
 
 
 def test_delta_for_other_base_is_rejected(harness, publisher):

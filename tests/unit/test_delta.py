@@ -56,11 +56,16 @@ def test_every_encoding_round_trips(encoding, case):
 
 def test_make_delta_keeps_the_smallest_and_is_deterministic():
     sizes = {enc: len(make_delta(BASE, SHIFTED, (enc,))[1]) for enc in ENCODINGS}
-    encoding, patch = make_delta(BASE, SHIFTED)
+    encoding, patch = make_delta(BASE, SHIFTED, ENCODINGS)
     assert len(patch) == min(sizes.values())
     assert sizes[encoding] == len(patch)
-    assert make_delta(BASE, SHIFTED) == (encoding, patch)
+    assert make_delta(BASE, SHIFTED, ENCODINGS) == (encoding, patch)
     assert len(patch) < len(SHIFTED) // 10
+
+
+def test_default_is_covers_xz_alone():
+    encoding, patch = make_delta(BASE, SHIFTED)
+    assert encoding == "covers-xz" and patch == make_delta(BASE, SHIFTED, ("covers-xz",))[1]
 
 
 def test_unknown_encoding_is_refused():

@@ -52,11 +52,12 @@ def test_covers_rebuild_any_edit(base, edits):
 def test_windowed_build_round_trips_and_is_deterministic(monkeypatch):
     monkeypatch.setattr(hdiffmatch, "WINDOW_FROM", 4096)
     assert len(hdiffmatch._windows(len(BASE), len(TARGET))) == hdiffmatch.SEGMENTS
-    encoding, patch = make_delta(BASE, TARGET)
-    assert encoding == "bsdiff4-xz"
-    assert apply_delta(encoding, BASE, patch, len(TARGET)) == TARGET
-    assert make_delta(BASE, TARGET) == (encoding, patch)
-    assert len(patch) < len(TARGET) // 10
+    for wanted in (None, ("bsdiff4-xz",)):
+        encoding, patch = make_delta(BASE, TARGET, wanted)
+        assert encoding == (wanted or ("covers-xz",))[0]
+        assert apply_delta(encoding, BASE, patch, len(TARGET)) == TARGET
+        assert make_delta(BASE, TARGET, wanted) == (encoding, patch)
+        assert len(patch) < len(TARGET) // 10
 
 
 def test_windows_cover_the_target_and_stay_inside_the_base(monkeypatch):
@@ -79,8 +80,28 @@ def test_progress_is_reported_up_to_done(monkeypatch):
 
 def test_without_hdiffpatch_the_bsdiff_matcher_is_used(monkeypatch):
     monkeypatch.setattr(hdiffmatch, "available", lambda: False)
-    encoding, patch = make_delta(BASE, TARGET, ("bsdiff4-xz",))
-    assert apply_delta(encoding, BASE, patch, len(TARGET)) == TARGET
+    for wanted in (("bsdiff4-xz",), None):
+        encoding, patch = make_delta(BASE, TARGET, wanted)
+        assert apply_delta(encoding, BASE, patch, len(TARGET)) == TARGET
+
+
+def test_covers_are_ordered_and_inside_their_windows(monkeypatch):
+    monkeypatch.setattr(hdiffmatch, "WINDOW_FROM", 4096)
+    covers = hdiffmatch.find_covers(BASE, TARGET)
+    triples = [tuple(covers[i : i + 3]) for i in range(0, len(covers), 3)]
+    assert triples and all(length >= 1 for _, _, length in triples)
+    assert all(a[0] + a[2] <= b[0] for a, b in itertools.pairwise(triples))
+    assert all(old + length <= len(BASE) and new + length <= len(TARGET) for new, old, length in triples)
+    windows = hdiffmatch._windows(len(BASE), len(TARGET))
+    for new, old, length in triples:
+        _, t1, b0, b1 = next(w for w in windows if w[0] <= new < w[1])
+        assert new + length <= t1 and b0 <= old and old + length <= b1
+
+
+@pytest.mark.parametrize("full", [b"HDIFF12&\x00\x01\x01\x00" + bytes(9), b"HDIFF13&\x00\x05\x05\x00" + bytes(8)])
+def test_unexpected_full_diff_is_refused(full):
+    with pytest.raises(ValueError):
+        hdiffmatch._read_full(full, hdiffmatch.array("q"), 0, 0, 5, 6)
 
 
 @pytest.mark.parametrize("lite", [b"xx\x00\x41\x05", b"hI\x01\x41\x05\x00", b"hI\x00\x41\x07\x00"])
@@ -127,24 +148,25 @@ def test_explicit_encodings_still_build_on_large_targets(monkeypatch):
         assert apply_delta(name, BASE, patch, len(TARGET)) == TARGET
 
 
+@pytest.mark.parametrize("encoding", ["bsdiff4-xz", "covers-xz"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
-def test_mutated_windowed_patch_never_crashes_or_exceeds_the_cap(data):
-    patch = bytearray(_WINDOWED[1])
+def test_mutated_windowed_patch_never_crashes_or_exceeds_the_cap(encoding, data):
+    patch = bytearray(_WINDOWED[encoding])
     for _ in range(data.draw(st.integers(1, 4))):
         patch[data.draw(st.integers(0, len(patch) - 1))] = data.draw(st.integers(0, 255))
     try:
-        out = apply_delta("bsdiff4-xz", BASE, bytes(patch), len(TARGET))
+        out = apply_delta(encoding, BASE, bytes(patch), len(TARGET))
     except (delta_mod.VerificationError, delta_mod.UnsafeArchiveError):
         return
     assert len(out) <= len(TARGET)
 
 
-def _windowed() -> tuple[str, bytes]:
+def _windowed() -> dict[str, bytes]:
     saved = hdiffmatch.WINDOW_FROM
     hdiffmatch.WINDOW_FROM = 4096
     try:
-        return make_delta(BASE, TARGET)
+        return {e: make_delta(BASE, TARGET, (e,))[1] for e in ("bsdiff4-xz", "covers-xz")}
     finally:
         hdiffmatch.WINDOW_FROM = saved
 

@@ -113,7 +113,7 @@ def test_delta_round_trip_and_fields(key, trusted):
     assert hashlib.sha256(apply_verified_delta(m, old.content, pkg.content)).hexdigest() == d.target_sha256
 
 
-@pytest.mark.parametrize("encoding", ["bsdiff4", "bsdiff4-zstd", "bsdiff4-xz", "zstd-dict"])
+@pytest.mark.parametrize("encoding", ["bsdiff4", "bsdiff4-zstd", "bsdiff4-xz", "zstd-dict", "covers-xz"])
 def test_delta_with_each_encoding(key, trusted, encoding):
     old, new = _pair(key, trusted)
     pkg = verify_package(build_delta(old, new, key, created="2026-02-01T00:00:00Z", encodings=(encoding,)), trusted)
