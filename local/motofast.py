@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from local.motoindex import MotoInternalsChanged
+from local.motoindex import MotoInternalsChanged, require_verified
 from local.motojson import Fallback, encode
 
 __all__ = ["Fallback", "FastDynamoDB", "encode", "install", "installed", "is_dynamodb", "uninstall"]
@@ -85,16 +85,7 @@ def digests() -> dict[str, str]:
 
 def check(expected: dict[str, str] | None = None) -> None:
     """Raise MotoInternalsChanged unless the installed moto is the verified one (or has the `expected` digests)."""
-    import moto
-
-    expected = VERIFIED if expected is None else expected
-    found = digests()
-    if moto.__version__ != VERIFIED_VERSION or found != expected:
-        changed = sorted(k for k in found if found[k] != expected.get(k))
-        raise MotoInternalsChanged(
-            f"moto {moto.__version__} (verified: {VERIFIED_VERSION}) changed {changed}: run"
-            " tests/local/test_motofast.py against it, then update VERIFIED in local/motofast.py"
-        )
+    require_verified("motofast", VERIFIED_VERSION, VERIFIED if expected is None else expected, digests())
 
 
 class Mismatch(list[tuple[str, str, str]]):

@@ -191,15 +191,19 @@ def digests() -> dict[str, str]:
 
 def check(expected: dict[str, str] | None = None) -> None:
     """Raise MotoInternalsChanged unless the installed moto is the verified one (or has the `expected` digests)."""
+    require_verified("motoindex", VERIFIED_VERSION, VERIFIED if expected is None else expected, digests())
+
+
+def require_verified(patch: str, version: str, expected: dict[str, str], found: dict[str, str]) -> None:
+    """Raise MotoInternalsChanged unless moto is `version` and the digests `found` of what local/`patch`.py
+    relies on are the `expected` ones (each local patch of moto checks itself through this)."""
     import moto
 
-    expected = VERIFIED if expected is None else expected
-    found = digests()
-    if moto.__version__ != VERIFIED_VERSION or found != expected:
+    if moto.__version__ != version or found != expected:
         changed = sorted(k for k in found if found[k] != expected.get(k))
         raise MotoInternalsChanged(
-            f"moto {moto.__version__} (verified: {VERIFIED_VERSION}) changed {changed}: run"
-            " tests/local/test_motoindex.py against it, then update VERIFIED in local/motoindex.py"
+            f"moto {moto.__version__} (verified: {version}) changed {changed}: run"
+            f" tests/local/test_{patch}.py against it, then update VERIFIED in local/{patch}.py"
         )
 
 

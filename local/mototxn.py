@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from local import motoindex
-from local.motoindex import MotoInternalsChanged
+from local.motoindex import MotoInternalsChanged, require_verified
 
 VERIFIED_VERSION = "5.2.5"
 VERIFIED: dict[str, str] = {
@@ -59,16 +59,8 @@ def digests() -> dict[str, str]:
 
 
 def check(expected: dict[str, str] | None = None) -> None:
-    import moto
-
-    expected = VERIFIED if expected is None else expected
-    found = digests()
-    if moto.__version__ != VERIFIED_VERSION or found != expected:
-        changed = sorted(k for k in found if found[k] != expected.get(k))
-        raise MotoInternalsChanged(
-            f"moto {moto.__version__} (verified: {VERIFIED_VERSION}) changed {changed}: run"
-            " tests/local/test_mototxn.py against it, then update VERIFIED in local/mototxn.py"
-        )
+    """Raise MotoInternalsChanged unless the installed moto is the verified one (or has the `expected` digests)."""
+    require_verified("mototxn", VERIFIED_VERSION, VERIFIED if expected is None else expected, digests())
 
 
 def _stored(table: Any, hash_key: Any, range_key: Any) -> Any:
