@@ -280,7 +280,9 @@ def test_concurrent_job_creations_all_succeed_with_their_executions(
     assert len({answers[i][1]["job_id"] for i in range(20, 30)}) == 1
     _, after = _json(local_stack, "GET", "/jobs")
     assert {j["job_id"] for j in after["jobs"]} - {j["job_id"] for j in before["jobs"]} == made  # no phantom
-    deadline = time.monotonic() + WAIT  # executions come from the fan-out queue (the bridge pumps it)
+    # executions come from the fan-out queue, which the bridge pumps behind every other queue: 20 jobs' worth
+    # takes well over WAIT on a loaded 2-core machine, so this waits on the condition for longer
+    deadline = time.monotonic() + 4 * WAIT
     while True:
         missing = {job_id: got for job_id in made if (got := _executions(local_stack, job_id)) != sorted(epns)}
         if not missing or time.monotonic() > deadline:
