@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -179,12 +180,16 @@ class DynamoRepository:
             "TableName": self._table, "IndexName": index, "KeyConditionExpression": f"{key} = :v",
             "ExpressionAttributeValues": {":v": {"S": value}},
         }
+        yield from self._pages(kwargs)
+
+    def _pages(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a Query, page after page."""
         while True:
             page = self._db.query(**kwargs)
             yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
     def _list(self, cls: type[E], index: str, key: str, value: str) -> list[E]:
         return [_load(cls, item) for item in self._query(index, key, value)]
@@ -394,12 +399,7 @@ class DynamoRepository:
             "TableName": self._table, "ConsistentRead": True,
             "KeyConditionExpression": "pk = :pk AND sk BETWEEN :low AND :high",
             "ExpressionAttributeValues": {":pk": {"S": f"JOB#{job_id}"}, ":low": {"S": low}, ":high": {"S": high}}}
-        while True:
-            page = self._db.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        yield from self._pages(kwargs)
 
     def wave_members(self, job_id: str, first: int, end: int) -> list[str]:
         if end <= first:
@@ -425,29 +425,39 @@ class DynamoRepository:
 
     def _wave_updates(self, job_id: str, before: tuple[str, int | None] | None,
                       after: tuple[str, int | None]) -> list[dict[str, Any]]:
-        updates = []
-        for wave, deltas in counter_moves(before, after).items():
-            update = self._counts_update(job_id, deltas)
-            update["Key"] = {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"WAVE#{wave:04d}"}}
-            updates.append(update)
-        return updates
+        return [self._wave_update(job_id, wave, deltas) for wave, deltas in counter_moves(before, after).items()]
+
+    def _wave_update(self, job_id: str, wave: int, deltas: dict[str, int]) -> dict[str, Any]:
+        update = self._counts_update(job_id, {k: v for k, v in deltas.items() if v})
+        update["Key"] = {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"WAVE#{wave:04d}"}}
+        return update
+
+    def _creation(self, batch: Sequence[Execution]) -> list[dict[str, Any]]:
+        """The transaction that creates `batch` (one job's executions): each a conditional put, the job's
+        counters (`targets_resolved`, `executions_created` unless SKIPPED, its state, `fallback_created`) and
+        its waves' counters, and a check that the job is ACTIVE (an ACTIVE job item, and only that, is in
+        gsi3 under ACTIVEJOB): a fan-out batch that read the job before a cancel creates nothing after it."""
+        job_id = batch[0].job_id
+        counted: Counter[str] = Counter()
+        by_wave: dict[int, Counter[str]] = {}
+        for e in batch:
+            counted.update({"targets_resolved": 1, "executions_created": int(e.state != SKIPPED), e.state: 1,
+                            "fallback_created": int(e.package_id is not None)})
+            for wave, deltas in counter_moves(None, (e.state, e.wave)).items():
+                by_wave.setdefault(wave, Counter()).update(deltas)
+        return [
+            *({"Put": {"TableName": self._table, "Item": self._item(e),
+                       "ConditionExpression": "attribute_not_exists(pk)"}} for e in batch),
+            {"Update": self._counts_update(job_id, {k: v for k, v in counted.items() if v})},
+            {"ConditionCheck": {"TableName": self._table, "Key": self._key(Job, job_id),
+                                "ConditionExpression": "gsi3pk = :active",
+                                "ExpressionAttributeValues": {":active": {"S": "ACTIVEJOB"}}}},
+            *({"Update": self._wave_update(job_id, wave, dict(deltas))} for wave, deltas in by_wave.items()),
+        ]
 
     def create_execution(self, execution: Execution) -> bool:
-        counted = {"targets_resolved": 1, "executions_created": int(execution.state != SKIPPED), execution.state: 1,
-                   "fallback_created": int(execution.package_id is not None)}
-        waves = self._wave_updates(execution.job_id, None, (execution.state, execution.wave))
         try:
-            self._db.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self._table, "Item": self._item(execution),
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
-                {"Update": self._counts_update(execution.job_id, {k: v for k, v in counted.items() if v})},
-                # only while the job is ACTIVE (an ACTIVE job item, and only that, is in gsi3 under ACTIVEJOB):
-                # a fan-out batch that read the job before a cancel creates nothing after it
-                {"ConditionCheck": {"TableName": self._table, "Key": self._key(Job, execution.job_id),
-                                    "ConditionExpression": "gsi3pk = :active",
-                                    "ExpressionAttributeValues": {":active": {"S": "ACTIVEJOB"}}}},
-                *({"Update": update} for update in waves),
-            ])
+            self._db.transact_write_items(TransactItems=self._creation([execution]))
         except ClientError as err:
             if err.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
@@ -458,10 +468,10 @@ class DynamoRepository:
         return True
 
     def create_executions(self, executions: Sequence[Execution]) -> list[bool]:
-        """create_execution for many at once: up to TRANSACTION_PUTS conditional puts, the job's counters, its
-        ACTIVE check and the waves' counters in one transaction (a fan-out page costs one write request, not
-        one per device); a transaction cancelled by any condition (a redelivered page, a job canceled
-        meanwhile), or a batch spanning more than two waves, is done one execution at a time."""
+        """create_execution for many at once: up to TRANSACTION_PUTS executions in one transaction (a fan-out
+        page costs one write request, not one per device); a transaction cancelled by any condition (a
+        redelivered page, a job canceled meanwhile), or a batch spanning more than two waves, is done one
+        execution at a time."""
         created: list[bool] = []
         for start in range(0, len(executions), TRANSACTION_PUTS):
             batch = list(executions[start : start + TRANSACTION_PUTS])
@@ -469,32 +479,8 @@ class DynamoRepository:
                     or len({e.wave for e in batch if e.wave is not None}) > 2):
                 created.extend(self.create_execution(e) for e in batch)
                 continue
-            job_id = batch[0].job_id
-            counted: dict[str, int] = {}
-            by_wave: dict[int, dict[str, int]] = {}
-            for e in batch:
-                for name, n in (("targets_resolved", 1), ("executions_created", int(e.state != SKIPPED)), (e.state, 1),
-                                ("fallback_created", int(e.package_id is not None))):
-                    counted[name] = counted.get(name, 0) + n
-                for wave, deltas in counter_moves(None, (e.state, e.wave)).items():
-                    into = by_wave.setdefault(wave, {})
-                    for name, n in deltas.items():
-                        into[name] = into.get(name, 0) + n
-            waves = []
-            for wave, deltas in by_wave.items():
-                update = self._counts_update(job_id, {k: v for k, v in deltas.items() if v})
-                update["Key"] = {"pk": {"S": f"JOB#{job_id}"}, "sk": {"S": f"WAVE#{wave:04d}"}}
-                waves.append({"Update": update})
             try:
-                self._db.transact_write_items(TransactItems=[
-                    *({"Put": {"TableName": self._table, "Item": self._item(e),
-                               "ConditionExpression": "attribute_not_exists(pk)"}} for e in batch),
-                    {"Update": self._counts_update(job_id, {k: v for k, v in counted.items() if v})},
-                    {"ConditionCheck": {"TableName": self._table, "Key": self._key(Job, job_id),
-                                        "ConditionExpression": "gsi3pk = :active",
-                                        "ExpressionAttributeValues": {":active": {"S": "ACTIVEJOB"}}}},
-                    *waves,
-                ])
+                self._db.transact_write_items(TransactItems=self._creation(batch))
             except ClientError as err:
                 if err.response["Error"]["Code"] != "TransactionCanceledException":
                     raise
