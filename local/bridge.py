@@ -12,7 +12,11 @@
   {epn: model}) changes, the broker's ACL is rewritten with each device's group-topic entry and reloaded.
 Each runs in its own thread; SIGTERM/SIGINT stop them all. Handlers are named "module:attribute" and
 imported lazily, so the same bridge can run with the real chalicelib handlers or with none
-(`--forward-only`). Configuration comes from the same environment as the API (see local.stack).
+(`--forward-only`). local.stack runs the topic rule as a process of its own (`--forward-only`, named
+"rule") and the rest here with `--no-forward`: on AWS the rules engine stamps `received_at` when IoT Core
+receives a message, and a forwarder sharing a busy interpreter with the handlers would stamp it late
+(seconds, at 1,000 devices), which the protocol's clock rules (docs/protocol.md section 7) must not see.
+Configuration comes from the same environment as the API (see local.stack).
 """
 
 from __future__ import annotations
@@ -159,6 +163,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="concurrent pollers of the device queue (default 1)")
     p.add_argument("--retry-delay", type=int, default=5, help="seconds before a failed message is retried")
     p.add_argument("--forward-only", action="store_true", help="only forward MQTT to SQS; call no handler")
+    p.add_argument("--no-forward", action="store_true",
+                   help="run the handlers only: another process (--forward-only) is the topic rule")
     p.add_argument("--mqtt-cert", default=env.get("OTA_BRIDGE_MQTT_CERT") or env.get("OTA_MQTT_CLIENT_CERT"))
     p.add_argument("--mqtt-key", default=env.get("OTA_BRIDGE_MQTT_KEY") or env.get("OTA_MQTT_CLIENT_KEY"))
     p.add_argument("--mqtt-ca", default=env.get("OTA_MQTT_CA"))
@@ -187,8 +193,11 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                             args.mqtt_key)
     device_queue = _need("OTA_DEVICE_QUEUE")
     workers: list[Any] = []
-    forwarder = Forwarder(sqs, device_queue, endpoint, client_id=f"ota-rule-{os.getpid()}")
-    forwarder.start()
+    if args.forward_only and args.no_forward:
+        raise SystemExit("error: --forward-only and --no-forward exclude each other")
+    forwarder = None if args.no_forward else Forwarder(sqs, device_queue, endpoint, client_id=f"ota-rule-{os.getpid()}")
+    if forwarder is not None:
+        forwarder.start()
     if not args.forward_only:
         if args.app_module:  # registers the blueprints, so handlers run through the app's middleware as in Lambda
             importlib.import_module(args.app_module)
@@ -222,17 +231,19 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     log.info("bridge running: %d worker(s), forwarding device topics to %s", len(workers), device_queue)
     last = ""
     while not stop.wait(30.0):
-        line = "; ".join(w.stats() for w in workers if isinstance(w, SqsPump)) + f"; forwarded {forwarder.forwarded}"
+        line = "; ".join([w.stats() for w in workers if isinstance(w, SqsPump)]
+                         + ([f"forwarded {forwarder.forwarded}"] if forwarder is not None else []))
         if line != last:
             log.info("stats: %s", line)
             last = line
     for worker in workers:
         worker.stop()
-    forwarder.stop()
+    if forwarder is not None:
+        forwarder.stop()
     for thread in threads:
         thread.join(timeout=15)
-    log.info("bridge stopped: forwarded %d, dropped %d; %s", forwarder.forwarded, forwarder.dropped,
-             "; ".join(w.stats() for w in workers if isinstance(w, SqsPump)))
+    log.info("bridge stopped: forwarded %d, dropped %d; %s", forwarder.forwarded if forwarder else 0,
+             forwarder.dropped if forwarder else 0, "; ".join(w.stats() for w in workers if isinstance(w, SqsPump)))
     return 0
 
 

@@ -170,19 +170,26 @@ def _start_all(options: StackOptions, directory: Path, state: dict[str, Any], to
         state["api_url"] = f"http://127.0.0.1:{api_port}"
         _save(directory, state)
     if options.bridge:
-        ready = directory / "bridge.ready"
-        ready.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "local.bridge", "--ready-file", str(ready),
-                "--sweep-every", str(options.sweep_every), "--broker-dir", str(directory / "mosquitto"),
-                "--device-workers", str(options.device_workers),
-                "--mqtt-cert", str(certs / "rule.pem"), "--mqtt-key", str(certs / "rule.key")]
-        if not options.handlers:
-            argv.append("--forward-only")
         bridge_env = _process_env(env, options.project_dir, OTA_MQTT_CLIENT_CERT=str(certs / "bridge.pem"),
                                   OTA_MQTT_CLIENT_KEY=str(certs / "bridge.key"))
-        bridge = procs.start("bridge", argv, directory / "bridge.log", env=bridge_env, cwd=options.project_dir)
-        _record(directory, state, bridge)
-        procs.wait_until(bridge, ready.exists, options.timeout, "ready")
+        rule_argv = ["--mqtt-cert", str(certs / "rule.pem"), "--mqtt-key", str(certs / "rule.key")]
+        if options.handlers:  # the topic rule in a process of its own: it stamps received_at on time
+            _start_bridge(directory, state, options, "rule", ["--forward-only", *rule_argv], bridge_env)
+        argv = ["--sweep-every", str(options.sweep_every), "--broker-dir", str(directory / "mosquitto"),
+                "--device-workers", str(options.device_workers), *rule_argv,
+                "--no-forward" if options.handlers else "--forward-only"]
+        _start_bridge(directory, state, options, "bridge", argv, bridge_env)
+
+
+def _start_bridge(directory: Path, state: dict[str, Any], options: StackOptions, name: str, args: list[str],
+                  env: Mapping[str, str]) -> None:
+    """One local.bridge process (`name`: "bridge" or "rule"), recorded in stack.json, once it is ready."""
+    ready = directory / f"{name}.ready"
+    ready.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "local.bridge", "--ready-file", str(ready), *args]
+    started = procs.start(name, argv, directory / f"{name}.log", env=dict(env), cwd=options.project_dir)
+    _record(directory, state, started)
+    procs.wait_until(started, ready.exists, options.timeout, "ready")
 
 
 def broker_files(directory: Path) -> mosquitto.BrokerFiles:

@@ -489,6 +489,68 @@ class DynamoRepository:
             created.extend(True for _ in batch)
         return created
 
+    def get_executions(self, execution_ids: Sequence[str]) -> list[Execution]:
+        """The stored ones of `execution_ids` (absent ones left out), by BatchGetItem, 100 keys a call."""
+        ids = list(dict.fromkeys(execution_ids))
+        found: list[Execution] = []
+        for start in range(0, len(ids), 100):
+            keys = [self._key(Execution, i) for i in ids[start : start + 100]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                reply = self._db.batch_get_item(RequestItems=request)
+                found.extend(_load(Execution, item) for item in reply.get("Responses", {}).get(self._table, []))
+                request = reply.get("UnprocessedKeys") or {}
+        return found
+
+    def save_executions(self, changes: Sequence[tuple[Execution, Execution]]) -> list[bool]:
+        """Each (as read, to store): stored if the execution is still as read. Up to TRANSACTION_PUTS of one
+        job in one transaction, with the job's and its waves' counters moved in it (a wave's release is one
+        write request, not four per device); a transaction that any changed execution cancels, or a batch
+        spanning more than two waves, is saved one at a time (False for the ones that changed)."""
+        saved: list[bool] = []
+        for start in range(0, len(changes), TRANSACTION_PUTS):
+            batch = list(changes[start : start + TRANSACTION_PUTS])
+            waves = {e.wave for pair in batch for e in pair if e.wave is not None}
+            if len({a.execution_id for _, a in batch}) < len(batch) or len({a.job_id for _, a in batch}) != 1 \
+                    or len(waves) > 2:
+                saved.extend(self._save_if_unchanged(after) for _, after in batch)
+                continue
+            try:
+                self._db.transact_write_items(TransactItems=self._moves(batch))
+            except ClientError as err:
+                if err.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                saved.extend(self._save_if_unchanged(after) for _, after in batch)
+                continue
+            saved.extend(True for _ in batch)
+        return saved
+
+    def _moves(self, batch: Sequence[tuple[Execution, Execution]]) -> list[dict[str, Any]]:
+        job_id = batch[0][1].job_id
+        counted: Counter[str] = Counter()
+        by_wave: dict[int, Counter[str]] = {}
+        for before, after in batch:
+            if before.state != after.state:
+                counted.update({before.state: -1})
+                counted.update({after.state: 1})
+            for wave, deltas in counter_moves((before.state, before.wave), (after.state, after.wave)).items():
+                by_wave.setdefault(wave, Counter()).update(deltas)
+        counts = {k: v for k, v in counted.items() if v}
+        return [
+            *({"Put": {"TableName": self._table, "Item": self._item(after), "ConditionExpression": "ver = :prev",
+                       "ExpressionAttributeValues": {":prev": {"N": str(after.version - 1)}}}} for _, after in batch),
+            *([{"Update": self._counts_update(job_id, counts)}] if counts else []),
+            *({"Update": self._wave_update(job_id, wave, dict(deltas))} for wave, deltas in by_wave.items()
+              if any(deltas.values())),
+        ]
+
+    def _save_if_unchanged(self, execution: Execution) -> bool:
+        try:
+            self.save_execution(execution)
+        except ConcurrentUpdate:
+            return False
+        return True
+
     def list_active_jobs(self) -> list[Job]:
         return sorted(self._list(Job, "gsi3", "gsi3pk", "ACTIVEJOB"), key=lambda j: (j.created_at, j.job_id))
 

@@ -224,6 +224,21 @@ class MemoryRepository:
                 self._counts.setdefault(execution.job_id, Counter()).update({current.state: -1, execution.state: 1})
             self._move_waves(execution.job_id, (current.state, current.wave), (execution.state, execution.wave))
 
+    def get_executions(self, execution_ids: Sequence[str]) -> list[Execution]:
+        found = (self._items.get(("execution", i)) for i in dict.fromkeys(execution_ids))
+        return [e for e in found if e is not None]
+
+    def save_executions(self, changes: Sequence[tuple[Execution, Execution]]) -> list[bool]:
+        saved = []
+        for _, after in changes:
+            try:
+                self.save_execution(after)
+            except ConcurrentUpdate:
+                saved.append(False)
+            else:
+                saved.append(True)
+        return saved
+
     def list_job_executions(self, job_id: str) -> list[Execution]:
         return sorted((e for e in self._all("execution") if e.job_id == job_id), key=lambda e: e.epn)
 

@@ -26,6 +26,8 @@ FALLBACK_LAG_WINDOWS = 4  # a member more than 4 windows behind the cursor falls
 FALLBACK_REPAIR_WINDOWS = 2  # ... and one that needed more than 2 windows of blocks resent
 REPAIR_SHARE = 8  # ... when they are also more than 1/8 of the blocks it acknowledged (a long transfer may
 # need many repairs at a low loss rate and still be better served by the group)
+LAG_GRACE = 2.0  # seconds: a block broadcast this long before the broker received a member's message must be
+# in that message's acks (delivery, the device's write and its ack policy take less); later ones may not be
 
 
 def group_model(job: Job, package: Package) -> str | None:
@@ -91,20 +93,33 @@ def advance(group: Group, transfer: Transfer, now: float, limit: int | None = No
     chosen = list(range(group.next_index, end))
     if not chosen:
         return group, []
-    runs = [run for run in group.recent if now - run[2] < RECENT_HORIZON]
-    runs.append((group.next_index, end, now))
+    stamp = max([now, *(run[2] for run in group.recent)])  # never before an earlier broadcast (other handlers' clocks)
+    runs = [run for run in group.recent if stamp - run[2] < RECENT_HORIZON]
+    runs.append((group.next_index, end, stamp))
     moved = replace(group, next_index=end, broadcasts=group.broadcasts + len(chosen),
                     recent=tuple(runs[-MAX_RECENT_RUNS:]), version=group.version + 1)
     return moved, chosen
 
 
-def must_fall_back(group: Group, transfer: Transfer) -> bool:
-    """A member lagging the cursor by more than FALLBACK_LAG_WINDOWS windows, or resent more than
+def broadcast_before(group: Group, at: float) -> int:
+    """How many blocks the group provably broadcast at or before `at`: the end of the newest remembered
+    broadcast sent by then; every block when nothing is remembered (all went out RECENT_HORIZON ago or
+    more), none when every remembered broadcast is later (the blocks below them may be later too)."""
+    if not group.recent:
+        return group.next_index
+    return max((end for _, end, sent in group.recent if sent <= at), default=0)
+
+
+def must_fall_back(group: Group, transfer: Transfer, seen_at: float | None = None) -> bool:
+    """A member lagging by more than FALLBACK_LAG_WINDOWS windows, or resent more than
     FALLBACK_REPAIR_WINDOWS windows of blocks that are also more than 1/REPAIR_SHARE of the blocks it
-    acknowledged, leaves the group."""
+    acknowledged, leaves the group. The lag counts only blocks broadcast LAG_GRACE seconds or more
+    before the broker received the member's latest message (`seen_at`; None: the whole cursor), so a
+    backlog of device messages (acks handled late, not lost) never moves a member to unicast."""
     if not transfer.member:
         return False
-    lag = group.next_index - transfer.acked_count
+    reach = group.next_index if seen_at is None else broadcast_before(group, seen_at - LAG_GRACE)
+    lag = reach - transfer.acked_count
     repaired = transfer.retransmissions
     lossy = repaired > FALLBACK_REPAIR_WINDOWS * group.window and repaired * REPAIR_SHARE > transfer.acked_count
     return lag > FALLBACK_LAG_WINDOWS * group.window or lossy

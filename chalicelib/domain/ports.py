@@ -125,6 +125,13 @@ class Repository(Protocol):
     def save_execution(self, execution: Execution) -> None:
         """Optimistic save; a change of state moves one count between the job's per-state counters."""
         ...
+    def get_executions(self, execution_ids: Sequence[str]) -> list[Execution]:
+        """The stored ones of `execution_ids`, in as few reads as the store allows (absent ones left out)."""
+        ...
+    def save_executions(self, changes: Sequence[tuple[Execution, Execution]]) -> list[bool]:
+        """save_execution of each (as read, to store) whose execution is still as read, in as few writes as
+        the store allows (a wave's release); one result each, False where the execution changed meanwhile."""
+        ...
     def list_job_executions(self, job_id: str) -> list[Execution]: ...
     def job_executions_page(self, job_id: str, limit: int, cursor: str | None) -> Page[Execution]:
         """A job's executions by EPN."""

@@ -34,6 +34,7 @@ MAX_TRANSFER_BLOCKS = 1 << 20  # the acked bitmap (128 KiB) must fit one table i
 RECENT_HORIZON = 60.0  # seconds a send is remembered (longer than any guard)
 MAX_RECENT_RUNS = 32
 REORDER_SLACK = 0.05  # seconds: sends this close together (concurrent handlers) may arrive in either order
+MEMBER_REORDER_SLACK = 1.0  # ... for a group member, whose broadcasts and repairs come from many handlers
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Transfer:
     paced: tuple[tuple[float, int, int], ...] = ()  # sends of the last second (domain/pacing.py Ledger)
     wake_at: float = 0.0  # when the scheduled continuation is due (0: none scheduled; services/pacing.py)
     deferred: tuple[int, ...] = ()  # requested blocks the pace held back: resent by the next handler (a wake)
+    heard_at: float = 0.0  # the cloud's clock when it last applied a message of the device (not the broker's)
 
     @classmethod
     def start(cls, total: int, window: int) -> Transfer:
@@ -118,9 +120,12 @@ class Transfer:
         return None
 
     def plan_requested(self, wanted: Iterable[int], now: float, guard: float = 0.0,
-                       limit: int | None = None) -> tuple[Transfer, list[int]]:
-        """Blocks the device asked for again: already sent, not acked, not sent within the last `guard`
-        seconds; at most one window (and `limit`). Counted as resends."""
+                       limit: int | None = None, requested_at: float | None = None) -> tuple[Transfer, list[int]]:
+        """Blocks the device asked for again: already sent, not acked, not sent within `guard` seconds
+        before the request arrived (`requested_at`, the broker's time of the request; default `now`, the
+        time of these sends); at most one window (and `limit`). Counted as resends. A block sent after
+        the request arrived answers it already, however late the request is handled."""
+        asked = now if requested_at is None else requested_at
         candidates = sorted({i for i in wanted if 0 <= i < self.next_index and not self.is_acked(i)})
         chosen: list[int] = []
         most = self.window if limit is None else min(limit, self.window)
@@ -128,17 +133,19 @@ class Transfer:
             if len(chosen) >= most:
                 break
             at = self.sent_at(i) if guard > 0 else None
-            if at is None or now - at >= guard:
+            if at is None or asked - at >= guard:
                 chosen.append(i)
         if not chosen:
             return self, []
         return replace(self, retransmissions=self.retransmissions + len(chosen), last_send_at=now,
                        sent_count=self.sent_count + len(chosen), recent=self._remember(chosen, now)), chosen
 
-    def plan_gaps(self, now: float, limit: int | None = None) -> tuple[Transfer, list[int]]:
+    def plan_gaps(self, now: float, limit: int | None = None,
+                  slack: float = REORDER_SLACK) -> tuple[Transfer, list[int]]:
         """Fast repair: resend (at most one window of) sent, unacknowledged blocks that an acknowledged
         block proves lost, i.e. one sent after them in the same send (higher index) or in a send at least
-        REORDER_SLACK seconds later. Only sends still in `recent` count. Counted as resends."""
+        `slack` seconds later (a group member: MEMBER_REORDER_SLACK, its broadcasts and repairs come from
+        different handlers). Only sends still in `recent` count. Counted as resends."""
         last: dict[int, tuple[int, float]] = {}  # index -> (position of its last send, when)
         for position, (first, end, at) in enumerate(self.recent):
             for i in range(first, end):
@@ -152,7 +159,7 @@ class Transfer:
         if newest_acked_at < 0:
             return self, []
         chosen = sorted(i for i, (position, at) in last.items() if not self.is_acked(i)
-                        and (newest_acked_at - at >= REORDER_SLACK or top_acked.get(position, -1) > i))
+                        and (newest_acked_at - at >= slack or top_acked.get(position, -1) > i))
         chosen = chosen[: self.window if limit is None else min(limit, self.window)]
         if not chosen:
             return self, []
@@ -169,8 +176,10 @@ class Transfer:
         return tuple(runs[-MAX_RECENT_RUNS:])
 
     def plan_overdue(self, now: float, ack_timeout: float, limit: int | None = None) -> tuple[Transfer, list[int]]:
-        """If nothing was acked or sent for `ack_timeout`, resend the oldest unacked window (at most `limit`)."""
-        if self.complete or now - max(self.last_send_at, self.last_ack_at) < ack_timeout:
+        """If nothing was acked, sent or heard from the device for `ack_timeout`, resend the oldest unacked
+        window (at most `limit`). `heard_at` keeps a device whose messages are still being handled (a
+        backlog delays its acks, it did not lose them) from being resent what it already holds."""
+        if self.complete or now - max(self.last_send_at, self.last_ack_at, self.heard_at) < ack_timeout:
             return self, []
         chosen = self.unacked_sent(self.window if limit is None else min(limit, self.window))
         if not chosen:
@@ -205,6 +214,7 @@ class Transfer:
             "sent_count": self.sent_count, "last_send_at": self.last_send_at, "last_ack_at": self.last_ack_at,
             "recent": [list(run) for run in self.recent], "member": self.member, "unicast": self.unicast,
             "paced": [list(send) for send in self.paced], "wake_at": self.wake_at, "deferred": list(self.deferred),
+            "heard_at": self.heard_at,
         }
 
     @classmethod
@@ -215,7 +225,7 @@ class Transfer:
         recent = tuple((int(a), int(b), float(c)) for a, b, c in record.get("recent", ()))
         paced = tuple((float(a), int(m), int(b)) for a, m, b in record.get("paced", ()))
         return cls(**{**record, "acked": base64.b64decode(acked), "recent": recent, "paced": paced,
-                      "wake_at": float(record.get("wake_at", 0.0)),
+                      "wake_at": float(record.get("wake_at", 0.0)), "heard_at": float(record.get("heard_at", 0.0)),
                       "deferred": tuple(int(i) for i in record.get("deferred", ()))})
 
 

@@ -156,12 +156,14 @@ Group = list[tuple[DeviceMessage, Any]]
 
 def handle_batch(
     repo: Repository, storage: Storage, publisher: Publisher, batch: list[DeviceMessage], cache: HotCache | None = None,
-    pacing: Pacing | None = None,
+    pacing: Pacing | None = None, clock: Callable[[], float] | None = None,
 ) -> Outcome:
     """Apply one SQS batch: decode every message (malformed ones dropped and counted), apply each
     execution's group with one conditional write, then inventories. A step that raises fails only the
     messages of its group (`Outcome.failures`); the other groups are applied all the same. With `pacing`,
-    block sends stay within each device's budget and continue by wakes (services/pacing.py)."""
+    block sends stay within each device's budget and continue by wakes (services/pacing.py). Sends are
+    stamped with `clock` when one is given (the handler's time: a backlog makes messages older than the
+    sends they cause), else with the newest message's broker time."""
     cache = cache or HotCache()
     tally = _Tally()
     results = [m for m in batch if m.leaf == "cmd/result"]  # remote commands: services/commands.py
@@ -173,7 +175,7 @@ def handle_batch(
     for execution_id, items in per_execution.items():
         tally.guarded("execution", [m.message_id for m, _ in items],
                       partial(_settle, repo, storage, publisher, cache, execution_id, items, tally, failed_jobs,
-                              pacing))
+                              pacing, clock))
     for job_id, (now, ids) in failed_jobs.items():
         tally.guarded("abort check", ids, partial(check_abort, repo, publisher, job_id, now))
     for epn, (message, inventory) in inventories.items():
@@ -203,10 +205,12 @@ def _sort(batch: list[DeviceMessage], tally: _Tally) -> tuple[dict[str, Group], 
 def _settle(
     repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, execution_id: str, items: Group,
     tally: _Tally, failed_jobs: dict[str, tuple[float, list[str]]], pacing: Pacing | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> None:
     """Apply one execution's group (one write; paced: with its wake), send the blocks it freed
     (unicast), advance its group's broadcast if it is a member, republish its job document if asked."""
-    applied = apply_messages(repo, cache, execution_id, items, pacing)
+    seen = max(m.received_at for m, _ in items)
+    applied = apply_messages(repo, cache, execution_id, items, pacing, clock() if clock is not None else None)
     if applied is None:
         tally.ignored += len(items)
         return
@@ -215,7 +219,7 @@ def _settle(
         _, earlier = failed_jobs.get(job.job_id, (0.0, []))
         failed_jobs[job.job_id] = (execution.last_activity, earlier + [m.message_id for m, _ in items])
     sent = send_applied(publisher, storage, applied)
-    sent += advance_group(repo, storage, publisher, cache, applied, max(m.received_at for m, _ in items), pacing)
+    sent += advance_group(repo, storage, publisher, cache, applied, clock() if clock is not None else seen, pacing)
     if applied.republish:
         package = cache.package(repo, job.upload_id)
         if package is not None:

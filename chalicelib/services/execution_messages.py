@@ -35,7 +35,7 @@ from ..domain.fallback import delivered
 from ..domain.models import Execution, Group, Job, Package, bumped
 from ..domain.ports import Publisher, Repository, Storage
 from ..domain.retries import can_retry, retry, split_wire_id, wire_id
-from ..domain.window import Transfer
+from ..domain.window import MEMBER_REORDER_SLACK, REORDER_SLACK, Transfer
 from . import groups
 from .delivery import REQUEST_GUARD_SECONDS, ensure_transfer, send_blocks
 from .pacing import Budget, Pacing, Wake, schedule
@@ -114,8 +114,10 @@ class Applied:
 
 
 def apply_messages(repo: Repository, cache: HotCache, execution_id: str, items: Items,
-                   pacing: Pacing | None = None) -> Applied | None:
-    """Apply and store one execution's messages (one write); None when none of them applies."""
+                   pacing: Pacing | None = None, sent_at: float | None = None) -> Applied | None:
+    """Apply and store one execution's messages (one write); None when none of them applies. Sends are
+    stamped `sent_at` (the handler's clock; default: the newest message's broker time), while acks and
+    requests keep the broker's time of their message (docs/protocol.md 15.3: the two clocks)."""
     base = cache.execution(execution_id)
     if base is not None and any(split_wire_id(d.execution_id)[1] > base.attempt for _, d in items):
         base = None  # retried elsewhere (sweeper): the cache is behind
@@ -124,18 +126,18 @@ def apply_messages(repo: Repository, cache: HotCache, execution_id: str, items: 
         if base is None:
             break
         try:
-            return _apply_once(repo, cache, base, items, pacing)
+            return _apply_once(repo, cache, base, items, pacing, sent_at)
         except ConcurrentUpdate as err:  # merge into what the winner stored (returned by the failed write)
             base = err.current if isinstance(err.current, Execution) else repo.get_execution(execution_id)
             time.sleep(random.uniform(0, 0.002))
     if base is None:
         log.warning("message for an unknown execution ignored", extra={"execution_id": execution_id})
         return None
-    return _apply_once(repo, cache, base, items, pacing)  # a last loss raises: SQS redelivers this group
+    return _apply_once(repo, cache, base, items, pacing, sent_at)  # a last loss raises: SQS redelivers this group
 
 
 def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: Items,
-                pacing: Pacing | None = None) -> Applied | None:
+                pacing: Pacing | None = None, sent_at: float | None = None) -> Applied | None:
     items = _owned(original, items)  # each message is authorised by the EPN of its own topic
     if not items:
         return None
@@ -143,10 +145,11 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
     if job is None:
         return None
     job = delivered(job, original)  # a delta job's fallback execution: the full package's fields, unicast
-    state = _State(repo, cache, job, original, pacing)
+    seen = max(m.received_at for m, _ in items)
+    state = _State(repo, cache, job, original, pacing, seen if sent_at is None else sent_at)
     for message, decoded in items:
         state.apply(message, decoded)
-    execution, blocks, republish = state.finish(max(m.received_at for m, _ in items))
+    execution, blocks, republish = state.finish(seen)
     if execution == original:  # a member's wake changes nothing itself, but may advance its group
         member = state.group if execution.transfer is not None and execution.transfer.member else None
         return Applied(execution, job, [], republish, state.changed, member, state.budget.woken_at)
@@ -168,13 +171,15 @@ class _State:
     """The in-memory copy of one execution while its messages are applied in order."""
 
     def __init__(self, repo: Repository, cache: HotCache, job: Job, execution: Execution,
-                 pacing: Pacing | None = None) -> None:
+                 pacing: Pacing | None = None, sent_at: float = 0.0) -> None:
         self.repo, self.cache, self.job, self.execution = repo, cache, job, execution
+        self.sent_at = sent_at  # the handler's clock: what its sends are stamped with
         self.budget = Budget(pacing if job.mode == "block" else None, job)
         self.wake: tuple[dict[str, Any] | None, int] = (None, 0)
         self.blocks: list[int] = []
         self.republish = False
         self.changed = 0
+        self.heard = False  # a message of the device (not a wake) was applied
         self.acked = False
         self.block_mode = job.mode == "block"
         package = cache.package(repo, job.upload_id) if self.block_mode else None
@@ -234,7 +239,8 @@ class _State:
                 self.acked = True
             else:
                 wanted = decoded.wanted(job.block_count)  # paced: what the budget holds back is deferred
-                transfer, resend = self.budget.take_requested(transfer, wanted, now, REQUEST_GUARD_SECONDS)
+                transfer, resend = self.budget.take_requested(transfer, wanted, self.sent_at, REQUEST_GUARD_SECONDS,
+                                                              requested_at=now)
                 self.blocks.extend(resend)
             self.execution = replace(ex.touch(execution, now), transfer=transfer,
                                      started_at=execution.started_at or now)
@@ -242,6 +248,7 @@ class _State:
             log.info("ack or request for another stream or mode ignored", extra={"execution_id": eid})
             return
         self.changed += 1
+        self.heard = self.heard or not isinstance(decoded, Wake)  # a wake is the cloud's own, not the device's
 
     def _joined(self, transfer: Transfer, decoded: Any, now: float) -> Transfer:
         """The transfer seen through the group: joined when the message carries the group stream, and
@@ -261,14 +268,18 @@ class _State:
             group = self.group = groups.refreshed(self.repo, self.cache, group)
         return transfer.sync(group.next_index, group.recent)
 
-    def finish(self, at: float) -> tuple[Execution, list[int], bool]:
-        """Fallback, fast repair and (unicast) new blocks after the last message."""
+    def finish(self, seen: float) -> tuple[Execution, list[int], bool]:
+        """Fallback, fast repair and (unicast) new blocks after the last message (the broker received the
+        newest at `seen`; the sends are stamped with the handler's clock)."""
         execution = self.execution
         transfer = execution.transfer
         if not self.block_mode or transfer is None or ex.is_terminal(execution.state):
             return execution, self.blocks, self.republish
+        at = self.sent_at
+        if self.heard:
+            transfer = replace(transfer, heard_at=max(transfer.heard_at, at))
         group = self.group
-        if transfer.member and group is not None and group_rules.must_fall_back(group, transfer):
+        if transfer.member and group is not None and group_rules.must_fall_back(group, transfer, seen):
             log.info("group member falls back to unicast",
                      extra={"execution_id": execution.execution_id, "group": group.group_id,
                             "acked": transfer.acked_count, "cursor": group.next_index})
@@ -278,10 +289,11 @@ class _State:
         if transfer.deferred:  # paced: requests the budget held back before, first
             owed = transfer
             transfer, repaired = self.budget.take_requested(owed, list(owed.deferred), at, REQUEST_GUARD_SECONDS,
-                                                            deferred=True)
+                                                            deferred=True, requested_at=seen)
         if self.acked or self.budget.woken_at is not None:  # a wake: repairs the budget held back before
             gapped = transfer
-            transfer, gaps = self.budget.take(gapped, lambda limit: gapped.plan_gaps(at, limit))
+            slack = MEMBER_REORDER_SLACK if gapped.member else REORDER_SLACK
+            transfer, gaps = self.budget.take(gapped, lambda limit: gapped.plan_gaps(at, limit, slack))
             repaired += gaps
         fresh: list[int] = []
         if not transfer.member:  # a member's new blocks come from the group's broadcast

@@ -129,13 +129,15 @@ class Budget:
         return planned, chosen
 
     def take_requested(self, transfer: Transfer, wanted: list[int], now: float, guard: float,
-                       deferred: bool = False) -> tuple[Transfer, list[int]]:
+                       deferred: bool = False, requested_at: float | None = None) -> tuple[Transfer, list[int]]:
         """Blocks asked for again (a `get`, or with `deferred` the ones held back before): what the budget
-        allows now; what it held back stays in `transfer.deferred` (at most a window) for the next handler."""
-        planned, chosen = self.take(transfer, lambda limit: transfer.plan_requested(wanted, now, guard, limit))
+        allows now; what it held back stays in `transfer.deferred` (at most a window) for the next handler.
+        `now` stamps the sends, `requested_at` (default `now`) is when the request reached the broker."""
+        planned, chosen = self.take(transfer, lambda limit: transfer.plan_requested(wanted, now, guard, limit,
+                                                                                   requested_at))
         if self.pacing is None:
             return planned, chosen
-        _, owed = transfer.plan_requested(wanted, now, guard)
+        _, owed = transfer.plan_requested(wanted, now, guard, requested_at=requested_at)
         served = set(chosen)
         keep = {i for i in owed if i not in served}
         if not deferred:  # a new request adds to what is still owed from earlier ones

@@ -168,6 +168,26 @@ def release_one(repo: Repository, storage: Storage, publisher: Publisher, job: J
     return True
 
 
+def release_many(repo: Repository, storage: Storage, publisher: Publisher, job: Job, package: Package,
+                 execution_ids: Sequence[str], wave: int, now: float) -> int:
+    """release_one for a page of members with one read and one write request (get_executions,
+    save_executions), then their job documents back to back: a wave's devices start within moments of
+    each other, so they join its broadcast before it has gone far (docs/protocol.md 15.1). One whose
+    write lost a race (a cancel, a sweep) is released alone, as release_one does."""
+    from .jobs import publish_job_document
+
+    moves = [(e, bumped(moved)) for e in repo.get_executions(execution_ids)
+             if (moved := ex.release(e, now, wave)) is not None]
+    stored = repo.save_executions(moves)
+    released = [after for (_, after), ok in zip(moves, stored, strict=True) if ok]
+    for saved in released:
+        taken = package if saved.package_id is None else repo.get_package(saved.package_id)
+        if taken is not None:
+            publish_job_document(publisher, storage, delivered(job, saved), taken, saved, now)
+    lost = [after.execution_id for (_, after), ok in zip(moves, stored, strict=True) if not ok]
+    return len(released) + sum(release_one(repo, storage, publisher, job, package, eid, wave, now) for eid in lost)
+
+
 def handle_release(repo: Repository, storage: Storage, publisher: Publisher, queue: FanoutQueue, job: Job,
                    package: Package, message: dict[str, Any], now: float) -> int:
     """One release work item: the members of `wave` with ordinals from `from`, a page; queues the next."""
@@ -182,8 +202,8 @@ def handle_release(repo: Repository, storage: Storage, publisher: Publisher, que
     end = min(high, first + RELEASE_PAGE)
     members = repo.wave_members(job.job_id, first, end)
     late = repo.late_members(job.job_id) if wave == 0 and first == low else []
-    count = sum(release_one(repo, storage, publisher, job, package, eid, wave, now)
-                for eid in _execution_ids(job.job_id, [*members, *late]))
+    count = release_many(repo, storage, publisher, job, package, _execution_ids(job.job_id, [*members, *late]),
+                         wave, now)
     if members and end < high:
         queue.send([{"job_id": job.job_id, "wave": wave, "from": end}])
     elif job.wave_percent:  # the last page: the wave is complete (a size job's WAITING ones count already)

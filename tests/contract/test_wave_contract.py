@@ -78,6 +78,30 @@ def test_per_wave_counters_follow_every_execution_write(repo):
     assert repo.job_counts("job-1")[ex.WAITING] == 0 and repo.job_counts("job-1")[ex.QUEUED] == 2
 
 
+@pytest.mark.parametrize("raced", [(), ("m3",), ("m0", "m9")])
+def test_a_page_of_executions_is_read_and_saved_at_once_with_its_counters(repo, raced):
+    # a wave's release (services/waves.py release_many): one read and one write for the page; an execution
+    # another writer changed after the read is not overwritten (False), and the counters stay exact
+    active_job(repo)
+    ids = [f"m{n}" for n in range(10)]
+    assert all(repo.create_executions([execution(i) for i in ids]))
+    read = repo.get_executions([*ids, "absent", "m1"])
+    assert sorted(e.execution_id for e in read) == ids
+    for eid in raced:
+        current = repo.get_execution(eid)
+        repo.save_execution(bumped(current, state=ex.CANCELED))
+    changes = [(e, bumped(ex.release(e, 5.0, 1) or e)) for e in read]
+    saved = repo.save_executions(changes)
+    assert saved == [e.execution_id not in raced for e in read]
+    states = {e.execution_id: e.state for e in repo.get_executions(ids)}
+    assert states == {i: ex.CANCELED if i in raced else ex.QUEUED for i in ids}
+    counts = repo.job_counts("job-1")
+    assert (counts[ex.QUEUED], counts[ex.WAITING], counts.get(ex.CANCELED, 0)) == (10 - len(raced), 0, len(raced))
+    waves = {s: n for s, n in repo.wave_counts("job-1", 1, 2)[1].items() if n}
+    assert waves == {ex.QUEUED: 10 - len(raced), **({ex.CANCELED: len(raced)} if raced else {})}
+    assert sorted(e.execution_id for e in repo.list_active_executions()) == [i for i in ids if i not in raced]
+
+
 def test_waiting_executions_are_not_the_sweepers_work(repo):
     active_job(repo)
     repo.create_execution(execution("w"))

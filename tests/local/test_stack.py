@@ -179,7 +179,7 @@ def test_foreground_stack_stops_everything_on_ctrl_c(tmp_path: Path, sig: signal
         stack.stop_all(directory)  # whatever happened above, leave nothing running
     if when == "running":
         assert up.returncode == 0, out
-        assert "stopping: bridge, api, mosquitto, moto" in out
+        assert "stopping: bridge, rule, api, mosquitto, moto" in out
     else:
         assert up.returncode == 130, out
     assert [pid for pid in pids if procs.is_alive(pid)] == []

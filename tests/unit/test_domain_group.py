@@ -114,3 +114,43 @@ def test_falling_back_restarts_the_unicast_window_at_the_first_hole():
     assert unicast.unicast and not unicast.member and unicast.next_index == 3
     unicast, fresh = unicast.plan_new(5.0)
     assert fresh == [3, 4, 7, 8, 9, 10]  # the window from the first hole; acked blocks are never sent again
+
+
+# The two clocks (docs/protocol.md 15.3): broadcasts are stamped when the cloud sends them, a device's
+# message with when the broker received it. A backlog of device messages (acks handled late, not lost)
+# must not move members to unicast; a member that really missed the broadcast still falls back.
+RUNS = ((0, 8, 10.0), (8, 16, 11.0), (16, 24, 12.0), (24, 32, 13.0), (32, 40, 14.0))
+
+
+@pytest.mark.parametrize(("case", "at", "expected"), [
+    ("before any broadcast", 9.0, 0),
+    ("after the first", 10.0, 8),
+    ("between", 12.5, 24),
+    ("after all", 99.0, 40),
+])
+def test_blocks_broadcast_before_a_time(case, at, expected):
+    g = replace(group(next_index=40, total=40), recent=RUNS)
+    assert rules.broadcast_before(g, at) == expected, case
+
+
+def test_nothing_remembered_means_everything_was_broadcast_long_ago():
+    assert rules.broadcast_before(group(next_index=24, total=40), 0.0) == 24
+
+
+@pytest.mark.parametrize(("case", "seen_at", "acked", "falls"), [
+    # window 2, 4W = 8: the cursor (40) is far ahead of what the member acked (8)
+    ("its message predates the broadcast: a backlog, not a lag", 11.5, 8, False),
+    ("sent after 24 blocks had been broadcast, 8 acked: 16 behind", 14.5, 8, True),
+    ("sent after everything, all acked", 99.0, 40, False),
+    ("no broker time: the whole cursor counts", None, 8, True),
+])
+def test_lag_counts_only_blocks_broadcast_before_the_broker_received_the_message(case, seen_at, acked, falls):
+    g = replace(group(next_index=40, total=40, window=2), recent=RUNS)
+    t = member(range(acked), next_index=40, total=40, window=2)
+    assert rules.must_fall_back(g, t, seen_at) is falls, case
+
+
+def test_a_late_handler_never_stamps_a_broadcast_before_an_earlier_one():
+    g = replace(group(next_index=16), recent=((0, 8, 10.0), (8, 16, 12.0)))
+    moved, blocks = rules.advance(g, member(range(16), next_index=16), 11.0)  # this handler's clock is behind
+    assert blocks == list(range(16, 24)) and moved.recent[-1] == (16, 24, 12.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -238,3 +240,36 @@ def test_concurrent_sends_close_together_are_not_taken_for_loss():
     transfer, _ = transfer.ack([0, 1, 2, 3], 0.02)
     _, chosen = transfer.plan_gaps(0.02)
     assert chosen == []
+
+
+def test_a_request_is_guarded_by_when_it_arrived_not_when_it_is_handled():
+    # block 3 went out at t=10.0; a `get` the broker received at 10.2 is handled 30 s later (a backlog):
+    # the send answered it already, so nothing is resent, and what is resent is stamped with the handling time
+    transfer = Transfer.start(10, 8)
+    transfer, _ = transfer.plan_new(10.0)
+    _, late = transfer.plan_requested([3], 40.0, REQUEST_GUARD_SECONDS, requested_at=10.2)
+    assert late == []
+    after, old = transfer.plan_requested([3], 40.0, REQUEST_GUARD_SECONDS, requested_at=11.0)
+    assert old == [3] and after.sent_at(3) == 40.0
+
+
+@pytest.mark.parametrize(("heard_at", "resent"), [(0.0, True), (104.0, False)])
+def test_a_device_still_heard_from_is_not_resent_its_window(heard_at, resent):
+    # sent at 100, nothing acked since; at 106 the sweeper resends, unless the device's messages were being
+    # handled until 104 (its acks sit in a backlog: delayed, not lost)
+    transfer = Transfer.start(10, 4)
+    transfer, _ = transfer.plan_new(100.0)
+    transfer = replace(transfer, heard_at=heard_at)
+    _, chosen = transfer.plan_overdue(106.0, 5.0)
+    assert bool(chosen) is resent
+    assert Transfer.from_record(transfer.to_record()) == transfer
+
+
+@pytest.mark.parametrize(("slack", "repaired"), [(0.05, [0, 1, 2, 3]), (1.0, [])])
+def test_a_members_fast_repair_waits_for_broadcasts_far_enough_apart(slack, repaired):
+    transfer = Transfer.start(16, 8)
+    transfer, _ = transfer.plan_new(10.0, 4)   # blocks 0-3 at 10.0
+    transfer, _ = transfer.plan_new(10.3, 4)   # 4-7 at 10.3 (another handler's broadcast, may overtake)
+    transfer, _ = transfer.ack(range(4, 8), 10.4)
+    _, chosen = transfer.plan_gaps(10.5, None, slack)
+    assert chosen == repaired
