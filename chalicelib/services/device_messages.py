@@ -37,10 +37,10 @@ from otaformat.errors import FormatError, MalformedError
 from ..domain import executions as ex
 from ..domain.fallback import delivered
 from ..domain.models import bumped
-from ..domain.ports import Publisher, Repository, Storage
+from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 from ..domain.retries import FAILURES, split_wire_id
 from . import commands as command_service
-from . import releases
+from . import releases, waves
 from .abort import check_abort
 from .common import retrying
 from .execution_messages import HotCache, advance_group, apply_messages, send_applied
@@ -156,14 +156,15 @@ Group = list[tuple[DeviceMessage, Any]]
 
 def handle_batch(
     repo: Repository, storage: Storage, publisher: Publisher, batch: list[DeviceMessage], cache: HotCache | None = None,
-    pacing: Pacing | None = None, clock: Callable[[], float] | None = None,
+    pacing: Pacing | None = None, clock: Callable[[], float] | None = None, queue: FanoutQueue | None = None,
 ) -> Outcome:
     """Apply one SQS batch: decode every message (malformed ones dropped and counted), apply each
     execution's group with one conditional write, then inventories. A step that raises fails only the
     messages of its group (`Outcome.failures`); the other groups are applied all the same. With `pacing`,
     block sends stay within each device's budget and continue by wakes (services/pacing.py). Sends are
     stamped with `clock` when one is given (the handler's time: a backlog makes messages older than the
-    sends they cause), else with the newest message's broker time."""
+    sends they cause), else with the newest message's broker time. With the fan-out `queue`, an execution
+    that ends its staged job's current wave moves the job on at once (services/waves.on_execution_ended)."""
     cache = cache or HotCache()
     tally = _Tally()
     results = [m for m in batch if m.leaf == "cmd/result"]  # remote commands: services/commands.py
@@ -175,7 +176,7 @@ def handle_batch(
     for execution_id, items in per_execution.items():
         tally.guarded("execution", [m.message_id for m, _ in items],
                       partial(_settle, repo, storage, publisher, cache, execution_id, items, tally, failed_jobs,
-                              pacing, clock))
+                              pacing, clock, queue))
     for job_id, (now, ids) in failed_jobs.items():
         tally.guarded("abort check", ids, partial(check_abort, repo, publisher, job_id, now))
     for epn, (message, inventory) in inventories.items():
@@ -205,7 +206,7 @@ def _sort(batch: list[DeviceMessage], tally: _Tally) -> tuple[dict[str, Group], 
 def _settle(
     repo: Repository, storage: Storage, publisher: Publisher, cache: HotCache, execution_id: str, items: Group,
     tally: _Tally, failed_jobs: dict[str, tuple[float, list[str]]], pacing: Pacing | None = None,
-    clock: Callable[[], float] | None = None,
+    clock: Callable[[], float] | None = None, queue: FanoutQueue | None = None,
 ) -> None:
     """Apply one execution's group (one write; paced: with its wake), send the blocks it freed
     (unicast), advance its group's broadcast if it is a member, republish its job document if asked."""
@@ -224,6 +225,11 @@ def _settle(
         package = cache.package(repo, job.upload_id)
         if package is not None:
             publish_job_document(publisher, storage, job, package, execution, execution.last_activity)
+    if applied.ended and execution.wave is not None:
+        try:
+            waves.on_execution_ended(repo, publisher, job.job_id, execution.wave, clock() if clock else seen, queue)
+        except Exception:  # the messages are applied: the next sweep takes the wave's step instead
+            log.exception("wave step after an execution ended left to the sweeper", extra={"job_id": job.job_id})
     tally.applied += applied.changed
     tally.ignored += len(items) - applied.changed
     tally.sent += sent

@@ -42,6 +42,7 @@ from .pacing import Budget, Pacing, Wake, schedule
 
 log = logging.getLogger(__name__)
 MERGE_ATTEMPTS = 20  # many pollers racing on one device's execution (tests/contract: 16 at once)
+HEARD_EVERY_SECONDS = 1.0  # a message that changes nothing else refreshes `heard_at` (a write) at most this often
 
 
 class HotCache:
@@ -111,6 +112,7 @@ class Applied:
     changed: int
     group: Group | None = None
     woken_at: float | None = None  # a wake was among the messages: its due time
+    ended: bool = False  # these messages moved it to a terminal state
 
 
 def apply_messages(repo: Repository, cache: HotCache, execution_id: str, items: Items,
@@ -164,7 +166,8 @@ def _apply_once(repo: Repository, cache: HotCache, original: Execution, items: I
         raise
     cache.remember(saved)
     member = state.group if saved.transfer is not None and saved.transfer.member else None
-    return Applied(saved, job, blocks, republish, state.changed, member, state.budget.woken_at)
+    ended = ex.is_terminal(saved.state) and not ex.is_terminal(original.state)
+    return Applied(saved, job, blocks, republish, state.changed, member, state.budget.woken_at, ended)
 
 
 class _State:
@@ -173,6 +176,7 @@ class _State:
     def __init__(self, repo: Repository, cache: HotCache, job: Job, execution: Execution,
                  pacing: Pacing | None = None, sent_at: float = 0.0) -> None:
         self.repo, self.cache, self.job, self.execution = repo, cache, job, execution
+        self.original = execution
         self.sent_at = sent_at  # the handler's clock: what its sends are stamped with
         self.budget = Budget(pacing if job.mode == "block" else None, job)
         self.wake: tuple[dict[str, Any] | None, int] = (None, 0)
@@ -276,8 +280,9 @@ class _State:
         if not self.block_mode or transfer is None or ex.is_terminal(execution.state):
             return execution, self.blocks, self.republish
         at = self.sent_at
-        if self.heard:
-            transfer = replace(transfer, heard_at=max(transfer.heard_at, at))
+        unchanged = execution == self.original
+        if self.heard and (not unchanged or at - transfer.heard_at >= HEARD_EVERY_SECONDS):
+            transfer = replace(transfer, heard_at=max(transfer.heard_at, at))  # no write of its own more often
         group = self.group
         if transfer.member and group is not None and group_rules.must_fall_back(group, transfer, seen):
             log.info("group member falls back to unicast",

@@ -36,7 +36,7 @@ from ..domain.fallback import delivered, off_base
 from ..domain.models import Device, Execution, Job, Package, TimelineEntry
 from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 from ..domain.waves import staged
-from . import waves
+from . import wave_release, waves
 
 log = logging.getLogger(__name__)
 BATCH = 100  # devices per model page message
@@ -99,7 +99,7 @@ def handle(repo: Repository, storage: Storage, publisher: Publisher, queue: Fano
     offset = message.get("offset")
     placement = waves.Placement(job, offset if isinstance(offset, int) and not isinstance(offset, bool) else 0)
     if "wave" in message:
-        created = waves.handle_release(repo, storage, publisher, queue, job, package, message, now)
+        created = wave_release.handle_release(repo, storage, publisher, queue, job, package, message, now)
     elif isinstance(chunk, int) and not isinstance(chunk, bool):
         epns = repo.get_job_targets(job.job_id, chunk) or ()
         created = fan_out(repo, storage, publisher, now, job, package, list(zip(epns, repo.get_devices(epns),

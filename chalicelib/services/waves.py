@@ -9,7 +9,7 @@ at fan-out, starting waves, releasing their executions, and the job view's wave 
 - A wave starts with ONE conditional write of the job (`current_wave` from n-1 to n, `wave_started_at`):
   of two sweeps only one wins. Its executions are then released (WAITING -> QUEUED, conditional, job
   document published) by release work items `{"job_id", "wave", "from"}` on the fan-out queue, a page of
-  RELEASE_PAGE ordinals each, every page queuing the next (SQS redelivers a failed page).
+  RELEASE_PAGE ordinals each, every page queuing the next (services/wave_release.py).
 - A `size` job's wave 0 starts when the job is created (its members are sent as the fan-out creates
   them); a `percent` job's wave 0 starts when its fan-out is done (the last item, or the sweeper).
 - Races: the fan-out stores its members, creates the executions, then reads the job again and releases
@@ -21,7 +21,6 @@ Does not: decide when a wave is due (domain/waves.py) or evaluate the failure th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -29,13 +28,12 @@ from typing import Any
 from ..domain import executions as ex
 from ..domain import waves as rules
 from ..domain.errors import InvalidInput
-from ..domain.fallback import delivered
 from ..domain.models import Execution, Job, Package, bumped
 from ..domain.ports import FanoutQueue, Publisher, Repository, Storage
 from .common import integer, retrying
+from .wave_release import release_one
 
 log = logging.getLogger(__name__)
-RELEASE_PAGE = 100  # ordinals released per release work item
 SHOWN_WAVES = 10  # the job view lists at most this many waves: the current one and those before it
 
 
@@ -145,82 +143,6 @@ class Placement:
         return count
 
 
-def release_one(repo: Repository, storage: Storage, publisher: Publisher, job: Job, package: Package,
-                execution_id: str, wave: int, now: float) -> bool:
-    """WAITING -> QUEUED (conditional; terminal and already released ones untouched), then its job document."""
-    from .jobs import publish_job_document  # jobs imports fanout, which imports this module
-
-    def step() -> Execution | None:
-        current = repo.get_execution(execution_id)
-        moved = current and ex.release(current, now, wave)
-        if not moved:
-            return None
-        saved = bumped(moved)
-        repo.save_execution(saved)
-        return saved
-
-    saved = retrying(step)
-    if saved is None:
-        return False
-    taken = package if saved.package_id is None else repo.get_package(saved.package_id)  # a delta job's fallback
-    if taken is not None:
-        publish_job_document(publisher, storage, delivered(job, saved), taken, saved, now)
-    return True
-
-
-def release_many(repo: Repository, storage: Storage, publisher: Publisher, job: Job, package: Package,
-                 execution_ids: Sequence[str], wave: int, now: float) -> int:
-    """release_one for a page of members with one read and one write request (get_executions,
-    save_executions), then their job documents back to back: a wave's devices start within moments of
-    each other, so they join its broadcast before it has gone far (docs/protocol.md 15.1). One whose
-    write lost a race (a cancel, a sweep) is released alone, as release_one does."""
-    from .jobs import publish_job_document
-
-    moves = [(e, bumped(moved)) for e in repo.get_executions(execution_ids)
-             if (moved := ex.release(e, now, wave)) is not None]
-    stored = repo.save_executions(moves)
-    released = [after for (_, after), ok in zip(moves, stored, strict=True) if ok]
-    for saved in released:
-        taken = package if saved.package_id is None else repo.get_package(saved.package_id)
-        if taken is not None:
-            publish_job_document(publisher, storage, delivered(job, saved), taken, saved, now)
-    lost = [after.execution_id for (_, after), ok in zip(moves, stored, strict=True) if not ok]
-    return len(released) + sum(release_one(repo, storage, publisher, job, package, eid, wave, now) for eid in lost)
-
-
-def handle_release(repo: Repository, storage: Storage, publisher: Publisher, queue: FanoutQueue, job: Job,
-                   package: Package, message: dict[str, Any], now: float) -> int:
-    """One release work item: the members of `wave` with ordinals from `from`, a page; queues the next."""
-    wave, first = _count(message.get("wave")), _count(message.get("from"))
-    if wave is None or first is None:
-        log.warning("release item dropped", extra={"job_id": job.job_id, "item": str(message)[:200]})
-        return 0
-    if not rules.released(job, wave) or job.wave_size <= 0:
-        return 0
-    low, high = rules.bounds(job, wave)
-    first = max(first, low)
-    end = min(high, first + RELEASE_PAGE)
-    members = repo.wave_members(job.job_id, first, end)
-    late = repo.late_members(job.job_id) if wave == 0 and first == low else []
-    count = release_many(repo, storage, publisher, job, package, _execution_ids(job.job_id, [*members, *late]),
-                         wave, now)
-    if members and end < high:
-        queue.send([{"job_id": job.job_id, "wave": wave, "from": end}])
-    elif job.wave_percent:  # the last page: the wave is complete (a size job's WAITING ones count already)
-        repo.add_job_counts(job.job_id, {rules.released_marker(wave): 1})
-    return count
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def _execution_ids(job_id: str, epns: Sequence[str]) -> list[str]:
-    from .fanout import execution_id
-
-    return [execution_id(job_id, epn) for epn in dict.fromkeys(epns)]
-
-
 def start_wave(repo: Repository, queue: FanoutQueue, job_id: str, wave: int, now: float,
                **changes: Any) -> Job | None:
     """Start `wave` (one conditional write: only if `wave - 1` is the current one) and queue its release;
@@ -267,39 +189,60 @@ class WaveSweep:
 
 
 def start_due_waves(repo: Repository, publisher: Publisher, now: float, queue: FanoutQueue) -> WaveSweep:
-    """The sweeper's part (services/sweep.py): for each ACTIVE staged job, start its next wave when due
-    (domain/waves.next_step), record when a pause job's wave was seen finished, or abort the job when
-    its current wave crossed the failure threshold. Reads per job: its wave counters and at most one
-    member item, never its executions."""
+    """The sweeper's part (services/sweep.py): for each ACTIVE staged job, `step_job`. Reads per job: its
+    wave counters and at most one member item, never its executions."""
+    started = aborted = 0
+    for job in repo.list_active_jobs():
+        done = step_job(repo, publisher, job, now, queue)
+        started, aborted = started + done.started, aborted + done.aborted
+    return WaveSweep(started, aborted)
+
+
+def on_execution_ended(repo: Repository, publisher: Publisher, job_id: str, wave: int | None, now: float,
+                       queue: FanoutQueue | None) -> WaveSweep:
+    """An execution of a staged job's current wave reached a terminal state (services/device_messages.py):
+    take the job's next step now rather than at the next sweep (every minute on AWS), so a wave whose last
+    device just finished is followed at once when its gate allows (pause 0), or its end is recorded for
+    the pause, or the job aborts on the wave's failure threshold. Without a fan-out queue, the sweeper's."""
+    if wave is None or queue is None:
+        return WaveSweep()
+    job = repo.get_job(job_id)
+    if job is None or job.current_wave != wave:
+        return WaveSweep()
+    return step_job(repo, publisher, job, now, queue)
+
+
+def step_job(repo: Repository, publisher: Publisher, job: Job, now: float, queue: FanoutQueue) -> WaveSweep:
+    """For one ACTIVE staged job: start its next wave when due (domain/waves.next_step), record when a
+    pause job's wave was seen finished, or abort the job when its current wave crossed the failure
+    threshold. Every change is a conditional write: the sweeper and device-message handlers may race."""
     from .abort import check_abort
     from .fanout import progress
 
-    started = aborted = 0
-    for job in repo.list_active_jobs():
-        if not rules.staged(job):
-            continue
-        if job.current_wave < 0:  # a percent job whose last fan-out item did not get to start wave 0
-            made = progress(repo, job)
-            if made["fanout_done"]:
-                started += fanout_finished(repo, queue, job.job_id, made["executions_created"], now)
-            continue
-        following = rules.has_next(job)
-        if following is None:  # the fan-out is still counting: is a member of the next wave stored?
-            first, _ = rules.bounds(job, job.current_wave + 1)
-            following = bool(repo.wave_members(job.job_id, first, first + 1))
-        if job.wave_percent:  # sized when its fan-out was done; complete once its release is
-            complete = repo.job_counts(job.job_id).get(rules.released_marker(job.current_wave), 0) > 0
-        else:
-            complete = following or progress(repo, job)["fanout_done"]
-        counts = repo.wave_counts(job.job_id, job.current_wave, job.current_wave + 1).get(job.current_wave, {})
-        step = rules.next_step(job, counts, complete, following, now)
-        if step is rules.Step.ABORT:
-            aborted += check_abort(repo, publisher, job.job_id, now)
-        elif step is rules.Step.MARK_FINISHED:
-            retrying(partial(_mark_finished, repo, job.job_id, job.current_wave, now))
-        elif step is rules.Step.START:
-            started += start_wave(repo, queue, job.job_id, job.current_wave + 1, now) is not None
-    return WaveSweep(started, aborted)
+    if job.state != "ACTIVE" or not rules.staged(job):
+        return WaveSweep()
+    if job.current_wave < 0:  # a percent job whose last fan-out item did not get to start wave 0
+        made = progress(repo, job)
+        if made["fanout_done"]:
+            return WaveSweep(started=int(fanout_finished(repo, queue, job.job_id, made["executions_created"], now)))
+        return WaveSweep()
+    following = rules.has_next(job)
+    if following is None:  # the fan-out is still counting: is a member of the next wave stored?
+        first, _ = rules.bounds(job, job.current_wave + 1)
+        following = bool(repo.wave_members(job.job_id, first, first + 1))
+    if job.wave_percent:  # sized when its fan-out was done; complete once its release is
+        complete = repo.job_counts(job.job_id).get(rules.released_marker(job.current_wave), 0) > 0
+    else:
+        complete = following or progress(repo, job)["fanout_done"]
+    counts = repo.wave_counts(job.job_id, job.current_wave, job.current_wave + 1).get(job.current_wave, {})
+    step = rules.next_step(job, counts, complete, following, now)
+    if step is rules.Step.ABORT:
+        return WaveSweep(aborted=int(check_abort(repo, publisher, job.job_id, now)))
+    if step is rules.Step.MARK_FINISHED:
+        retrying(partial(_mark_finished, repo, job.job_id, job.current_wave, now))
+    elif step is rules.Step.START:
+        return WaveSweep(started=int(start_wave(repo, queue, job.job_id, job.current_wave + 1, now) is not None))
+    return WaveSweep()
 
 
 def _mark_finished(repo: Repository, job_id: str, wave: int, now: float) -> None:

@@ -132,7 +132,7 @@ def on_device_message(event: Any) -> dict[str, Any]:
     records = list(event.to_dict().get("Records") or [])
     c = bootstrap.get()
     batch, malformed_bodies = parse_records(records, c.clock() * 1000.0)
-    outcome = handle_batch(c.repository, c.storage, c.publisher, batch, c.cache, c.pacing, c.clock)
+    outcome = handle_batch(c.repository, c.storage, c.publisher, batch, c.cache, c.pacing, c.clock, c.fanout)
     response = partial_response(records, outcome.failures) if records else {"batchItemFailures": []}
     return {**response, "applied": outcome.applied, "ignored": outcome.ignored,
             "malformed": count(outcome, malformed_bodies), "blocks_sent": outcome.blocks_sent}

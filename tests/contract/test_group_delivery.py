@@ -213,3 +213,20 @@ def test_a_backlog_of_device_messages_moves_no_member_to_unicast(repo):
         assert transfer.member and not transfer.unicast, d.epn
     assert not [t for t, _ in world.sink.sent if t.endswith("/job")]  # no job document again: nobody fell back
     assert world.published(group=True) == 64
+
+
+@pytest.mark.parametrize(("later", "written"), [(0.5, False), (1.5, True)])
+def test_a_message_that_changes_nothing_is_written_at_most_once_a_second(repo, later, written):
+    # a late duplicate of an ack (the broker received it no later than the last message applied) changes
+    # nothing but `heard_at` (the sweeper's "heard from the device"), which it refreshes only when that is a
+    # second old or more: such messages cost no write of their own more often than that
+    world = World(repo, n=2, blocks=8, window=8)
+    world.run()
+    d = world.devices[0]
+    before = repo.get_execution(d.eid)
+    world.now = before.transfer.heard_at + later
+    again = wire.make_ack(d.eid, d.stream, d.held, d.total, group=d.g(world.group))
+    world.batch([DeviceMessage(d.epn, "ack", wire.encode_ack(again), before.last_activity)])
+    after = repo.get_execution(d.eid)
+    assert (after.version > before.version) is written
+    assert after.transfer.heard_at == (world.now if written else before.transfer.heard_at)

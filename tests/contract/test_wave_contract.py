@@ -80,7 +80,7 @@ def test_per_wave_counters_follow_every_execution_write(repo):
 
 @pytest.mark.parametrize("raced", [(), ("m3",), ("m0", "m9")])
 def test_a_page_of_executions_is_read_and_saved_at_once_with_its_counters(repo, raced):
-    # a wave's release (services/waves.py release_many): one read and one write for the page; an execution
+    # a wave's release (services/wave_release.py release_many): one read and one write for the page; an execution
     # another writer changed after the read is not overwritten (False), and the counters stay exact
     active_job(repo)
     ids = [f"m{n}" for n in range(10)]
@@ -240,3 +240,41 @@ def test_a_percent_wave_is_not_finished_before_its_release_is_done(repo):
         repo.save_execution(bumped(execution, state=ex.SUCCEEDED))
     assert waves.start_due_waves(repo, publisher, 5.0, queue).started == 1
     assert repo.get_job("job-r").current_wave == 1
+
+
+@pytest.mark.parametrize(("pause", "next_started"), [(0, True), (60, False)])
+def test_the_last_execution_of_a_wave_moves_the_job_on_without_a_sweep(repo, pause, next_started):
+    # device messages ending the current wave's last execution take the job's next step at once: with
+    # pause 0 the next wave starts (its devices get their job documents), with a pause its end is recorded
+    from chalicelib.services.device_messages import DeviceMessage, handle_batch
+    from otaformat import messages
+
+    storage, publisher = MemoryStorage(), RecordingPublisher()
+    for n in range(4):
+        repo.create_device(Device(epn=f"dev-{n}", model="m", state="REGISTERED", token_sha256="0" * 64,
+                                  token_expires=0.0, created_at=0.0))
+    repo.create_package(Package(upload_id="up-1", state="AVAILABLE", declared_size=10, created_at=0.0, app="demo",
+                                version_label="1.1.0", models=("m",), size=10, sha256="a" * 64,
+                                repository_key="packages/x", envelope={}))
+    targets = [f"dev-{n}" for n in range(4)]
+    repo.create_job(Job(job_id="job-1", upload_id="up-1", mode="block", block_size=1024, window=4, stall_seconds=60,
+                        total_seconds=600, targets=(), target_spec={}, target_count=4, state="ACTIVE", created_at=0.0,
+                        app="demo", app_version="1.1.0", package_size=10, package_sha256="a" * 64,
+                        repository_key="packages/x", block_count=1, wave_size=2, wave_gate="pause", wave_delay=pause,
+                        current_wave=0, wave_started_at=0.0), ())
+    queue = InlineFanoutQueue(lambda m, q: fanout.handle(repo, storage, publisher, q, 1.0, m))
+    fanout.start(repo, queue, repo.get_job("job-1"), targets)
+
+    def succeed(epn: str, at: float) -> None:
+        doc = publisher.job_documents(epn)[-1]
+        status = messages.Status(doc.execution_id, "SUCCEEDED", None, None, 9, 0)
+        handle_batch(repo, storage, publisher, [DeviceMessage(epn, "status", messages.encode(status), at)],
+                     queue=queue)
+
+    succeed("dev-0", 5.0)
+    assert repo.get_job("job-1").current_wave == 0  # dev-1 still runs
+    succeed("dev-1", 6.0)
+    job = repo.get_job("job-1")
+    assert (job.current_wave == 1) is next_started
+    assert bool(publisher.job_documents("dev-2")) is next_started
+    assert job.wave_finished_at == (None if next_started else 6.0)
