@@ -27,7 +27,7 @@ export function wavePosition(waves) {
   if (waves.current === null || waves.current === undefined) {
     return total === null ? "no wave started yet (counting the targets)" : `no wave started yet (${plural(total, "wave")})`;
   }
-  const of = total === null ? "of a number still being counted" : `of ${total}: waves 0–${total - 1}`;
+  const of = total === null ? "(the number of waves is still being counted)" : `(of waves 0..${total - 1})`;
   return `wave ${waves.current} ${of}`;
 }
 
