@@ -25,7 +25,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
 from cli.client import ApiError
 from local import console
@@ -257,7 +257,7 @@ def test_api_errors_show_as_messages_naming_the_field(ui: Console, release: Rele
 
 
 def test_a_staged_job_from_the_form_shows_its_waves_and_waiting_executions(
-        ui: Console, on_stack: Session, release: Release) -> None:
+        ui: Console, on_stack: Session, release: Release, tmp_path: Path) -> None:
     """Waves of one device made in the form: the first device's wave runs, the second's execution is
     WAITING with its wave; once the first agent (offline at first) comes back and succeeds, the sweeper
     starts wave 1 and the page shows it, the finished wave 0 with its own counters."""
@@ -303,6 +303,9 @@ def test_a_staged_job_from_the_form_shows_its_waves_and_waiting_executions(
     expect(waves.locator("tr[data-wave='1'] .count.s-queued")).to_have_text("1 queued")
     expect(waves.locator("[data-field=waves-later]")).to_have_count(0)
     expect(waiting).to_have_attribute("data-state", "QUEUED")
+    shot = tmp_path / "console-waves.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot of a staged job: {shot}")
     on_stack.api.post(f"/jobs/{job_id}/cancel")
     expect(detail).to_have_attribute("data-state", "CANCELED")
 
@@ -357,6 +360,39 @@ def test_a_delta_job_with_a_fallback_shows_which_executions_take_it(
         seen = execution(on_stack, job_id, agent.epn)
         assert (seen["state"], seen["package_id"]) == ("SUCCEEDED", package), seen
         expect(detail.locator(f"tr[data-epn='{agent.epn}'] [data-field=package]")).to_have_attribute("title", package)
+
+
+def test_a_job_whose_fan_out_is_still_running_shows_how_far_it_got(
+        ui: Console, on_stack: Session, release: Release) -> None:
+    """The fan-out of two devices is over in a moment here, so the browser is shown the real job view with
+    the counters a running fan-out has (fanout_done false, 1 of 2 resolved): the page shows that progress,
+    and once the real view comes through again (fan-out done) the notice goes away."""
+    epns = [unique_epn("console-fan") for _ in range(2)]
+    agents = [on_stack.start_agent(epn, MODEL, release.pub) for epn in epns]
+    wait_registered(on_stack, *agents)
+    on_stack.stop_agents()
+    job_id = create_job(on_stack, release.upload_id, epns)
+    page = _signed_in(ui)
+    running = {"on": True}
+
+    def midway(route: Route) -> None:
+        job = route.fetch().json()
+        if running["on"]:
+            job.update(fanout_done=False, targets_resolved=1, executions_created=1)
+        route.fulfill(json=job)
+
+    page.route(f"**/jobs/{job_id}", midway)
+    ui.open(f"#/jobs/{job_id}")
+    notice = page.locator(f"[data-job-detail='{job_id}'] [data-field=fanout]")
+    expect(notice).to_contain_text("1 of 2 target(s) resolved, 1 execution(s) created")
+    expect(notice.get_by_role("progressbar", name="fan-out")).to_have_attribute("aria-valuenow", "50.0")
+    targets = page.locator(f"[data-job-detail='{job_id}'] dd[data-field=targets]")
+    expect(targets).to_contain_text("(fan-out in progress)")
+    running["on"] = False
+    expect(notice).to_have_count(0)
+    expect(targets).to_have_text(
+        "2 listed devices: 2 resolved, 2 sent or waiting")
+    on_stack.api.post(f"/jobs/{job_id}/cancel")
 
 
 BAD_WAVES = [  # (what the form is set to, the field the API names)

@@ -35,7 +35,7 @@ function JobList({ selected, onSignIn }) {
         <td><${Badge} state=${j.state} /></td>
         <td><${Progress} value=${j.percent} state=${j.state} label=${`job ${j.job_id}`} /></td>
         <td><${Counts} counts=${j.counts} />${j.waves?.current !== null && j.waves?.current !== undefined
-          ? html` <small class="muted" data-field="wave">wave ${j.waves.current}${j.waves.total ? ` of ${j.waves.total}` : ""}</small>` : null}${
+          ? html` <small class="muted" data-field="wave">wave ${j.waves.current}${j.waves.total ? ` (of 0..${j.waves.total - 1})` : ""}</small>` : null}${
           j.fanout_done === false ? html` <small class="muted" data-field="fanout">fan-out: ${j.targets_resolved} resolved</small>` : null}</td>
         <td title=${when(j.created_at)}>${ago(j.created_at)}</td>
       </tr>`)}</tbody>

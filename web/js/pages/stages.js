@@ -63,8 +63,8 @@ export function FanoutProgress({ job }) {
   if (job.fanout_done !== false) return null;
   const total = job.target_spec?.devices; // an explicit list; a model's devices are counted as they are reached
   return html`<div class="message notice fanout" data-field="fanout">
-    <strong>fan-out in progress</strong>: ${job.targets_resolved}${total ? ` of ${total}` : ""} target(s) resolved,
-    ${job.executions_created} execution(s) created for sending${job.target_spec?.model ? ` (every registered device of ${job.target_spec.model})` : ""}
+    <strong>fan-out in progress</strong>${`: ${job.targets_resolved}${total ? ` of ${total}` : ""} target(s) resolved, ` +
+      `${job.executions_created} execution(s) created${job.target_spec?.model ? ` (every registered device of ${job.target_spec.model})` : ""}`}
     ${total ? html`<${Progress} value=${(100 * job.targets_resolved) / total} state="ACTIVE" label="fan-out" />` : null}
   </div>`;
 }
@@ -77,9 +77,9 @@ export function TargetFacts({ job }) {
   return html`
     <dt>targets</dt><dd data-field="targets">${spec}: ${job.targets_resolved} resolved, ${job.executions_created} sent or waiting${
       skipped ? `, ${skipped} skipped` : ""}${job.fanout_done === false ? " (fan-out in progress)" : ""}</dd>
-    ${job.fallback_package_id ? html`<dt>fallback</dt><dd data-field="fallback">
-      <code>${job.fallback_package_id}</code>, the full package for a device not on the delta's base:
-      <strong data-field="fallback-executions">${plural(job.fallback_executions || 0, "execution")}</strong> take it</dd>` : null}`;
+    ${job.fallback_package_id ? html`<dt>fallback</dt><dd data-field="fallback"><code>${job.fallback_package_id}</code>${
+      ", the full package for a device not on the delta's base: "}<strong data-field="fallback-executions">${
+      plural(job.fallback_executions || 0, "execution")}</strong> take it</dd>` : null}`;
 }
 
 function WaveRow({ wave, current }) {
@@ -103,8 +103,7 @@ export function WavesPanel({ job }) {
     ? waves.total - 1 - waves.current : null;
   return html`<div class="waves" data-field="waves" data-current=${waves.current ?? ""} data-total=${waves.total ?? ""}>
     <h3>Waves</h3>
-    <p><span data-field="wave-spec">${waveSpec(waves)}</span>.
-      <strong data-field="wave-position">${wavePosition(waves)}</strong>${waves.current_started_at
+    <p><span data-field="wave-spec">${waveSpec(waves)}</span>${". "}<strong data-field="wave-position">${wavePosition(waves)}</strong>${waves.current_started_at
         ? html`, started <span title=${when(waves.current_started_at)}>${ago(waves.current_started_at)}</span>` : null}${
         waves.current_finished_at ? html`, finished <span title=${when(waves.current_finished_at)}>${ago(waves.current_finished_at)}</span>` : null}${
         later ? html`; <span data-field="waves-later">${plural(later, "later wave")} not started (their executions are WAITING)</span>` : null}</p>
