@@ -344,6 +344,7 @@ def test_a_delta_job_with_a_fallback_shows_which_executions_take_it(
     for epn in (on_base.epn, bare.epn):
         page.locator(f"input[name=device][value='{epn}']").check()
     page.locator("select[name=fallback]").select_option(full)
+    expect(page.get_by_role("status")).to_contain_text("each device not on its base takes the fallback instead")
     page.locator("input[name=block_size]").fill("4096")
     page.get_by_role("button", name="start rollout").click()
     page.wait_for_url("**/console/#/jobs/job-*")

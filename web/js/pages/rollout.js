@@ -76,11 +76,14 @@ function FallbackField({ pkg, packages, value, onChange, field }) {
     <small class="muted">a full package of ${app}@${version}; a device without the app or on another older version takes it instead of being skipped</small></label>`;
 }
 
-function Estimate({ pkg, devices, form }) {
+function Estimate({ pkg, devices, form, fallback }) {
   if (!pkg || !devices) return null;
+  // which devices take a fallback depends on their installed versions, known to the API (?dry_run=true)
+  const aside = fallback ? ` Priced at the delta's size: each device not on its base takes the fallback instead, ${
+    bytes(fallback.size)}.` : "";
   if (form.mode === "url") {
-    return html`<${Notice}>estimate: ${devices} device(s) each download ${bytes(pkg.size)} over HTTPS
-      (${bytes(pkg.size * devices)} in all).</${Notice}>`;
+    return html`<${Notice}>${`estimate: ${devices} device(s) each download ${bytes(pkg.size)} over HTTPS ` +
+      `(${bytes(pkg.size * devices)} in all).${aside}`}</${Notice}>`;
   }
   const size = Number(form.block_size);
   if (!(size > 0)) return null;
@@ -88,7 +91,7 @@ function Estimate({ pkg, devices, form }) {
   const units = blocks * Math.ceil((size + 64) / IOT_UNIT);
   const acks = devices * Math.ceil(blocks / Math.max(1, Number(form.window) || 1));
   const text = `estimate: ${devices} device(s) × ${blocks} block(s) = ${devices * blocks} MQTT block messages ` +
-    `(${devices * units} billed 5 KB units on IoT Core), at least ${acks} acks, ${bytes(pkg.size * devices)} in all.`;
+    `(${devices * units} billed 5 KB units on IoT Core), at least ${acks} acks, ${bytes(pkg.size * devices)} in all.${aside}`;
   return html`<${Notice}>${text}</${Notice}>`;
 }
 
@@ -211,7 +214,8 @@ export function RolloutPage({ query, onSignIn }) {
         </details>
       </fieldset>
       <${WavesFields} waves=${waves} setWaves=${setWaves} field=${field} />
-      <${Estimate} pkg=${pkg} devices=${targetCount} form=${form} />
+      <${Estimate} pkg=${pkg} devices=${targetCount} form=${form}
+                   fallback=${pkg?.manifest?.delta && fallback ? byUpload.get(fallback) : null} />
       <${ErrorMessage} error=${error} onSignIn=${onSignIn} />
       <button type="submit" class="primary" disabled=${busy}>${busy ? "starting…" : "start rollout"}</button>
     </form>
