@@ -13,6 +13,7 @@ CSP violations in the page fail the test.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,12 +25,23 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 
+from cli.client import ApiError
 from local import console
 from local.scenario import Session
 
-from .conftest import MODEL, WAIT, Release, create_job, unique_epn, wait_execution, wait_registered
+from .conftest import (
+    MODEL,
+    WAIT,
+    Release,
+    create_job,
+    execution,
+    terminal,
+    unique_epn,
+    wait_execution,
+    wait_registered,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -242,6 +254,181 @@ def test_api_errors_show_as_messages_naming_the_field(ui: Console, release: Rele
 
     ui.open("#/jobs/job-console-missing")
     expect(page.get_by_role("alert").first).to_contain_text("HTTP 404")
+
+
+def test_a_staged_job_from_the_form_shows_its_waves_and_waiting_executions(
+        ui: Console, on_stack: Session, release: Release, tmp_path: Path) -> None:
+    """Waves of one device made in the form: the first device's wave runs, the second's execution is
+    WAITING with its wave; once the first agent (offline at first) comes back and succeeds, the sweeper
+    starts wave 1 and the page shows it, the finished wave 0 with its own counters."""
+    agents = {a.epn: a for a in (on_stack.start_agent(unique_epn("console-wave"), MODEL, release.pub)
+                                 for _ in range(2))}
+    wait_registered(on_stack, *agents.values())
+    first, second = sorted(agents)  # the form sends the devices sorted: the waves follow that order
+    on_stack.stop_agents()  # nobody takes wave 0 until the first agent is started again below
+    page = _signed_in(ui)
+    ui.open(f"#/rollout?package={release.upload_id}")
+    for epn in (first, second):
+        page.locator(f"input[name=device][value='{epn}']").check()
+    page.locator("select[name=wave-kind]").select_option("size")
+    page.locator("input[name='waves.size']").fill("1")
+    page.locator("input[name='waves.pause_seconds']").fill("0")
+    page.get_by_role("button", name="start rollout").click()
+    page.wait_for_url("**/console/#/jobs/job-*")
+    job_id = page.url.rsplit("/", 1)[-1]
+    assert on_stack.api.get(f"/jobs/{job_id}")["waves"]["size"] == 1  # the form sent the waves
+
+    detail = page.locator(f"[data-job-detail='{job_id}']")
+    waves = detail.locator("[data-field=waves]")
+    expect(waves).to_have_attribute("data-total", "2")
+    expect(waves).to_have_attribute("data-current", "0")
+    expect(waves.locator("[data-field=wave-spec]")).to_have_text(
+        "1 device per wave; each wave starts 0 s after the previous one finished")
+    expect(waves.locator("[data-field=wave-position]")).to_have_text("wave 0 (of waves 0..1)")
+    expect(waves.locator("[data-field=waves-later]")).to_contain_text("1 later wave not started")
+    expect(waves.locator("tr[data-wave='0'] .count.s-queued")).to_have_text("1 queued")
+    waiting = detail.locator(f"tr[data-epn='{second}']")
+    expect(waiting).to_have_attribute("data-state", "WAITING")
+    expect(waiting.locator("td[data-field=wave]")).to_have_text("1")
+    expect(waiting.locator("[data-field=reason]")).to_contain_text("waits for wave 1 to start")
+    expect(detail.locator(f"tr[data-epn='{first}']")).to_have_attribute("data-state", "QUEUED")
+    expect(detail.locator(f"tr[data-epn='{first}'] td[data-field=wave]")).to_have_text("0")
+    expect(detail.locator(".overall .count.s-waiting")).to_have_text("1 waiting")
+    assert execution(on_stack, job_id, second)["state"] == "WAITING"
+
+    on_stack.restart_agent(agents[first])  # wave 0 runs; then the sweeper starts wave 1 (its agent is offline)
+    expect(waves).to_have_attribute("data-current", "1")
+    expect(waves.locator("[data-field=wave-position]")).to_have_text("wave 1 (of waves 0..1)")
+    expect(waves.locator("tr[data-wave='0'] .count.s-succeeded")).to_have_text("1 succeeded")
+    expect(waves.locator("tr[data-wave='1'] .count.s-queued")).to_have_text("1 queued")
+    expect(waves.locator("[data-field=waves-later]")).to_have_count(0)
+    expect(waiting).to_have_attribute("data-state", "QUEUED")
+    shot = tmp_path / "console-waves.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot of a staged job: {shot}")
+    on_stack.api.post(f"/jobs/{job_id}/cancel")
+    expect(detail).to_have_attribute("data-state", "CANCELED")
+
+
+def _delta_with_fallback(s: Session, release: Release) -> tuple[str, str]:
+    """A delta e2e 1.0.0..1.0.5 and the full e2e 1.0.5, signed with the release's key: their upload ids."""
+    src = s.work / "src-1.0.5"
+    (src / "bin").mkdir(parents=True)
+    (src / "bin" / "app").write_bytes(os.urandom(64 * 1024))
+    full, delta = s.work / "e2e-1.0.5.otapkg", s.work / "e2e-delta.otapkg"
+    s.pack("build", str(src), "--app", "e2e", "--version", "1.0.5", "--model", MODEL, "--key", str(release.key),
+           "--compression", "none", "--out", str(full))
+    s.pack("delta", "--from", str(release.package), "--to", str(full), "--key", str(release.key), "--out", str(delta))
+    ids = []
+    for path in (delta, full):
+        done = s.ota("--json", "packages", "upload", str(path), "--timeout", str(WAIT))
+        assert done.code == 0, done.out + done.err
+        ids.append(done.json()["upload_id"])
+    return ids[0], ids[1]
+
+
+def test_a_delta_job_with_a_fallback_shows_which_executions_take_it(
+        ui: Console, on_stack: Session, release: Release) -> None:
+    """One device on the delta's base (e2e 1.0.0), one without the app: the job made in the form with a
+    fallback sends the delta to the first and the full package to the second, and the page says which."""
+    delta, full = _delta_with_fallback(on_stack, release)
+    on_base, bare = (on_stack.start_agent(unique_epn("console-fb"), MODEL, release.pub) for _ in range(2))
+    wait_registered(on_stack, on_base, bare)
+    first = create_job(on_stack, release.upload_id, [on_base.epn])
+    assert wait_execution(on_stack, first, on_base.epn, terminal)["state"] == "SUCCEEDED"
+    assert on_stack.wait_for("the base installed", lambda: on_stack.device(on_base.epn)["apps"] == {"e2e": "1.0.0"},
+                             WAIT)
+    page = _signed_in(ui)
+    ui.open(f"#/rollout?package={delta}")
+    expect(page.locator("input[name=package]")).to_have_value("e2e@1.0.0..1.0.5")
+    for epn in (on_base.epn, bare.epn):
+        page.locator(f"input[name=device][value='{epn}']").check()
+    page.locator("select[name=fallback]").select_option(full)
+    expect(page.get_by_role("status")).to_contain_text("each device not on its base takes the fallback instead")
+    page.locator("input[name=block_size]").fill("4096")
+    page.get_by_role("button", name="start rollout").click()
+    page.wait_for_url("**/console/#/jobs/job-*")
+    job_id = page.url.rsplit("/", 1)[-1]
+
+    detail = page.locator(f"[data-job-detail='{job_id}']")
+    expect(detail.locator("dd[data-field=fallback] code")).to_have_text(full)
+    expect(detail.locator("[data-field=fallback-executions]")).to_have_text("1 execution")
+    expect(detail.locator(f"tr[data-epn='{bare.epn}'] [data-field=package]")).to_have_attribute("data-fallback", "true")
+    expect(detail.locator(f"tr[data-epn='{on_base.epn}'] [data-field=package]")).to_have_attribute(
+        "data-fallback", "false")
+    expect(detail).to_have_attribute("data-state", "COMPLETED")
+    for agent, package in ((on_base, delta), (bare, full)):
+        seen = execution(on_stack, job_id, agent.epn)
+        assert (seen["state"], seen["package_id"]) == ("SUCCEEDED", package), seen
+        expect(detail.locator(f"tr[data-epn='{agent.epn}'] [data-field=package]")).to_have_attribute("title", package)
+
+
+def test_a_job_whose_fan_out_is_still_running_shows_how_far_it_got(
+        ui: Console, on_stack: Session, release: Release) -> None:
+    """The fan-out of two devices is over in a moment here, so the browser is shown the real job view with
+    the counters a running fan-out has (fanout_done false, 1 of 2 resolved): the page shows that progress,
+    and once the real view comes through again (fan-out done) the notice goes away."""
+    epns = [unique_epn("console-fan") for _ in range(2)]
+    agents = [on_stack.start_agent(epn, MODEL, release.pub) for epn in epns]
+    wait_registered(on_stack, *agents)
+    on_stack.stop_agents()
+    job_id = create_job(on_stack, release.upload_id, epns)
+    page = _signed_in(ui)
+    running = {"on": True}
+
+    def midway(route: Route) -> None:
+        job = route.fetch().json()
+        if running["on"]:
+            job.update(fanout_done=False, targets_resolved=1, executions_created=1)
+        route.fulfill(json=job)
+
+    page.route(f"**/jobs/{job_id}", midway)
+    ui.open(f"#/jobs/{job_id}")
+    notice = page.locator(f"[data-job-detail='{job_id}'] [data-field=fanout]")
+    expect(notice).to_contain_text("1 of 2 target(s) resolved, 1 execution(s) created")
+    expect(notice.get_by_role("progressbar", name="fan-out")).to_have_attribute("aria-valuenow", "50.0")
+    targets = page.locator(f"[data-job-detail='{job_id}'] dd[data-field=targets]")
+    expect(targets).to_contain_text("(fan-out in progress)")
+    running["on"] = False
+    expect(notice).to_have_count(0)
+    expect(targets).to_have_text(
+        "2 listed devices: 2 resolved, 2 sent or waiting")
+    on_stack.api.post(f"/jobs/{job_id}/cancel")
+
+
+BAD_WAVES = [  # (what the form is set to, the field the API names)
+    ({"kind": "size", "value": "0", "gate": "pause", "seconds": ""}, "waves.size"),
+    ({"kind": "percent", "value": "150", "gate": "pause", "seconds": ""}, "waves.percent"),
+    ({"kind": "size", "value": "5", "gate": "interval", "seconds": "0"}, "waves.interval_seconds"),
+    ({"kind": "size", "value": "5", "gate": "pause", "seconds": "a week"}, "waves.pause_seconds"),
+]
+
+
+def test_a_bad_wave_spec_in_the_form_shows_the_apis_message(ui: Console, on_stack: Session,
+                                                            release: Release) -> None:
+    page = _signed_in(ui)
+    ui.open(f"#/rollout?package={release.upload_id}")
+    alert = page.locator("form.rollout [role=alert]")
+    for form, field in BAD_WAVES:
+        page.locator("select[name=wave-kind]").select_option(form["kind"])
+        page.locator(f"input[name='waves.{form['kind']}']").fill(form["value"])
+        page.locator("select[name=wave-gate]").select_option(form["gate"])
+        page.locator(f"input[name='waves.{form['gate']}_seconds']").fill(form["seconds"])
+        page.get_by_role("button", name="start rollout").click()
+        expect(alert.locator(".field code")).to_have_text(field)
+        expect(alert).to_contain_text("HTTP 400")
+        value: Any = int(form["value"])
+        seconds: Any = int(form["seconds"]) if form["seconds"].isdigit() else form["seconds"] or None
+        waves = {form["kind"]: value, **({f"{form['gate']}_seconds": seconds} if seconds is not None else {})}
+        try:  # the same body straight to the API: the page shows its message, word for word
+            on_stack.api.post("/jobs", {"package_id": release.upload_id, "targets": {"devices": []}, "waves": waves})
+        except ApiError as err:
+            assert (err.status, err.field) == (400, field), err
+            expect(alert).to_contain_text(str(err))
+        else:
+            pytest.fail(f"the API accepted waves {waves}")
+        expect(page.locator(f"fieldset.waves.invalid label.invalid input[name='{field}']")).to_be_visible()
+        assert "#/rollout" in page.url  # nothing was created, the form stays
 
 
 SIGV4_CASES = [

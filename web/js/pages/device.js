@@ -8,6 +8,7 @@ import { ago, appVersions, when } from "../format.js";
 import { usePoll } from "../hooks.js";
 import { Badge, Empty, ErrorMessage, Loading, Progress } from "../ui.js";
 import { failureReason } from "./jobs.js";
+import { stageNote } from "./stages.js";
 
 export function DevicePage({ epn, onSignIn }) {
   const { data, error, loading } = usePoll(async () => {
@@ -45,7 +46,7 @@ export function DevicePage({ epn, onSignIn }) {
         <td><${Badge} state=${e.state} step=${e.step} /></td>
         <td><${Progress} value=${e.percent} state=${e.state} label=${`job ${e.job_id}`} /></td>
         <td title=${when(e.last_activity)}>${ago(e.last_activity)}</td>
-        <td class="reason">${failureReason(e)}</td>
+        <td class="reason">${failureReason(e) || stageNote(e)}</td>
       </tr>`)}</tbody>
     </table>`}
     <h2>History</h2>

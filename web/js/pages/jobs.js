@@ -1,6 +1,7 @@
 // The jobs page: every job with its overall progress; the selected job (#/jobs/<id>) live, one progress
 // bar per device, failure reasons, the timeline of each execution, a progress-over-time chart and a
-// cancel button. The job list polls every 3 s; an ACTIVE job polls every second until it is over.
+// cancel button; a staged job's waves, a delta job's fallback and the fan-out's progress (stages.js).
+// The job list polls every 3 s; an ACTIVE job polls every second until it is over.
 
 import { html } from "htm/preact";
 import { useEffect, useRef, useState } from "preact/hooks";
@@ -9,6 +10,7 @@ import { ProgressChart } from "../charts.js";
 import { FAILED, ago, bytes, when } from "../format.js";
 import { usePoll } from "../hooks.js";
 import { Badge, Counts, Empty, ErrorMessage, Loading, Progress } from "../ui.js";
+import { FanoutProgress, PackageCell, TargetFacts, WavesPanel, stageNote } from "./stages.js";
 
 const LIVE_MS = 1000;
 const MAX_SAMPLES = 3600; // an hour of live samples in the chart
@@ -32,7 +34,9 @@ function JobList({ selected, onSignIn }) {
         <td>${j.app}@${j.version} <span class="muted">${j.mode}</span></td>
         <td><${Badge} state=${j.state} /></td>
         <td><${Progress} value=${j.percent} state=${j.state} label=${`job ${j.job_id}`} /></td>
-        <td><${Counts} counts=${j.counts} /></td>
+        <td><${Counts} counts=${j.counts} />${j.waves?.current !== null && j.waves?.current !== undefined
+          ? html` <small class="muted" data-field="wave">wave ${j.waves.current}${j.waves.total ? ` (of 0..${j.waves.total - 1})` : ""}</small>` : null}${
+          j.fanout_done === false ? html` <small class="muted" data-field="fanout">fan-out: ${j.targets_resolved} resolved</small>` : null}</td>
         <td title=${when(j.created_at)}>${ago(j.created_at)}</td>
       </tr>`)}</tbody>
     </table>`}
@@ -96,7 +100,7 @@ function JobDetail({ id, onSignIn }) {
   const { data, error, loading, refresh } = usePoll(async () => {
     const [job, list] = await Promise.all([api.get(api.path("/jobs/{}", id)),
                                            api.get(api.path("/jobs/{}/executions", id))]);
-    return { job, executions: list.executions || [] };
+    return { job, executions: list.executions || [], nextCursor: list.next_cursor || null };
   }, LIVE_MS, [id], (d) => d.job.state === "ACTIVE");
   useEffect(() => {
     if (!data) return;
@@ -107,8 +111,10 @@ function JobDetail({ id, onSignIn }) {
   }, [data]);
   if (loading) return html`<${Loading} what=${`job ${id}`} />`;
   if (!data) return html`<${ErrorMessage} error=${error} onSignIn=${onSignIn} />`;
-  const { job, executions } = data;
+  const { job, executions, nextCursor } = data;
   const rows = executions.slice().sort((a, b) => a.epn.localeCompare(b.epn));
+  const staged = Boolean(job.waves);
+  const withFallback = Boolean(job.fallback_package_id);
   return html`<div class="job" data-job-detail=${job.job_id} data-state=${job.state}>
     <h2>${job.app}@${job.version} <small class="muted">${job.job_id}</small> <${Badge} state=${job.state} /></h2>
     <${ErrorMessage} error=${error} onSignIn=${onSignIn} />
@@ -116,27 +122,33 @@ function JobDetail({ id, onSignIn }) {
       <dt>mode</dt><dd>${job.mode}${job.mode === "block" ? `, ${bytes(job.block_size)} blocks × ${job.block_count}, window ${job.window}` : ""}</dd>
       <dt>package</dt><dd><code>${job.package_id}</code></dd>
       <dt>created</dt><dd>${when(job.created_at)}</dd>
+      <${TargetFacts} job=${job} />
       <dt>delivered</dt><dd>${bytes(job.bytes_done)} of ${bytes(job.bytes_total)}</dd>
       ${job.abort ? html`<dt>abort at</dt><dd>${job.abort.failure_threshold_percent}% failed of ≥ ${job.abort.min_executed} executed; ${job.max_retries} retries</dd>` : null}
     </dl>
     <div class="overall"><${Progress} value=${job.percent} state=${job.state} label="whole job" /> <${Counts} counts=${job.counts} />
       <${CancelButton} job=${job} onDone=${refresh} />
       ${job.state === "ACTIVE" ? html`<span class="live" title="refreshing every second">● live</span>` : null}</div>
+    <${FanoutProgress} job=${job} />
+    <${WavesPanel} job=${job} />
     <${FailureSummary} executions=${executions} />
     <${ProgressChart} samples=${samples} />
     <table class="executions">
-      <thead><tr><th>device</th><th>state</th><th>progress</th><th>blocks</th><th>retransmitted</th><th>last activity</th><th>reason</th></tr></thead>
-      <tbody>${rows.map((e) => html`<tr data-epn=${e.epn} data-state=${e.state}>
+      <thead><tr><th>device</th>${staged ? html`<th>wave</th>` : null}${withFallback ? html`<th>package</th>` : null}<th>state</th><th>progress</th><th>blocks</th><th>retransmitted</th><th>last activity</th><th>reason</th></tr></thead>
+      <tbody>${rows.map((e) => html`<tr data-epn=${e.epn} data-state=${e.state} data-wave=${e.wave ?? ""}>
         <td><a href=${`#/devices/${encodeURIComponent(e.epn)}`}>${e.epn}</a>${e.attempt ? html` <small>attempt ${e.attempt + 1}</small>` : null}</td>
+        ${staged ? html`<td data-field="wave">${e.wave ?? "–"}</td>` : null}
+        ${withFallback ? html`<td><${PackageCell} job=${job} execution=${e} /></td>` : null}
         <td><${Badge} state=${e.state} step=${e.step} /></td>
         <td><${Progress} value=${e.percent} state=${e.state} label=${`device ${e.epn}`} /></td>
         <td>${e.blocks_acked}/${e.blocks_total}</td>
         <td>${e.retransmissions}</td>
         <td title=${when(e.last_activity)}>${ago(e.last_activity)}</td>
-        <td class="reason" data-field="reason">${failureReason(e)}
+        <td class="reason" data-field="reason">${failureReason(e) || stageNote(e)}
           <details><summary>timeline</summary><${Timeline} timeline=${e.timeline} /></details></td>
       </tr>`)}</tbody>
     </table>
+    ${nextCursor ? html`<p class="muted" data-field="more">the first ${rows.length} executions (by EPN) of ${job.targets_resolved}</p>` : null}
   </div>`;
 }
 

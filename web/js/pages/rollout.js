@@ -1,5 +1,6 @@
-// Creating a rollout: a package by app@version, targets by model or by devices, mode, block size,
-// window, timeouts, retries and the abort threshold; an estimate of what it sends; POST /jobs with an
+// Creating a rollout: a package by app@version (for a delta, optionally a fallback full package),
+// targets by model or by devices, mode, block size, window, timeouts, retries, the abort threshold and
+// staged waves (size or percent, pause or interval); an estimate of what it sends; POST /jobs with an
 // Idempotency-Key (a double click makes one job), then the job's live page. The form does not check
 // bounds itself: the API does, and its message (naming the field) is shown next to the form.
 
@@ -15,6 +16,8 @@ const DEFAULTS = { mode: "block", block_size: "32768", window: "64", stall_secon
                    max_retries: "0", failure_threshold_percent: "50", min_executed: "10" };
 const IOT_UNIT = 5 * 1024; // IoT Core bills messages in 5 KB units
 
+const WAVES = { kind: "none", value: "", gate: "pause", seconds: "" };
+
 const newKey = () => `console-${crypto.randomUUID()}`;
 
 function number(text) {
@@ -28,11 +31,59 @@ function Field({ label, name, value, onInput, hint, error, type = "text" }) {
     ${hint ? html`<small class="muted">${hint}</small>` : null}</label>`;
 }
 
-function Estimate({ pkg, devices, form }) {
+// the body's `waves` from the form (docs/api.md "Staged rollouts"); values go as typed, the API judges them
+export function wavesBody(waves) {
+  if (waves.kind === "none") return undefined;
+  const body = { [waves.kind]: number(waves.value) };
+  if (String(waves.seconds).trim() !== "") body[`${waves.gate}_seconds`] = number(waves.seconds);
+  return body;
+}
+
+function WavesFields({ waves, setWaves, field }) {
+  const set = (name) => (value) => setWaves({ ...waves, [name]: value });
+  return html`<fieldset class=${field.startsWith("waves") ? "invalid waves" : "waves"}><legend>Waves</legend>
+    <label class="field">staged rollout
+      <select name="wave-kind" value=${waves.kind} onChange=${(e) => set("kind")(e.target.value)}>
+        <option value="none">no waves: every target at once</option>
+        <option value="size">waves of a number of devices</option>
+        <option value="percent">waves of a percentage of the targets</option>
+      </select></label>
+    ${waves.kind === "none" ? null : html`
+      <${Field} label=${waves.kind === "size" ? "devices per wave" : "% of the eligible targets per wave"} name=${`waves.${waves.kind}`}
+                value=${waves.value} onInput=${set("value")} error=${field} hint=${waves.kind === "size" ? "1..10000" : "1..100"} />
+      <label class="field">the next wave starts
+        <select name="wave-gate" value=${waves.gate} onChange=${(e) => set("gate")(e.target.value)}>
+          <option value="pause">a pause after the previous wave finished</option>
+          <option value="interval">an interval after the previous wave started</option>
+        </select></label>
+      <${Field} label=${waves.gate === "pause" ? "pause (s)" : "interval (s)"} name=${`waves.${waves.gate}_seconds`} value=${waves.seconds}
+                onInput=${set("seconds")} error=${field} hint=${waves.gate === "pause" ? "0..604800, empty: 0" : "1..604800"} />`}
+  </fieldset>`;
+}
+
+// a delta's fallback: a full package of its app (same version first) for devices not on its base
+function FallbackField({ pkg, packages, value, onChange, field }) {
+  if (!pkg?.manifest?.delta) return null;
+  const { app, version } = pkg.manifest;
+  const full = packages.filter((p) => p.manifest && !p.manifest.delta && p.manifest.app === app)
+    .sort((a, b) => Number(b.manifest.version === version) - Number(a.manifest.version === version));
+  return html`<label class=${field === "fallback_package_id" ? "field invalid" : "field"}>fallback for devices not on ${app}@${pkg.manifest.base_version}
+    <select name="fallback" value=${value} onChange=${(e) => onChange(e.target.value)}
+            aria-invalid=${field === "fallback_package_id" ? "true" : "false"}>
+      <option value="">none: such devices are SKIPPED</option>
+      ${full.map((p) => html`<option value=${p.upload_id}>${packageLabel(p)} full, ${p.upload_id} (${(p.manifest.models || []).join(", ")}, ${bytes(p.size)})</option>`)}
+    </select>
+    <small class="muted">a full package of ${app}@${version}; a device without the app or on another older version takes it instead of being skipped</small></label>`;
+}
+
+function Estimate({ pkg, devices, form, fallback }) {
   if (!pkg || !devices) return null;
+  // which devices take a fallback depends on their installed versions, known to the API (?dry_run=true)
+  const aside = fallback ? ` Priced at the delta's size: each device not on its base takes the fallback instead, ${
+    bytes(fallback.size)}.` : "";
   if (form.mode === "url") {
-    return html`<${Notice}>estimate: ${devices} device(s) each download ${bytes(pkg.size)} over HTTPS
-      (${bytes(pkg.size * devices)} in all).</${Notice}>`;
+    return html`<${Notice}>${`estimate: ${devices} device(s) each download ${bytes(pkg.size)} over HTTPS ` +
+      `(${bytes(pkg.size * devices)} in all).${aside}`}</${Notice}>`;
   }
   const size = Number(form.block_size);
   if (!(size > 0)) return null;
@@ -40,7 +91,7 @@ function Estimate({ pkg, devices, form }) {
   const units = blocks * Math.ceil((size + 64) / IOT_UNIT);
   const acks = devices * Math.ceil(blocks / Math.max(1, Number(form.window) || 1));
   const text = `estimate: ${devices} device(s) × ${blocks} block(s) = ${devices * blocks} MQTT block messages ` +
-    `(${devices * units} billed 5 KB units on IoT Core), at least ${acks} acks, ${bytes(pkg.size * devices)} in all.`;
+    `(${devices * units} billed 5 KB units on IoT Core), at least ${acks} acks, ${bytes(pkg.size * devices)} in all.${aside}`;
   return html`<${Notice}>${text}</${Notice}>`;
 }
 
@@ -56,6 +107,8 @@ export function RolloutPage({ query, onSignIn }) {
   const [model, setModel] = useState("");
   const [chosen, setChosen] = useState(new Set());
   const [form, setForm] = useState(DEFAULTS);
+  const [waves, setWaves] = useState(WAVES);
+  const [fallback, setFallback] = useState("");
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const key = useRef(newKey());
@@ -95,6 +148,9 @@ export function RolloutPage({ query, onSignIn }) {
       max_retries: number(form.max_retries),
       abort: { failure_threshold_percent: number(form.failure_threshold_percent), min_executed: number(form.min_executed) },
     };
+    const staged = wavesBody(waves);
+    if (staged) body.waves = staged;
+    if (fallback && pkg.manifest?.delta) body.fallback_package_id = fallback;
     setBusy(true);
     try {
       const job = await api.post("/jobs", body, { "Idempotency-Key": key.current });
@@ -126,6 +182,7 @@ export function RolloutPage({ query, onSignIn }) {
           </select></label>` : null}
         ${pkg ? html`<p class="muted" data-field="package">→ <code>${pkg.upload_id}</code>: ${pkg.manifest.kind}${pkg.manifest.delta ? ` delta from ${pkg.manifest.base_version}` : ""},
           models ${models.join(", ")}, ${bytes(pkg.size)}</p>` : null}
+        <${FallbackField} pkg=${pkg} packages=${packages} value=${fallback} onChange=${setFallback} field=${field} />
       </fieldset>
       <fieldset class=${field.startsWith("targets") ? "invalid" : ""}><legend>Targets</legend>
         <label class="inline"><input type="radio" name="target-kind" value="devices" checked=${targetKind === "devices"}
@@ -156,7 +213,9 @@ export function RolloutPage({ query, onSignIn }) {
           <${Field} label="… of at least (executed)" name="abort.min_executed" value=${form.min_executed} onInput=${set("min_executed")} error=${field} hint="1..100000" />
         </details>
       </fieldset>
-      <${Estimate} pkg=${pkg} devices=${targetCount} form=${form} />
+      <${WavesFields} waves=${waves} setWaves=${setWaves} field=${field} />
+      <${Estimate} pkg=${pkg} devices=${targetCount} form=${form}
+                   fallback=${pkg?.manifest?.delta && fallback ? byUpload.get(fallback) : null} />
       <${ErrorMessage} error=${error} onSignIn=${onSignIn} />
       <button type="submit" class="primary" disabled=${busy}>${busy ? "starting…" : "start rollout"}</button>
     </form>
