@@ -42,7 +42,9 @@ bench-delta: setup
 bench-transfer: setup
 	$(PY) -m bench.transfer
 
-# N = 100, 1000, 10000 simulated devices (bench/fleetsim); e.g. make bench-fleet FLEET_ARGS="--devices 100,1000"
+# N = 100, 1000, 10000 simulated devices (bench/fleetsim), staged in waves of 250 (the 10,000-device rollout
+# completes this way on 2 cores); e.g. make bench-fleet FLEET_ARGS="--devices 100,1000 --wave-size 100"
+FLEET_ARGS ?= --wave-size 250 --wave-pause 0
 bench-fleet: setup
 	$(PY) -m bench.fleet $(FLEET_ARGS)
 

@@ -36,6 +36,10 @@ from .pacing import Pacing, paced_plan
 from .waves import start_due_waves
 
 log = logging.getLogger(__name__)
+# a group member's backstop waits 4 x ack_timeout (20 s): its lost broadcast blocks are repaired by its own
+# `get` and by fast repair, so the timer matters only when its messages are lost, and a shorter one mostly
+# resends, by unicast, blocks it holds whose acks wait in a backlog of device messages (docs/protocol.md 15.3)
+MEMBER_BACKSTOP_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,8 @@ def _sweep_one(
     if job.mode != "block" or transfer is None or transfer.complete:
         return None
     overdue = transfer  # paced: within the device's budget (services/pacing.py)
-    transfer, blocks = paced_plan(pacing, job, overdue, lambda limit: overdue.plan_overdue(now, ack_timeout, limit))
+    timeout = ack_timeout * MEMBER_BACKSTOP_FACTOR if transfer.member else ack_timeout
+    transfer, blocks = paced_plan(pacing, job, overdue, lambda limit: overdue.plan_overdue(now, timeout, limit))
     if not blocks:
         return None
     saved = bumped(replace(execution, transfer=transfer))

@@ -230,3 +230,21 @@ def test_a_message_that_changes_nothing_is_written_at_most_once_a_second(repo, l
     after = repo.get_execution(d.eid)
     assert (after.version > before.version) is written
     assert after.transfer.heard_at == (world.now if written else before.transfer.heard_at)
+
+
+@pytest.mark.parametrize(("member", "after", "resent"), [
+    (True, 6.0, False), (True, 21.0, True),  # a member: the backstop waits 4 x ACK_TIMEOUT
+    (False, 6.0, True),  # unicast (an agent without group support): 5 s as before
+])
+def test_the_sweepers_backstop_waits_longer_for_a_group_member(repo, member, after, resent):
+    from chalicelib.services.sweep import sweep
+
+    world = World(repo, n=2, blocks=8, window=8, legacy=0 if member else 2)
+    world.start()
+    world.deliver()  # every device holds blocks 0-7; its acks are lost (never handed over)
+    sent = len(world.sink.sent)
+    last = max(repo.get_execution(d.eid).transfer.last_send_at for d in world.devices)
+    sweep(repo, BlockStorage(), world.sink, last + after)
+    again = [t for t, _ in world.sink.sent[sent:] if t.endswith("/blk")]
+    assert bool(again) is resent
+    assert all(t != world.topic for t in again)  # a backstop resend is always unicast
