@@ -28,6 +28,16 @@ def active_job(repo, job_id: str = "job-1") -> None:
                         block_count=1, wave_size=1, wave_gate="pause"), ())
 
 
+def fleet(repo, epns) -> None:
+    """Registered devices of model m and the package they take."""
+    for epn in epns:
+        repo.create_device(Device(epn=epn, model="m", state="REGISTERED", token_sha256="0" * 64,
+                                  token_expires=0.0, created_at=0.0))
+    repo.create_package(Package(upload_id="up-1", state="AVAILABLE", declared_size=10, created_at=0.0, app="demo",
+                                version_label="1.1.0", models=("m",), size=10, sha256="a" * 64,
+                                repository_key="packages/x", envelope={}))
+
+
 @pytest.mark.parametrize(("first", "end", "expected"), [
     (0, 3, ["d0", "d1", "d2"]),
     (2, 7, ["d2", "d3", "d4", "d5", "d6"]),  # across two items
@@ -114,14 +124,9 @@ def test_waiting_executions_are_not_the_sweepers_work(repo):
 
 def test_a_staged_fanout_then_each_wave_released(repo):
     storage, publisher = MemoryStorage(), RecordingPublisher()
-    for n in range(7):
-        repo.create_device(Device(epn=f"dev-{n}", model="m", state="REGISTERED", token_sha256="0" * 64,
-                                  token_expires=0.0, created_at=0.0))
+    fleet(repo, [f"dev-{n}" for n in range(7)])
     repo.create_device(Device(epn="dev-x", model="other", state="REGISTERED", token_sha256="0" * 64,
                               token_expires=0.0, created_at=0.0))
-    repo.create_package(Package(upload_id="up-1", state="AVAILABLE", declared_size=10, created_at=0.0, app="demo",
-                                version_label="1.1.0", models=("m",), size=10, sha256="a" * 64,
-                                repository_key="packages/x", envelope={}))
     targets = ["dev-6", "dev-x", "dev-0", "dev-5", "dev-1", "dev-4", "dev-2", "dev-3"]  # the list's order
     job = Job(job_id="job-1", upload_id="up-1", mode="block", block_size=1024, window=4, stall_seconds=60,
               total_seconds=600, targets=(), target_spec={}, target_count=len(targets), state="ACTIVE",
@@ -151,12 +156,7 @@ def test_a_staged_fanout_then_each_wave_released(repo):
 
 def test_a_percent_fanout_sizes_its_waves_and_starts_wave_0_when_done(repo):
     storage, publisher = MemoryStorage(), RecordingPublisher()
-    for n in range(11):
-        repo.create_device(Device(epn=f"dev-{n:02d}", model="m", state="REGISTERED", token_sha256="0" * 64,
-                                  token_expires=0.0, created_at=0.0))
-    repo.create_package(Package(upload_id="up-1", state="AVAILABLE", declared_size=10, created_at=0.0, app="demo",
-                                version_label="1.1.0", models=("m",), size=10, sha256="a" * 64,
-                                repository_key="packages/x", envelope={}))
+    fleet(repo, [f"dev-{n:02d}" for n in range(11)])
     job = Job(job_id="job-2", upload_id="up-1", mode="block", block_size=1024, window=4, stall_seconds=60,
               total_seconds=600, targets=(), target_spec={"model": "m"}, state="ACTIVE", created_at=0.0, app="demo",
               app_version="1.1.0", package_size=10, package_sha256="a" * 64, repository_key="packages/x",
@@ -250,12 +250,7 @@ def test_the_last_execution_of_a_wave_moves_the_job_on_without_a_sweep(repo, pau
     from otaformat import messages
 
     storage, publisher = MemoryStorage(), RecordingPublisher()
-    for n in range(4):
-        repo.create_device(Device(epn=f"dev-{n}", model="m", state="REGISTERED", token_sha256="0" * 64,
-                                  token_expires=0.0, created_at=0.0))
-    repo.create_package(Package(upload_id="up-1", state="AVAILABLE", declared_size=10, created_at=0.0, app="demo",
-                                version_label="1.1.0", models=("m",), size=10, sha256="a" * 64,
-                                repository_key="packages/x", envelope={}))
+    fleet(repo, [f"dev-{n}" for n in range(4)])
     targets = [f"dev-{n}" for n in range(4)]
     repo.create_job(Job(job_id="job-1", upload_id="up-1", mode="block", block_size=1024, window=4, stall_seconds=60,
                         total_seconds=600, targets=(), target_spec={}, target_count=4, state="ACTIVE", created_at=0.0,
