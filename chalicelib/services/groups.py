@@ -69,6 +69,9 @@ def advance_for(
     time) made room for, within the group's budget when paced (services/pacing.py: the rest continues by
     a wake of that member's execution); returns how many were published."""
     for _ in range(GROUP_RETRIES):
+        newer = cache.groups.get(group.group_id)  # another handler of this container may have advanced it
+        if newer is not None and newer.version > group.version:
+            group = newer
         plan = partial(rules.advance, group, transfer.sync(group.next_index, group.recent), now)
         moved, blocks, wake, delay = group_plan(pacing, job, group, plan, woken[2], woken[0], woken[1])
         if moved is group:

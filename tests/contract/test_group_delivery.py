@@ -248,3 +248,21 @@ def test_the_sweepers_backstop_waits_longer_for_a_group_member(repo, member, aft
     again = [t for t, _ in world.sink.sent[sent:] if t.endswith("/blk")]
     assert bool(again) is resent
     assert all(t != world.topic for t in again)  # a backstop resend is always unicast
+
+
+def test_a_handler_holding_a_stale_group_takes_the_newer_one_its_container_knows(repo):
+    # two handlers of one container read the group before either advanced it: the second sees the first's
+    # broadcast in the shared cache and does not try (and fail) a write of its own
+    from chalicelib.services import groups
+
+    world = World(repo, n=2, blocks=64, window=8)
+    world.start()  # the first get started the group: blocks 0-7 broadcast
+    stale = world.cache.groups[rules.group_id("job-1", MODEL)]
+    member = repo.get_execution("ex-0").transfer
+    acked, _ = member.sync(stale.next_index, stale.recent).ack(range(8), 2.0)
+    saves = []
+    counting = type("Counting", (), {"__getattr__": lambda _, name: getattr(repo, name),
+                                     "save_group": lambda _, g: (saves.append(g), repo.save_group(g))[1]})()
+    first = groups.advance_for(counting, BlockStorage(), world.sink, world.cache, world.job, stale, acked, 3.0)
+    second = groups.advance_for(counting, BlockStorage(), world.sink, world.cache, world.job, stale, acked, 3.1)
+    assert (first, second) == (8, 0) and len(saves) == 1
