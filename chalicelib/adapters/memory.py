@@ -49,6 +49,7 @@ class MemoryRepository:
         self._members: dict[str, dict[int, tuple[str, ...]]] = {}  # staged jobs: first ordinal -> EPNs
         self._late: dict[str, set[str]] = {}
         self._waves: dict[tuple[str, int], Counter[str]] = {}
+        self._command_counts: dict[str, Counter[str]] = {}
 
     def _create(self, kind: str, ident: str, entity: Any) -> None:
         with self._lock:
@@ -245,6 +246,7 @@ class MemoryRepository:
             self._items[("command", command.command_id)] = command
             for run in runs:
                 self._items[("command-run", f"{run.command_id}#{run.epn}")] = run
+            self._command_counts[command.command_id] = Counter(r.state for r in runs)
 
     def get_command(self, command_id: str) -> RemoteCommand | None:
         return self._items.get(("command", command_id))
@@ -252,18 +254,38 @@ class MemoryRepository:
     def list_commands(self) -> list[RemoteCommand]:
         return sorted(self._all("command"), key=lambda c: (c.created_at, c.command_id))
 
+    def commands_page(self, limit: int, cursor: str | None) -> Page[RemoteCommand]:
+        return _page("COMMANDS", self._all("command"), lambda c: _when(c.created_at, c.command_id), limit, cursor)
+
+    def command_counts(self, command_id: str) -> dict[str, int]:
+        with self._lock:
+            return {k: v for k, v in self._command_counts.get(command_id, Counter()).items()}
 
     def get_command_run(self, command_id: str, epn: str) -> CommandRun | None:
         return self._items.get(("command-run", f"{command_id}#{epn}"))
 
     def save_command_run(self, run: CommandRun) -> None:
-        self._save("command-run", f"{run.command_id}#{run.epn}", run)
+        with self._lock:
+            ident = ("command-run", f"{run.command_id}#{run.epn}")
+            current = self._items.get(ident)
+            if current is None or current.version != run.version - 1:
+                raise ConcurrentUpdate(f"command-run {ident[1]} changed concurrently", current=current)
+            self._items[ident] = run
+            if current.state != run.state:
+                self._command_counts.setdefault(run.command_id, Counter()).update({current.state: -1, run.state: 1})
 
     def list_command_runs(self, command_id: str) -> list[CommandRun]:
         return sorted((r for r in self._all("command-run") if r.command_id == command_id), key=lambda r: r.epn)
 
+    def command_runs_page(self, command_id: str, limit: int, cursor: str | None) -> Page[CommandRun]:
+        return _page(f"CMDRUNS#{command_id}", self.list_command_runs(command_id), lambda r: r.epn, limit, cursor)
+
     def list_device_command_runs(self, epn: str) -> list[CommandRun]:
         return sorted((r for r in self._all("command-run") if r.epn == epn), key=lambda r: (r.created_at, r.command_id))
+
+    def device_command_runs_page(self, epn: str, limit: int, cursor: str | None) -> Page[CommandRun]:
+        return _page(f"DEVCMD#{epn}", self.list_device_command_runs(epn), lambda r: _when(r.created_at, r.command_id),
+                     limit, cursor)
 
     def list_active_command_runs(self) -> list[CommandRun]:
         return [r for r in self._all("command-run") if r.state in COMMAND_ACTIVE]
@@ -286,6 +308,9 @@ class MemoryRepository:
 
     def list_releases(self) -> list[Release]:
         return sorted(self._all("release"), key=lambda r: (r.created_at, r.release_id))
+
+    def releases_page(self, limit: int, cursor: str | None) -> Page[Release]:
+        return _page("RELEASES", self._all("release"), lambda r: _when(r.created_at, r.release_id), limit, cursor)
 
 
 
