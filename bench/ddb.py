@@ -3,7 +3,7 @@
 `python -m bench.ddb [--devices N] [--clients C]` starts the local moto server (local/motoserver.py, with
 local/motoindex.py as always) twice, with `OTA_MOTO_FAST=0` (moto's dispatcher, response serialiser and
 whole-table transaction copy) and with local/motofast.py and local/mototxn.py (the default), and runs the
-same workload on each through the service's own repository (chalicelib/adapters/dynamo.py, boto3): the
+same workload on each through the service's own repository (chalicelib/adapters/dynamo/, boto3): the
 table provisioned as the stack does, N devices created (conditional PutItem), one job with N executions
 (create_execution: TransactWriteItems each), every execution read (GetItem) and saved (conditional
 PutItem, ALL_OLD), the devices read in batches of 100 (BatchGetItem), each device's executions listed

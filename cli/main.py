@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
     if g == "releases":
         if a == "publish":
             return releases.publish(api, out, args.app, args.app_version, args.model, args.channel)
-        return releases.list_(api, out)
+        return releases.list_(api, out, args.limit)
     if g == "devices":
         if a == "add":
             return c.devices_add(api, out, args.epn, args.model)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
 def run_remote(args: argparse.Namespace, api: ApiClient, out: c.Output) -> int:
     a = args.action
     if a == "list":
-        return remote.list_(api, out)
+        return remote.list_(api, out, args.limit)
     if a == "show":
         return remote.show(api, out, args.command_id)
     if a == "watch":

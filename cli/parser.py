@@ -207,7 +207,7 @@ def build_parser() -> Parser:
     p.add_argument("--app", help="restart-app: the app to restart")
     p.add_argument("--max-bytes", type=_int(1, 8192), metavar="N", help="collect-logs: bytes of log, 1..8192")
     _signing(p, wait=True)
-    action(commands, "list", "list commands (newest first) with counts per state", "ota commands list")
+    _limit(action(commands, "list", "list commands (newest first) with counts per state", "ota commands list"))
     action(commands, "show", "a command and every device's result and output",
            "ota commands show cmd-0123456789abcdef0123").add_argument("command_id", help="command id")
     p = action(commands, "watch", "follow a command until every device has a result; exit 0 only if all SUCCEEDED",
@@ -223,7 +223,7 @@ def build_parser() -> Parser:
     p.add_argument("app_version", metavar="version", help="MAJOR.MINOR.PATCH of an AVAILABLE full package")
     p.add_argument("--model", required=True, help="model number the release is for")
     p.add_argument("--channel", default="stable", help="release channel (agent config [auto] channel)")
-    action(releases, "list", "list releases, newest first", "ota releases list")
+    _limit(action(releases, "list", "list releases, newest first", "ota releases list"))
     return parser
 
 

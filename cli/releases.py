@@ -22,7 +22,8 @@ def publish(api: ApiClient, out: Output, app: str, version: str, model: str, cha
     return 0
 
 
-def list_(api: ApiClient, out: Output) -> int:
-    answer = api.get("/releases")
-    out.emit(answer, lambda: render.table(answer.get("releases", []), RELEASE_COLUMNS))
+def list_(api: ApiClient, out: Output, limit: int | None = None) -> int:
+    answer = api.get_all("/releases", "releases", None, limit)
+    rows = sorted(answer.get("releases", []), key=lambda r: str(r.get("created_at") or ""), reverse=True)
+    out.emit(answer, lambda: render.table(rows, RELEASE_COLUMNS))
     return 0

@@ -73,14 +73,20 @@ def send(api: ApiClient, out: Output, envelope: Mapping[str, Any], wait: bool, t
     return watch(api, out, cid, 0.5, timeout)
 
 
-def list_(api: ApiClient, out: Output) -> int:
-    answer = api.get("/commands")
-    out.emit(answer, lambda: render.table(answer.get("commands", []), COMMAND_COLUMNS))
+def list_(api: ApiClient, out: Output, limit: int | None = None) -> int:
+    answer = api.get_all("/commands", "commands", None, limit)
+    rows = sorted(answer.get("commands", []), key=lambda m: str(m.get("created_at") or ""), reverse=True)
+    out.emit(answer, lambda: render.table(rows, COMMAND_COLUMNS))
     return 0
 
 
+def runs_of(api: ApiClient, command_id: str) -> list[Any]:
+    """Every run of the command (GET /commands/{id}/runs, page after page)."""
+    return list(api.get_all(f"/commands/{seg(command_id)}/runs", "runs")["runs"])
+
+
 def show(api: ApiClient, out: Output, command_id: str) -> int:
-    command = api.get(f"/commands/{seg(command_id)}")
+    command = {**api.get(f"/commands/{seg(command_id)}"), "runs": runs_of(api, command_id)}
     out.emit(command, lambda: describe(command))
     return 0
 
@@ -97,28 +103,33 @@ def describe(command: Mapping[str, Any]) -> str:
 
 
 def watch(api: ApiClient, out: Output, command_id: str, interval: float, timeout: float | None) -> int:
-    """Print each run's changes until every run is terminal; 0 only if all SUCCEEDED."""
+    """Print each run's changes until every run is terminal; 0 only if all SUCCEEDED. Polls the command's
+    counts, and reads its runs (every page) only when they changed."""
     deadline = None if timeout is None else out.clock() + timeout
     seen: dict[str, str] = {}
+    counts: Any = None
+    runs: list[Any] = []
     while True:
         command = api.get(f"/commands/{seg(command_id)}")
-        runs = command.get("runs", [])
-        for run in runs:
-            if seen.get(run["epn"]) != run["state"]:
-                seen[run["epn"]] = run["state"]
-                if out.json:
-                    out.stream.write(json.dumps({"command_id": command_id, "run": run}, sort_keys=True) + "\n")
-                else:
-                    why = f" ({run['reason']})" if run.get("reason") else ""
-                    code = f" exit {run['exit_code']}" if run.get("exit_code") is not None else ""
-                    out.stream.write(f"{run['epn']:<20} {run['state']}{code}{why}\n")
-        out.stream.flush()
+        if command.get("counts") != counts or counts is None:
+            counts = command.get("counts")
+            runs = runs_of(api, command_id)
+            for run in runs:
+                if seen.get(run["epn"]) != run["state"]:
+                    seen[run["epn"]] = run["state"]
+                    if out.json:
+                        out.stream.write(json.dumps({"command_id": command_id, "run": run}, sort_keys=True) + "\n")
+                    else:
+                        why = f" ({run['reason']})" if run.get("reason") else ""
+                        code = f" exit {run['exit_code']}" if run.get("exit_code") is not None else ""
+                        out.stream.write(f"{run['epn']:<20} {run['state']}{code}{why}\n")
+            out.stream.flush()
         if runs and all(r["state"] in TERMINAL for r in runs):
             break
         if deadline is not None and out.clock() > deadline:
             raise CliError(f"command {command_id} not finished after {timeout:.0f}s")
         out.sleep(interval)
     if not out.json:
-        out.stream.write(describe(command) + "\n")
+        out.stream.write(describe({**command, "runs": runs}) + "\n")
         out.stream.flush()
     return 0 if all(r["state"] == "SUCCEEDED" for r in runs) else 1

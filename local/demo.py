@@ -192,7 +192,8 @@ def command_to_group(s: Session, f: Facts, key: Path, timeout: float) -> None:
     f.command_code = done.code
     found = re.search(r"command (cmd-[0-9a-f]+)", done.out)
     if found is not None:
-        f.command = s.api.get(f"/commands/{found.group(1)}")
+        runs = s.api.get_all(f"/commands/{found.group(1)}/runs", "runs")["runs"]
+        f.command = {**s.api.get(f"/commands/{found.group(1)}"), "runs": runs}
 
 
 def automatic_update(s: Session, f: Facts, model_epns: list[str], timeout: float) -> None:

@@ -3,7 +3,7 @@
 moto 5.2.5 (`DynamoDBBackend.transact_write_items`, moto/dynamodb/models/__init__.py) takes a deep copy
 of the whole table for every item of every transaction, to put back if the transaction is cancelled.
 The service creates each execution with a two-item transaction (the execution and its job's counters,
-chalicelib/adapters/dynamo.py), so a fan-out to N devices cost O(N x table) under the moto server's
+chalicelib/adapters/dynamo/), so a fan-out to N devices cost O(N x table) under the moto server's
 DynamoDB lock: 27 transactions a second with 600 items in the table, and it falls with every item added
 (bench/README.md, Fleet).
 

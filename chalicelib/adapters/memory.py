@@ -1,5 +1,5 @@
-"""In-memory repository and storage with the same semantics as the DynamoDB and S3 ones (contract
-tests, quick local runs).
+"""In-memory repository with the same semantics as the DynamoDB one (contract tests, quick local runs);
+the storage twin of S3 is in memory_storage.py (MemoryStorage, importable from here too).
 
 Thread-safe: one lock makes each conditional write atomic. Listings page in the DynamoDB adapter's
 order (a model's devices: shard, then EPN) with cursors of the same opacity and checks
@@ -8,7 +8,6 @@ order (a model's devices: shard, then EPN) with cursors of the same opacity and 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -18,9 +17,12 @@ from ..domain.commands import ACTIVE as COMMAND_ACTIVE
 from ..domain.errors import ConcurrentUpdate, Conflict
 from ..domain.executions import ACTIVE, SKIPPED
 from ..domain.models import CommandRun, Device, Execution, Group, Job, Package, PublisherKey, Release, RemoteCommand
-from ..domain.ports import Page, RepositoryIntegrityError, StagedObject
+from ..domain.ports import Page
 from ..domain.waves import counter_moves
+from .memory_storage import MemoryStorage
 from .paging import decode, encode, model_shard
+
+__all__ = ["MemoryRepository", "MemoryStorage"]
 
 T = TypeVar("T")
 
@@ -49,6 +51,7 @@ class MemoryRepository:
         self._members: dict[str, dict[int, tuple[str, ...]]] = {}  # staged jobs: first ordinal -> EPNs
         self._late: dict[str, set[str]] = {}
         self._waves: dict[tuple[str, int], Counter[str]] = {}
+        self._command_counts: dict[str, Counter[str]] = {}
 
     def _create(self, kind: str, ident: str, entity: Any) -> None:
         with self._lock:
@@ -260,6 +263,7 @@ class MemoryRepository:
             self._items[("command", command.command_id)] = command
             for run in runs:
                 self._items[("command-run", f"{run.command_id}#{run.epn}")] = run
+            self._command_counts[command.command_id] = Counter(r.state for r in runs)
 
     def get_command(self, command_id: str) -> RemoteCommand | None:
         return self._items.get(("command", command_id))
@@ -267,18 +271,38 @@ class MemoryRepository:
     def list_commands(self) -> list[RemoteCommand]:
         return sorted(self._all("command"), key=lambda c: (c.created_at, c.command_id))
 
+    def commands_page(self, limit: int, cursor: str | None) -> Page[RemoteCommand]:
+        return _page("COMMANDS", self._all("command"), lambda c: _when(c.created_at, c.command_id), limit, cursor)
+
+    def command_counts(self, command_id: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self._command_counts.get(command_id, Counter()))
 
     def get_command_run(self, command_id: str, epn: str) -> CommandRun | None:
         return self._items.get(("command-run", f"{command_id}#{epn}"))
 
     def save_command_run(self, run: CommandRun) -> None:
-        self._save("command-run", f"{run.command_id}#{run.epn}", run)
+        with self._lock:
+            ident = ("command-run", f"{run.command_id}#{run.epn}")
+            current = self._items.get(ident)
+            if current is None or current.version != run.version - 1:
+                raise ConcurrentUpdate(f"command-run {ident[1]} changed concurrently", current=current)
+            self._items[ident] = run
+            if current.state != run.state:
+                self._command_counts.setdefault(run.command_id, Counter()).update({current.state: -1, run.state: 1})
 
     def list_command_runs(self, command_id: str) -> list[CommandRun]:
         return sorted((r for r in self._all("command-run") if r.command_id == command_id), key=lambda r: r.epn)
 
+    def command_runs_page(self, command_id: str, limit: int, cursor: str | None) -> Page[CommandRun]:
+        return _page(f"CMDRUNS#{command_id}", self.list_command_runs(command_id), lambda r: r.epn, limit, cursor)
+
     def list_device_command_runs(self, epn: str) -> list[CommandRun]:
         return sorted((r for r in self._all("command-run") if r.epn == epn), key=lambda r: (r.created_at, r.command_id))
+
+    def device_command_runs_page(self, epn: str, limit: int, cursor: str | None) -> Page[CommandRun]:
+        return _page(f"DEVCMD#{epn}", self.list_device_command_runs(epn), lambda r: _when(r.created_at, r.command_id),
+                     limit, cursor)
 
     def list_active_command_runs(self) -> list[CommandRun]:
         return [r for r in self._all("command-run") if r.state in COMMAND_ACTIVE]
@@ -302,83 +326,5 @@ class MemoryRepository:
     def list_releases(self) -> list[Release]:
         return sorted(self._all("release"), key=lambda r: (r.created_at, r.release_id))
 
-
-
-class MemoryStorage:
-    """Storage as S3 behaves for the service: staging objects overwritable by `put_staging` (the
-    presigned PUT), each write with an S3-style ETag (quoted MD5 of the bytes, as S3 gives for a
-    single-part PUT); repository keys written once by `publish`, an existing key accepted only with the
-    same SHA-256."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._staging: dict[str, bytes] = {}
-        self._incoming: dict[str, tuple[bytes, str]] = {}
-        self._puts = 0
-        self._repository: dict[str, bytes] = {}
-
-    def put_staging(self, upload_id: str, data: bytes) -> str:
-        """What a PUT on the upload URL does; returns the new ETag."""
-        with self._lock:
-            self._staging[upload_id] = bytes(data)
-        return _etag(data)
-
-    def put_incoming(self, key: str, data: bytes) -> str:
-        """What `aws s3 cp FILE s3://<staging>/incoming/...` does; returns the new ETag. Each PUT gets a
-        new Last-Modified (a counter here: S3's has one-second resolution)."""
-        with self._lock:
-            self._puts += 1
-            self._incoming[key] = (bytes(data), f"put-{self._puts}")
-        return _etag(data)
-
-    def read_incoming(self, key: str, limit: int) -> StagedObject | None:
-        with self._lock:
-            found = self._incoming.get(key)
-        if found is None:
-            return None
-        data, modified = found
-        return StagedObject(etag=_etag(data), size=len(data), data=data if len(data) <= limit else None,
-                            key=key, modified=modified)
-
-    def repository_keys(self) -> list[str]:
-        with self._lock:
-            return sorted(self._repository)
-
-    def upload_url(self, upload_id: str, size: int, expires_seconds: int) -> str:
-        return f"memory://staging/uploads/{upload_id}?size={size}&expires={expires_seconds}"
-
-    def staging_etag(self, upload_id: str) -> str | None:
-        with self._lock:
-            data = self._staging.get(upload_id)
-        return None if data is None else _etag(data)
-
-    def read_staging(self, upload_id: str, limit: int) -> StagedObject | None:
-        with self._lock:
-            data = self._staging.get(upload_id)
-        if data is None:
-            return None
-        return StagedObject(etag=_etag(data), size=len(data), data=data if len(data) <= limit else None,
-                            key=f"uploads/{upload_id}")
-
-    def publish(self, repository_key: str, data: bytes, sha256: str) -> None:
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise ValueError("publish: data does not hash to the given sha256")
-        with self._lock:
-            existing = self._repository.get(repository_key)
-            if existing is None:
-                self._repository[repository_key] = bytes(data)
-                return
-        if hashlib.sha256(existing).hexdigest() != sha256:
-            raise RepositoryIntegrityError(f"{repository_key} already holds other bytes; not overwritten")
-
-    def download_url(self, repository_key: str, expires_seconds: int) -> str:
-        return f"memory://repository/{repository_key}?expires={expires_seconds}"
-
-    def read_range(self, repository_key: str, start: int, length: int) -> bytes:
-        with self._lock:
-            data = self._repository[repository_key]
-        return data[start : start + length]
-
-
-def _etag(data: bytes) -> str:
-    return '"' + hashlib.md5(data, usedforsecurity=False).hexdigest() + '"'
+    def releases_page(self, limit: int, cursor: str | None) -> Page[Release]:
+        return _page("RELEASES", self._all("release"), lambda r: _when(r.created_at, r.release_id), limit, cursor)

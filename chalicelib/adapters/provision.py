@@ -81,7 +81,7 @@ def ensure_table(dynamodb: Any, name: str) -> None:
 
 def ensure_ttl(dynamodb: Any, name: str) -> None:
     """Items carrying TTL_ATTRIBUTE (epoch seconds) expire, as infra/template.yaml's
-    TimeToLiveSpecification says on AWS (REJECTED packages, groups of ended jobs: adapters/dynamo.py)."""
+    TimeToLiveSpecification says on AWS (REJECTED packages, groups of ended jobs: adapters/dynamo/)."""
     ttl = dynamodb.describe_time_to_live(TableName=name).get("TimeToLiveDescription", {})
     if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and ttl.get("AttributeName") == TTL_ATTRIBUTE:
         return

@@ -1,4 +1,4 @@
-"""Routes /releases: publish a release (app, version, model, channel) and list them."""
+"""Routes /releases: publish a release (app, version, model, channel) and list them (a page: limit, cursor)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .. import bootstrap
 from ..services import releases
 from .auth import OPERATOR
 from .errors import handled
-from .http import body, json_response
+from .http import body, json_response, only, paging, query
 
 bp = Blueprint(__name__)
 
@@ -27,7 +27,9 @@ def publish_release() -> Any:
 @bp.route("/releases", methods=["GET"], authorizer=OPERATOR)
 @handled
 def list_releases() -> Any:
-    """List releases, newest first."""
+    """List releases (a page: limit, cursor; oldest first)."""
     c = bootstrap.get()
-    found = sorted(c.repository.list_releases(), key=lambda r: (r.created_at, r.release_id), reverse=True)
-    return json_response({"releases": [releases.release_view(r) for r in found]})
+    params = query(bp.current_request)
+    only(params, {"limit", "cursor"}, "query parameter")
+    page = c.repository.releases_page(*paging(params))
+    return json_response({"releases": [releases.release_view(r) for r in page.items], "next_cursor": page.next_cursor})

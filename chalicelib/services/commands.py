@@ -13,7 +13,8 @@ anything a device decides (allow-list, replay), nor hold a private key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -32,6 +33,10 @@ from .common import iso, retrying
 
 log = logging.getLogger(__name__)
 MAX_DEVICE_TARGETS = 1000
+# runs per page of GET /commands/{id}/runs and /devices/{epn}/commands, whatever `limit` asks: a run view
+# may carry 8 KiB of output plus reasons (JSON-escaped, about 100 KB in the worst case), and a page stays
+# under Lambda's 6 MB response (tests/functional/test_commands.py checks the worst case)
+RUNS_PER_PAGE = 32
 
 
 def _trusted(repo: Repository) -> dict[str, Any]:
@@ -196,18 +201,26 @@ def run_view(run: CommandRun) -> dict[str, Any]:
             "timeline": [{"at": iso(t.at), "state": t.state, "reason": t.reason} for t in run.timeline]}
 
 
-def command_view(command: RemoteCommand, runs: list[CommandRun], *, with_runs: bool = True) -> dict[str, Any]:
-    counts = {state: 0 for state in dc.STATES}
-    for run in runs:
-        counts[run.state] = counts.get(run.state, 0) + 1
+def command_counts(repo: Repository, command: RemoteCommand) -> dict[str, int]:
+    """The command's runs per state, from its counters (one read); a command stored before the counters
+    existed is counted from its runs (at most MAX_DEVICE_TARGETS)."""
+    counts = repo.command_counts(command.command_id)
+    if not counts and command.targets:
+        counts = dict(Counter(r.state for r in repo.list_command_runs(command.command_id)))
+    return counts
+
+
+def command_view(command: RemoteCommand, counts: Mapping[str, int], *, with_envelope: bool = True) -> dict[str, Any]:
+    """A command with its runs counted per state; never the runs themselves (GET /commands/{id}/runs pages
+    them: a command to 1,000 devices stays one small answer)."""
+    shown = {state: int(counts.get(state, 0)) for state in dc.STATES}
     body = command.envelope.get("command", {})
     view: dict[str, Any] = {
         "command_id": command.command_id, "type": command.type, "targets": command.target_spec,
         "devices": len(command.targets), "key_id": command.key_id, "created_at": iso(command.created_at),
         "expires_at": iso(command.expires_at), "timeout": command.timeout, "args": body.get("args", {}),
-        "counts": counts, "finished": all(dc.is_terminal(r.state) for r in runs),
+        "counts": shown, "finished": not any(shown[state] for state in dc.ACTIVE),
     }
-    if with_runs:
+    if with_envelope:
         view["envelope"] = command.envelope  # signed, so safe to show: what every device received, verbatim
-        view["runs"] = [run_view(r) for r in sorted(runs, key=lambda r: r.epn)]
     return view

@@ -70,29 +70,58 @@ def test_what_a_device_would_refuse_is_refused_before_sending(fake_api: FakeApi,
 def test_devices_reboot_waits_for_the_result(fake_api: FakeApi, output: Output, key) -> None:
     fake_api.routes[("POST", "/commands")] = (201, {"command_id": "cmd-0a", "type": "reboot", "devices": 1})
     fake_api.routes[("GET", "/commands/cmd-0a")] = [
-        (200, {"command_id": "cmd-0a", "runs": [run_view("pump-1", "RUNNING")]}),
-        (200, {"command_id": "cmd-0a", "runs": [run_view("pump-1", "SUCCEEDED", reason="device rebooted")]}),
+        (200, {"command_id": "cmd-0a", "counts": {"RUNNING": 1}}),
+        (200, {"command_id": "cmd-0a", "counts": {"RUNNING": 1}}),  # unchanged: the runs are not read again
+        (200, {"command_id": "cmd-0a", "counts": {"SUCCEEDED": 1}}),
+    ]
+    fake_api.routes[("GET", "/commands/cmd-0a/runs")] = [
+        (200, {"runs": [run_view("pump-1", "RUNNING")], "next_cursor": None}),
+        (200, {"runs": [run_view("pump-1", "SUCCEEDED", reason="device rebooted")], "next_cursor": None}),
     ]
     assert run(fake_api, output, "devices", "reboot", "pump-1", "--key", str(key[0])) == 0
     envelope = fake_api.seen[0].json()["envelope"]
     assert envelope["command"]["type"] == "reboot" and envelope["command"]["target"] == {"devices": ["pump-1"]}
     text = output.stream.getvalue()
     assert "pump-1               RUNNING" in text and "SUCCEEDED (device rebooted)" in text
+    assert [s.path.partition("?")[0] for s in fake_api.seen[1:]] == [
+        "/commands/cmd-0a", "/commands/cmd-0a/runs", "/commands/cmd-0a", "/commands/cmd-0a", "/commands/cmd-0a/runs"]
 
 
 @pytest.mark.parametrize(("final", "code"), [("SUCCEEDED", 0), ("REJECTED", 1), ("TIMED_OUT", 1)])
 def test_watch_exit_status_and_output(fake_api: FakeApi, output: Output, final: str, code: int) -> None:
-    fake_api.routes[("GET", "/commands/cmd-0b")] = (200, {"command_id": "cmd-0b", "runs": [
-        run_view("d1", "SUCCEEDED", exit_code=0, output="hello\n[... output truncated ...]\n", truncated=True),
-        run_view("d2", final)]})
+    fake_api.routes[("GET", "/commands/cmd-0b")] = (200, {"command_id": "cmd-0b", "counts": {final: 1}})
+    fake_api.routes[("GET", "/commands/cmd-0b/runs")] = (200, {"runs": [
+        run_view("d1", "SUCCEEDED", exit_code=0, output="hello\n[... output truncated ...]\n", truncated=True)],
+        "next_cursor": "c1"})  # the runs come in two pages: the CLI follows the cursor
+    fake_api.routes[("GET", "/commands/cmd-0b/runs?cursor=c1")] = (200, {"runs": [run_view("d2", final)],
+                                                                         "next_cursor": None})
     assert run(fake_api, output, "commands", "watch", "cmd-0b") == code
     assert "--- d1 output (truncated) ---" in output.stream.getvalue()
+    assert f"d2                   {final}" in output.stream.getvalue()
 
 
-def test_list_and_show_json(fake_api: FakeApi, output: Output) -> None:
-    fake_api.routes[("GET", "/commands")] = (200, {"commands": [{"command_id": "cmd-0c", "type": "reboot"}]})
+def test_list_and_show_follow_every_cursor(fake_api: FakeApi, output: Output) -> None:
+    fake_api.routes[("GET", "/commands")] = (200, {"commands": [
+        {"command_id": "cmd-0c", "type": "reboot", "created_at": "2026-12-01T10:00:00.000Z"}], "next_cursor": "p2"})
+    fake_api.routes[("GET", "/commands?cursor=p2")] = (200, {"commands": [
+        {"command_id": "cmd-0d", "type": "reboot", "created_at": "2026-12-01T11:00:00.000Z"}], "next_cursor": None})
     assert run(fake_api, output, "--json", "commands", "list") == 0
-    assert json.loads(output.stream.getvalue())["commands"][0]["command_id"] == "cmd-0c"
+    listed = json.loads(output.stream.getvalue())
+    assert [c["command_id"] for c in listed["commands"]] == ["cmd-0c", "cmd-0d"] and listed["next_cursor"] is None
+    output.stream.truncate(0)
+    output.stream.seek(0)
+    assert run(fake_api, output, "commands", "list") == 0  # the table: newest first
+    text = output.stream.getvalue()
+    assert text.index("cmd-0d") < text.index("cmd-0c")
+    fake_api.routes[("GET", "/commands/cmd-0c")] = (200, {"command_id": "cmd-0c", "counts": {"QUEUED": 2}})
+    fake_api.routes[("GET", "/commands/cmd-0c/runs")] = (200, {"runs": [run_view("d1", "QUEUED")], "next_cursor": "r2"})
+    fake_api.routes[("GET", "/commands/cmd-0c/runs?cursor=r2")] = (200, {"runs": [run_view("d2", "QUEUED")],
+                                                                         "next_cursor": None})
+    output.stream.truncate(0)
+    output.stream.seek(0)
+    assert run(fake_api, output, "--json", "commands", "show", "cmd-0c") == 0
+    shown = json.loads(output.stream.getvalue())
+    assert shown["counts"] == {"QUEUED": 2} and [r["epn"] for r in shown["runs"]] == ["d1", "d2"]
 
 
 @pytest.mark.parametrize("command", NEW, ids=" ".join)
@@ -109,8 +138,21 @@ def test_releases_publish_and_list(fake_api: FakeApi, output: Output) -> None:
     assert run(fake_api, output, "releases", "publish", "demo", "1.0.5", "--model", "m1", "--channel", "stable") == 0
     assert fake_api.seen[0].json() == {"app": "demo", "version": "1.0.5", "model": "m1", "channel": "stable"}
     assert "offered now to 3 device(s)" in output.stream.getvalue()
-    fake_api.routes[("GET", "/releases")] = (200, {"releases": [{"release_id": "demo@1.0.5:m1:stable"}]})
-    assert run(fake_api, output, "releases", "list") == 0
+    fake_api.routes[("GET", "/releases")] = (200, {"releases": [{"release_id": "demo@1.0.5:m1:stable"}],
+                                                   "next_cursor": "p2"})
+    fake_api.routes[("GET", "/releases?cursor=p2")] = (200, {"releases": [{"release_id": "demo@1.0.6:m1:stable"}],
+                                                             "next_cursor": None})
+    output.stream.truncate(0)
+    output.stream.seek(0)
+    assert run(fake_api, output, "--json", "releases", "list") == 0
+    assert [r["release_id"] for r in json.loads(output.stream.getvalue())["releases"]] == [
+        "demo@1.0.5:m1:stable", "demo@1.0.6:m1:stable"]
+    fake_api.routes[("GET", "/releases?limit=1")] = fake_api.routes[("GET", "/releases")]
+    output.stream.truncate(0)
+    output.stream.seek(0)
+    assert run(fake_api, output, "--json", "releases", "list", "--limit", "1") == 0
+    assert fake_api.seen[-1].path == "/releases?limit=1"  # one page, not followed further
+    assert json.loads(output.stream.getvalue())["next_cursor"] == "p2"
 
 
 @pytest.mark.parametrize("command", [("releases", "publish"), ("releases", "list")], ids=" ".join)

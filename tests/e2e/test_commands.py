@@ -41,7 +41,7 @@ def start(s: Session, epn: str, model: str, pub: Path, allow: list[str]) -> Agen
 
 
 def runs(s: Session, cid: str) -> dict[str, dict[str, Any]]:
-    return {r["epn"]: r for r in s.api.get(f"/commands/{cid}")["runs"]}
+    return {r["epn"]: r for r in s.api.get_all(f"/commands/{cid}/runs", "runs")["runs"]}
 
 
 def results_of(client: Client, epn: str) -> list[oc.CommandResult]:
@@ -95,7 +95,7 @@ def test_commands_to_a_group_refusals_and_a_reboot(on_stack: Session, mqtt_as) -
              (expired.command_id, oc.sign_command(expired, key), "expired"),
              (elsewhere.command_id, oc.sign_command(elsewhere, key), "wrong-target")]
     replayed = s.api.get(f"/commands/{cid}")
-    original = next(r for r in replayed["runs"] if r["epn"] == b)
+    original = runs(s, cid)[b]
     assert original["state"] == "SUCCEEDED"
     for _, envelope, _ in cases:
         cloud.publish(f"ota/{b}/cmd", oc.encode_command_message(envelope))

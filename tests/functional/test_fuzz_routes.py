@@ -109,13 +109,14 @@ def routes(seed: dict[str, str]) -> list[tuple[str, str, Any]]:
         ("GET", f"/jobs/{job}/executions/dev-1", None), ("POST", f"/jobs/{job}/cancel", None),
         ("POST", "/commands", {"envelope": seed.get("envelope") or {"command": {}, "signatures": []}}),
         ("GET", "/commands", None), ("GET", "/commands/cmd-0123456789abcdef", None),
+        ("GET", "/commands/cmd-0123456789abcdef/runs", None),
         ("GET", "/devices/dev-1/commands", None),
         ("POST", "/releases", {"app": "demo", "version": "1.1.0", "model": "model-a", "channel": "stable"}),
         ("GET", "/releases", None),
     ]
 
 
-ROUTE_COUNT = 25
+ROUTE_COUNT = 26
 
 
 def check(answer: Any, label: Any) -> None:

@@ -21,9 +21,10 @@ def test_triggers_are_plain_callables_taking_event_and_context():
 
 def test_routes_cover_the_api_contract():
     routes = {(method, path) for path, methods in application.app.routes.items() for method in methods}
-    assert len(routes) == 25
+    assert len(routes) == 26
     assert ("POST", "/devices/{epn}/register") in routes and ("POST", "/jobs/{job_id}/cancel") in routes
     assert ("POST", "/commands") in routes and ("POST", "/releases") in routes
+    assert ("GET", "/commands/{command_id}/runs") in routes  # a command's runs, paged (issue 13)
 
 
 def test_a_trigger_imported_alone_still_runs_inside_the_middleware():

@@ -4,7 +4,7 @@ A real HTTP moto server (moto's dispatcher behind local/motoserver.py's SerialDy
 this process so a broken fast path can be injected) runs one scenario twice, with the fast path off
 (moto's dispatcher and shape-walking serialiser) and on, the backends reset in between. The scenario
 makes every DynamoDB call the service makes (the table provisioned by chalicelib's ensure_table, the
-repository of chalicelib/adapters/dynamo.py) plus raw calls covering every attribute type (binary B/BS,
+repository of chalicelib/adapters/dynamo/) plus raw calls covering every attribute type (binary B/BS,
 numbers, sets, nested maps and lists, booleans, null), consumed capacity, projections, paging, and the
 errors the service relies on (ConditionalCheckFailed with the old item, TransactionCanceled with its
 reasons and item, ValidationException, ResourceNotFound). Compared per call: status, content type,
