@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bench.jobpost import Recording, item_bytes
+from bench.jobpost import written as written_items
 from chalicelib.adapters.dynamo import DynamoRepository
 from chalicelib.domain.models import Device
 from chalicelib.services import fanout, jobs
@@ -30,40 +31,6 @@ pytestmark = pytest.mark.slow  # 10,000 devices written to moto first: about 40 
 @pytest.fixture
 def env(env):
     return {**env, "OTA_FANOUT_QUEUE": "ota-fanout"}
-
-
-class Recording:
-    """The DynamoDB client, recording every request (operation, its arguments) and each written item."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._client, name)
-
-        def call(**kwargs: Any) -> Any:
-            self.requests.append((name, kwargs))
-            return target(**kwargs)
-
-        return call
-
-    def written(self) -> list[dict[str, Any]]:
-        items = []
-        for name, kwargs in self.requests:
-            if name == "put_item":
-                items.append(kwargs["Item"])
-            elif name == "transact_write_items":
-                items.extend(t["Put"]["Item"] for t in kwargs["TransactItems"] if "Put" in t)
-            elif name == "batch_write_item":
-                items.extend(r["PutRequest"]["Item"] for rs in kwargs["RequestItems"].values() for r in rs
-                             if "PutRequest" in r)
-        return items
-
-
-def item_bytes(item: dict[str, Any]) -> int:
-    """DynamoDB's item size, near enough: attribute names plus their values' bytes."""
-    return sum(len(k.encode()) + len(str(next(iter(v.values()))).encode()) for k, v in item.items())
 
 
 def test_ten_thousand_explicit_targets_stay_bounded(api, world):
@@ -87,7 +54,7 @@ def test_ten_thousand_explicit_targets_stay_bounded(api, world):
     queried = [json.dumps(kwargs["ExpressionAttributeValues"]) for name, kwargs in spy.requests if name == "query"]
     assert all(job_id in q for q in queried), queried
     assert operations["batch_get_item"] == -(-N // 100), operations  # the targets, read by key
-    written = spy.written()
+    written = written_items(spy.requests)
     job_item = next(i for i in written if i["sk"]["S"] == "JOB")
     chunks = [i for i in written if i["sk"]["S"].startswith("TARGETS#")]
     assert item_bytes(job_item) < 4096 and not any(e in json.dumps(job_item) for e in epns)
